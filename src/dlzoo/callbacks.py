@@ -1,0 +1,232 @@
+"""Callbacks the ``dlzoo`` CLI adds to every run: plots and predictions on disk, exact resumes."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from matplotlib.figure import Figure
+from torchmetrics.functional.classification import (
+    binary_auroc,
+    binary_confusion_matrix,
+    binary_roc,
+    multiclass_confusion_matrix,
+)
+
+log = logging.getLogger(__name__)
+
+
+def run_dir(trainer: pl.Trainer) -> Path:
+    """The run's directory: the first logger's ``log_dir``, else ``default_root_dir``.
+
+    Call it on every rank: ``trainer.log_dir`` is a broadcast under DDP.
+    """
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+class EpochSeed(Callback):
+    """Re-seed torch, numpy and ``random`` at the start of every training epoch.
+
+    The seed is a function of the run's seed (``seed_everything``), the epoch and the rank, so an
+    epoch's dropout masks and augmentations do not depend on what ran before it: a fit resumed from
+    ``last.ckpt`` continues exactly as the uninterrupted run would have.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        base = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        seed = (base + 1_000_003 * trainer.current_epoch + 7919 * trainer.global_rank) % 2**32
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+
+
+@torch.inference_mode()
+def collect_probabilities(
+    pl_module: pl.LightningModule, loader: torch.utils.data.DataLoader
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities and targets of a classifier over a labelled loader, in eval mode."""
+    was_training = pl_module.training
+    pl_module.eval()
+    probs, targets = [], []
+    try:
+        for batch in loader:
+            probs.append(pl_module.predict_proba(batch[0].to(pl_module.device)).cpu())
+            targets.append(batch[1].cpu())
+    finally:
+        pl_module.train(was_training)
+    return torch.cat(probs), torch.cat(targets)
+
+
+class RunArtifacts(Callback):
+    """At the end of ``fit``, write the book's plots into the run directory (rank zero only).
+
+    ``loss.png``: train and val loss per epoch. ``roc.png`` (binary): ROC curves of the train and
+    val splits with their AUC in the legend, as the book plots them. ``confusion_matrix.png``: on
+    the val split. The curves use the final weights; the per-epoch history is kept in checkpoints,
+    so a resumed run plots every epoch.
+    """
+
+    def __init__(self, loss: bool = True, roc: bool = True, confusion_matrix: bool = True) -> None:
+        self.loss, self.roc, self.confusion_matrix = loss, roc, confusion_matrix
+        self.history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": []}
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        self.history["epoch"].append(trainer.current_epoch)
+        for key in ("train_loss", "val_loss"):
+            value = metrics.get(key)
+            self.history[key].append(float(value) if value is not None else float("nan"))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = state_dict["history"]
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        out = run_dir(trainer)  # every rank: a collective under DDP
+        if not trainer.is_global_zero or trainer.interrupted:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        if self.loss and self.history["epoch"]:
+            self._plot_loss(out / "loss.png")
+        if not (self.roc or self.confusion_matrix) or not hasattr(pl_module, "predict_proba"):
+            return
+        datamodule = trainer.datamodule
+        if datamodule is None:
+            return
+        val_probs, val_targets = collect_probabilities(pl_module, datamodule.val_dataloader())
+        classes = list(getattr(datamodule, "classes", [])) or None
+        binary = val_probs.ndim == 1
+        if self.roc and binary:
+            curves = {
+                "train": collect_probabilities(pl_module, datamodule.train_dataloader()),
+                "val": (val_probs, val_targets),
+            }
+            self._plot_roc(out / "roc.png", curves)
+        if self.confusion_matrix:
+            if binary:
+                matrix = binary_confusion_matrix(val_probs, val_targets)
+            else:
+                matrix = multiclass_confusion_matrix(val_probs, val_targets, val_probs.shape[1])
+            self._plot_confusion(out / "confusion_matrix.png", matrix, classes)
+        log.info("plots written to %s", out)
+
+    def _plot_loss(self, path: Path) -> None:
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
+        for key in ("train_loss", "val_loss"):
+            ax.plot(self.history["epoch"], self.history[key], label=key.replace("_", " "))
+        ax.set(xlabel="epoch", ylabel="loss", title="Loss per epoch")
+        ax.legend()
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+
+    @staticmethod
+    def _plot_roc(path: Path, curves: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        fig = Figure(figsize=(5, 5))
+        ax = fig.subplots()
+        for name, (probs, targets) in curves.items():
+            fpr, tpr, _ = binary_roc(probs, targets)
+            auc = binary_auroc(probs, targets).item()
+            ax.plot(fpr.numpy(), tpr.numpy(), label=f"{name} (AUC = {auc:.3f})")
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
+        ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+        ax.legend(loc="lower right")
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+
+    @staticmethod
+    def _plot_confusion(path: Path, matrix: torch.Tensor, classes: list[str] | None) -> None:
+        n = matrix.shape[0]
+        labels = classes if classes and len(classes) == n else [str(i) for i in range(n)]
+        fig = Figure(figsize=(1.2 + 0.6 * n, 1.0 + 0.6 * n))
+        ax = fig.subplots()
+        image = ax.imshow(matrix.numpy(), cmap="Blues")
+        fig.colorbar(image, ax=ax, fraction=0.046)
+        half = matrix.max().item() / 2
+        for i in range(n):
+            for j in range(n):
+                value = int(matrix[i, j])
+                ax.text(
+                    j,
+                    i,
+                    str(value),
+                    ha="center",
+                    va="center",
+                    color="white" if value > half else "black",
+                )
+        ax.set(
+            xticks=range(n),
+            yticks=range(n),
+            xticklabels=labels,
+            yticklabels=labels,
+            xlabel="predicted",
+            ylabel="true",
+            title="Confusion matrix (val)",
+        )
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Write ``dlzoo predict`` results to a CSV: row, class probabilities, predicted label.
+
+    Args:
+        output: the CSV to write; default ``predictions.csv`` in the run directory. Under DDP each
+            rank writes its share to ``<stem>_rank<N>.csv``.
+    """
+
+    def __init__(self, output: str | None = None) -> None:
+        super().__init__(write_interval="epoch")
+        self.output = output
+
+    def write_on_epoch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        predictions: Any,
+        batch_indices: Any,
+    ) -> None:
+        path = Path(self.output) if self.output else run_dir(trainer) / "predictions.csv"
+        if not predictions or not isinstance(predictions[0], dict):
+            return  # not a dlzoo classifier's predictions: nothing we know how to write
+        probs = torch.cat([p["probs"] for p in predictions]).float()
+        preds = torch.cat([p["preds"] for p in predictions])
+        datamodule = trainer.datamodule
+        classes = list(getattr(datamodule, "classes", []) or [])
+        rows = getattr(datamodule, "predict_row_ids", None)
+        indices = [i for batch in (batch_indices or []) for i in batch]
+        if len(indices) == len(preds):
+            rows = [rows[i] for i in indices] if rows and len(rows) > max(indices) else indices
+        if not rows or len(rows) != len(preds):
+            rows = list(range(len(preds)))
+        if trainer.world_size > 1:
+            path = path.with_name(f"{path.stem}_rank{trainer.global_rank}{path.suffix}")
+        names = (
+            classes
+            if len(classes) == max(2, probs.shape[-1] if probs.ndim > 1 else 2)
+            else [str(i) for i in range(probs.shape[-1] if probs.ndim > 1 else 2)]
+        )
+        if probs.ndim == 1:
+            columns, values = [f"prob_{names[1]}"], probs[:, None]
+        else:
+            columns, values = [f"prob_{n}" for n in names], probs
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["row", *columns, "label"])
+            for row, value, pred in zip(rows, values.tolist(), preds.tolist(), strict=True):
+                writer.writerow([row, *(f"{v:.6f}" for v in value), names[pred]])
+        log.info("predictions for %d rows written to %s", len(preds), path)
+        pl.utilities.rank_zero_info(f"predictions written to {path}")

@@ -1,0 +1,231 @@
+"""The classification base every dlzoo classifier inherits: loss, metrics, optimiser, predictions.
+
+A model file subclasses :class:`ClassificationModule`, builds its network in ``__init__`` (after
+``super().__init__(num_classes=..., **kwargs)``) and defines ``forward`` returning logits: one logit
+per row for two classes, ``num_classes`` logits otherwise. The rest is here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    BinaryF1Score,
+    BinaryPrecision,
+    BinaryRecall,
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+OptimizerName = Literal["adam", "adamw", "sgd", "rmsprop"]
+SchedulerName = Literal["none", "cosine", "step", "plateau", "onecycle"]
+
+_OPTIMIZERS = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+    "sgd": torch.optim.SGD,
+    "rmsprop": torch.optim.RMSprop,
+}
+
+
+def _metrics(num_classes: int) -> MetricCollection:
+    if num_classes == 2:
+        return MetricCollection(
+            {
+                "acc": BinaryAccuracy(),
+                "precision": BinaryPrecision(),
+                "recall": BinaryRecall(),
+                "f1": BinaryF1Score(),
+                "auroc": BinaryAUROC(),
+            }
+        )
+    # accuracy over all rows (micro), the other scores averaged over classes (macro)
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "precision": MulticlassPrecision(num_classes, average="macro"),
+            "recall": MulticlassRecall(num_classes, average="macro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+            "auroc": MulticlassAUROC(num_classes, average="macro"),
+        }
+    )
+
+
+class ClassificationModule(pl.LightningModule):
+    """Binary (one logit, ``BCEWithLogitsLoss``) or multiclass (``CrossEntropyLoss``) classifier.
+
+    Logs ``{train,val,test}_{loss,acc,precision,recall,f1,auroc}`` once per epoch (torchmetrics,
+    synchronised across DDP ranks). The hyperparameters of the subclass and of this base are saved
+    together by the one ``save_hyperparameters()`` call below: Lightning collects the arguments of
+    every ``__init__`` in the ``super()`` chain, so YAML configs and checkpoints round-trip.
+
+    Args:
+        num_classes: 2 for binary classification (one output logit), more for multiclass.
+        optimizer: ``adam``, ``adamw``, ``sgd`` (with ``momentum``) or ``rmsprop``. For anything
+            else, the CLI's ``--optimizer`` / ``--lr_scheduler`` take any torch class and win.
+        lr: learning rate.
+        weight_decay: L2 penalty, applied by the optimiser (the book's L2 regularisation).
+        momentum: SGD/RMSprop momentum.
+        lr_scheduler: ``none``; ``cosine`` (to 0 over ``max_epochs``); ``step`` (times
+            ``lr_gamma`` every ``lr_step_size`` epochs); ``plateau`` (times ``lr_gamma`` after
+            ``lr_step_size`` epochs without a lower ``val_loss``); ``onecycle`` (per step).
+        lr_step_size: see ``lr_scheduler``.
+        lr_gamma: see ``lr_scheduler``.
+        l1_lambda: L1 penalty on weight matrices and kernels (not biases or norm scales) added to
+            the training loss (the book's L1 regularisation).
+    """
+
+    #: what ModelCheckpoint keeps by default, unless the config says otherwise
+    default_monitor: tuple[str, Literal["min", "max"]] = ("val_auroc", "max")
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        optimizer: OptimizerName = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        lr_scheduler: SchedulerName = "none",
+        lr_step_size: int = 10,
+        lr_gamma: float = 0.1,
+        l1_lambda: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if optimizer not in _OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
+        if lr_scheduler not in SchedulerName.__args__:
+            raise ValueError(
+                f"lr_scheduler must be one of {SchedulerName.__args__}, got {lr_scheduler!r}"
+            )
+        metrics = _metrics(num_classes)
+        self.train_metrics = metrics.clone(prefix="train_")
+        self.val_metrics = metrics.clone(prefix="val_")
+        self.test_metrics = metrics.clone(prefix="test_")
+
+    @property
+    def num_outputs(self) -> int:
+        """Logits per row: 1 for binary classification, ``num_classes`` otherwise."""
+        return 1 if self.hparams.num_classes == 2 else self.hparams.num_classes
+
+    @property
+    def is_binary(self) -> bool:
+        return self.hparams.num_classes == 2
+
+    # ----------------------------------------------------------------------------- helpers
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()  # keep the loss in fp32 under bf16/16-mixed
+        if self.is_binary:
+            return F.binary_cross_entropy_with_logits(logits.reshape(-1), target.float())
+        return F.cross_entropy(logits, target)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` probability of class 1 if binary, else ``(N, C)`` class probabilities."""
+        logits = logits.float()
+        return torch.sigmoid(logits.reshape(-1)) if self.is_binary else logits.softmax(dim=-1)
+
+    def predict_proba(self, x: Any) -> torch.Tensor:
+        return self.probabilities(self(x))
+
+    def l1_penalty(self) -> torch.Tensor:
+        weights = [p for p in self.parameters() if p.requires_grad and p.ndim > 1]
+        return sum((w.abs().sum() for w in weights), torch.zeros((), device=self.device))
+
+    def _step(self, batch: Any, metrics: MetricCollection, stage: str) -> torch.Tensor:
+        x, target = batch[0], batch[1]
+        logits = self(x)
+        loss = self.loss(logits, target)
+        metrics.update(self.probabilities(logits.detach()), target)
+        size = len(target)
+        self.log(
+            f"{stage}_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=size,
+        )
+        self.log_dict(
+            metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=size
+        )
+        return loss
+
+    # ------------------------------------------------------------------------- Lightning
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, self.train_metrics, "train")
+        if self.hparams.l1_lambda > 0:
+            penalty = self.hparams.l1_lambda * self.l1_penalty()
+            self.log("train_l1", penalty, on_step=False, on_epoch=True, sync_dist=True)
+            loss = loss + penalty
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, self.test_metrics, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        probs = self.predict_proba(x)
+        preds = (probs >= 0.5).long() if self.is_binary else probs.argmax(dim=-1)
+        return {"probs": probs, "preds": preds}
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        kwargs: dict[str, Any] = {"lr": hp.lr, "weight_decay": hp.weight_decay}
+        if hp.optimizer in ("sgd", "rmsprop"):
+            kwargs["momentum"] = hp.momentum
+        optimizer = _OPTIMIZERS[hp.optimizer](self.parameters(), **kwargs)
+        if hp.lr_scheduler == "none":
+            return optimizer
+        sched = torch.optim.lr_scheduler
+        interval, monitor = "epoch", None
+        if hp.lr_scheduler == "cosine":
+            if not self.trainer.max_epochs or self.trainer.max_epochs < 1:
+                raise ValueError("lr_scheduler='cosine' needs trainer.max_epochs")
+            scheduler = sched.CosineAnnealingLR(optimizer, T_max=self.trainer.max_epochs)
+        elif hp.lr_scheduler == "step":
+            scheduler = sched.StepLR(optimizer, step_size=hp.lr_step_size, gamma=hp.lr_gamma)
+        elif hp.lr_scheduler == "plateau":
+            scheduler = sched.ReduceLROnPlateau(
+                optimizer, factor=hp.lr_gamma, patience=hp.lr_step_size
+            )
+            monitor = "val_loss"
+        else:  # onecycle
+            scheduler = sched.OneCycleLR(
+                optimizer, max_lr=hp.lr, total_steps=self.trainer.estimated_stepping_batches
+            )
+            interval = "step"
+        config = {"scheduler": scheduler, "interval": interval}
+        if monitor:
+            config["monitor"] = monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def make_activation(name: str) -> nn.Module:
+    """An activation layer by name; an unknown name is an error, never a silent default."""
+    layers = {
+        "relu": nn.ReLU,
+        "gelu": nn.GELU,
+        "silu": nn.SiLU,
+        "tanh": nn.Tanh,
+        "leaky_relu": nn.LeakyReLU,
+        "elu": nn.ELU,
+    }
+    if name not in layers:
+        raise ValueError(f"unknown activation {name!r}; choose from {sorted(layers)}")
+    return layers[name]()

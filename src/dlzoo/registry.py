@@ -1,0 +1,76 @@
+"""Two dicts and a decorator: how a name becomes a model or a DataModule.
+
+Modelled on torchvision's ``register_model`` / ``get_model``: registering is one decorator line
+above the class, creating is ``create_model("ffn", **kwargs)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import lightning.pytorch as pl
+
+MODELS: dict[str, type[pl.LightningModule]] = {}
+DATAMODULES: dict[str, type[pl.LightningDataModule]] = {}
+
+T = TypeVar("T")
+
+
+def _register(table: dict[str, Any], kind: str, name: str) -> Callable[[T], T]:
+    if name != name.lower() or not name.replace("_", "").isalnum():
+        raise ValueError(f"{kind} names are lower snake case, got {name!r}")
+
+    def decorator(cls: T) -> T:
+        if name in table and table[name] is not cls:
+            raise ValueError(f"{kind} {name!r} is already registered to {table[name].__qualname__}")
+        table[name] = cls
+        return cls
+
+    return decorator
+
+
+def register_model(name: str) -> Callable[[T], T]:
+    """Class decorator: make a LightningModule available as ``create_model(name)``."""
+    return _register(MODELS, "model", name)
+
+
+def register_datamodule(name: str) -> Callable[[T], T]:
+    """Class decorator: make a LightningDataModule available as ``create_datamodule(name)``."""
+    return _register(DATAMODULES, "datamodule", name)
+
+
+def _lookup(table: dict[str, Any], kind: str, name: str) -> Any:
+    try:
+        return table[name]
+    except KeyError:
+        known = ", ".join(sorted(table)) or "(none)"
+        raise KeyError(f"unknown {kind} {name!r}; registered {kind}s: {known}") from None
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`, sorted."""
+    return sorted(MODELS)
+
+
+def list_datamodules() -> list[str]:
+    """Names accepted by :func:`create_datamodule`, sorted."""
+    return sorted(DATAMODULES)
+
+
+def get_model_class(name: str) -> type[pl.LightningModule]:
+    return _lookup(MODELS, "model", name)
+
+
+def get_datamodule_class(name: str) -> type[pl.LightningDataModule]:
+    return _lookup(DATAMODULES, "datamodule", name)
+
+
+def create_model(name: str, **kwargs: Any) -> pl.LightningModule:
+    """Build a registered model: ``create_model("ffn", num_features=51)``."""
+    return get_model_class(name)(**kwargs)
+
+
+def create_datamodule(name: str, **kwargs: Any) -> pl.LightningDataModule:
+    """Build a registered DataModule: ``create_datamodule("bank_marketing", batch_size=256)``."""
+    return get_datamodule_class(name)(**kwargs)
