@@ -46,8 +46,20 @@ def default_loggers(root: str | Path) -> list[Logger]:
 
 class DlzooCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # Two checkpoints: the best by a monitored metric, and last.ckpt rewritten every epoch.
+        # Lightning 2.6 writes ModelCheckpoint(save_last=True)'s last.ckpt only when a new top-k
+        # checkpoint is saved in the same step, so last.ckpt could be many epochs old on resume.
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1})
+        parser.set_defaults({"checkpoint.save_top_k": 1, "checkpoint.save_last": False})
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.set_defaults(
+            {
+                "last_checkpoint.filename": "last",
+                "last_checkpoint.monitor": None,
+                "last_checkpoint.save_top_k": 1,
+                "last_checkpoint.enable_version_counter": False,
+            }
+        )
         parser.add_lightning_class_args(RunArtifacts, "artifacts")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(EpochSeed, "epoch_seed")

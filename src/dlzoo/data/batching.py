@@ -74,4 +74,8 @@ def tensor_loader(
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
+        # An iterator draws its worker base seed from this generator rather than the global RNG:
+        # Lightning creates iterators at different moments in a resumed run, and a draw from the
+        # global RNG there would shift every dropout mask after it.
+        generator=torch.Generator().manual_seed(seed),
     )

@@ -200,22 +200,24 @@ class TabularDataModule(pl.LightningDataModule):
             raise ValueError(
                 f"target column {self.target!r} has a single class: {counts.index[0]!r}"
             )
-        held_out = self.val_fraction + self.test_fraction
+        # whole row counts, so 0.2 + 0.1 of 400 rows is exactly 80 + 40
+        n_val = round(self.val_fraction * len(frame))
+        n_test = round(self.test_fraction * len(frame))
+        if n_val < 1 or len(frame) - n_val - n_test < 1:
+            raise ValueError(f"{self.csv_path} has {len(frame)} rows: too few to split")
         stratify = frame[self.target] if counts.min() >= 2 else None
         train, rest = train_test_split(
-            frame, test_size=held_out, random_state=self.seed, stratify=stratify
+            frame, test_size=n_val + n_test, random_state=self.seed, stratify=stratify
         )
-        splits = {"train": train}
-        if self.test_fraction > 0:
+        splits = {"train": train, "val": rest}
+        if n_test:
             val, test = train_test_split(
                 rest,
-                test_size=self.test_fraction / held_out,
+                test_size=n_test,
                 random_state=self.seed,
                 stratify=rest[self.target] if stratify is not None else None,
             )
             splits.update(val=val, test=test)
-        else:
-            splits["val"] = rest
         self._splits = splits
         return splits
 
@@ -348,7 +350,7 @@ class TabularDataModule(pl.LightningDataModule):
             parts.append(text.map(_YES_NO).to_numpy(np.float64)[:, None])
         for column, known in state["categories"].items():
             text = frame[column].astype(str).where(frame[column].notna(), MISSING)
-            codes = pd.Categorical(text, categories=known).codes.astype(np.int64) + 1  # -1 -> 0
+            codes = pd.Index(known).get_indexer(text).astype(np.int64) + 1  # unseen: -1 -> slot 0
             unseen = int((codes == 0).sum())
             if unseen:
                 log.info(
@@ -362,9 +364,7 @@ class TabularDataModule(pl.LightningDataModule):
         features = torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
         if state["target"] not in frame.columns:
             return (features,)
-        codes = pd.Categorical(
-            _as_labels(frame[state["target"]]), categories=state["classes"]
-        ).codes
+        codes = pd.Index(state["classes"]).get_indexer(_as_labels(frame[state["target"]]))
         bad = frame.index[codes < 0]
         if len(bad):
             raise ValueError(

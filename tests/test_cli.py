@@ -1,0 +1,219 @@
+"""The ``dlzoo`` command as users run it: fit, predict, configs, resume, DDP, mixed precision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, last_metrics, make_frame, run_dirs, run_dlzoo, write_config
+from dlzoo.cli import main
+from dlzoo.data import TabularDataModule
+from dlzoo.models import FeedForwardNet
+
+CONFIGS = sorted((REPO / "examples" / "configs").glob("*.yaml"))
+RUN_FILES = {
+    "metrics.csv",
+    "config.yaml",
+    "hparams.yaml",
+    "roc.png",
+    "loss.png",
+    "confusion_matrix.png",
+}
+
+
+def test_fit_then_predict_as_subprocesses(config_file: Path, tmp_path: Path) -> None:
+    run_dlzoo("fit", "--config", str(config_file), cwd=tmp_path)
+    (run,) = run_dirs(tmp_path / "runs")
+    assert {p.name for p in run.iterdir()} >= RUN_FILES
+    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert len(checkpoints) == 2 and "last.ckpt" in checkpoints
+    assert checkpoints[0].startswith("best-epoch=") and "val_auroc=" in checkpoints[0]
+    metrics = last_metrics(run)
+    assert metrics["val_auroc"] > 0.8 and metrics["epoch"] == 2
+    # last.ckpt is the final epoch, not the last epoch that improved the best score
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
+    # nothing but the run directory was written (all artifacts follow default_root_dir)
+    assert {p.name for p in tmp_path.iterdir()} == {"train.csv", "config.yaml", "runs"}
+
+    raw = tmp_path / "raw.csv"
+    make_frame(n=9, seed=11).drop(columns="target").to_csv(raw, index=False)
+    best = run / "checkpoints" / checkpoints[0]
+    result = run_dlzoo(
+        "predict",
+        "--config",
+        str(run / "config.yaml"),
+        "--ckpt_path",
+        str(best),
+        "--data.predict_file",
+        str(raw),
+        cwd=tmp_path,
+    )
+    (predictions,) = (tmp_path / "runs").glob("lightning_logs/version_1/predictions.csv")
+    assert "predictions written to" in result.stdout + result.stderr
+    table = pd.read_csv(predictions)
+    assert list(table.columns) == ["row", "prob_yes", "label"] and len(table) == 9
+    assert table["label"].isin(["yes", "no"]).all()
+    assert ((table["prob_yes"] >= 0.5) == (table["label"] == "yes")).all()
+    # the same numbers as loading the checkpoint by hand
+    model = FeedForwardNet.load_from_checkpoint(best, weights_only=True).eval()
+    (features,) = TabularDataModule.from_checkpoint(best).transform(pd.read_csv(raw))
+    expected = model.predict_proba(features).detach()
+    torch.testing.assert_close(
+        torch.tensor(table["prob_yes"].to_numpy()).float(), expected, atol=1e-6, rtol=0
+    )
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_example_config_runs_in_a_tiny_setting(config: Path, tmp_path: Path) -> None:
+    main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.max_epochs",
+            "1",
+            "--trainer.limit_train_batches",
+            "3",
+            "--trainer.limit_val_batches",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
+    (run,) = run_dirs(tmp_path)
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert "val_auroc" in last_metrics(run)
+
+
+def test_print_config_round_trips(
+    config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(config_file), "--model.init_args.lr", "0.5", "--print_config"])
+    assert exit_info.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["init_args"]["lr"] == 0.5
+    assert "num_features" not in printed["model"]["init_args"]  # linked from the data, never typed
+    assert printed["last_checkpoint"]["filename"] == "last"
+
+
+def test_link_is_skipped_for_a_model_without_the_argument(
+    csv_file: Path, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "helpers"))
+    config = write_config(tmp_path / "c.yaml", csv_file, tmp_path / "runs", max_epochs=2)
+    main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--model",
+            "tiny_models.LazyWidthNet",
+            "--model.init_args.lr",
+            "0.01",
+        ]
+    )
+    (run,) = run_dirs(tmp_path / "runs")
+    assert last_metrics(run)["val_auroc"] > 0.7
+
+
+def test_data_errors_reach_the_user(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", tmp_path / "missing.csv", tmp_path / "runs")
+    with pytest.raises(FileNotFoundError, match=r"training CSV not found: .*missing\.csv"):
+        main(["fit", "--config", str(config)])
+
+
+def test_early_stopping_from_config(config_file: Path, tmp_path: Path) -> None:
+    stopper = {"monitor": "val_loss", "patience": 1, "min_delta": 10}
+    callbacks = json.dumps([{"class_path": "EarlyStopping", "init_args": stopper}])
+    main(
+        [
+            "fit",
+            "--config",
+            str(config_file),
+            "--trainer.max_epochs",
+            "20",
+            "--trainer.callbacks",
+            callbacks,
+        ]
+    )
+    (run,) = run_dirs(tmp_path / "runs")
+    assert last_metrics(run)["epoch"] == 1  # stopped after patience=1 epoch without improvement
+
+
+def test_bf16_mixed_from_the_cli(config_file: Path, tmp_path: Path) -> None:
+    main(["fit", "--config", str(config_file), "--trainer.precision", "bf16-mixed"])
+    (run,) = run_dirs(tmp_path / "runs")
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["precision"] == "bf16-mixed"
+    assert last_metrics(run)["val_auroc"] > 0.8
+
+
+def test_killed_fit_resumes_to_the_same_result(csv_file: Path, tmp_path: Path) -> None:
+    # Exact equality is expected: the shuffle depends only on (seed, epoch) and the EpochSeed
+    # callback re-seeds dropout at every epoch start, so epochs 2-3 replay bit for bit.
+    whole = write_config(tmp_path / "whole.yaml", csv_file, tmp_path / "whole", max_epochs=4)
+    run_dlzoo("fit", "--config", str(whole))
+    broken = write_config(tmp_path / "broken.yaml", csv_file, tmp_path / "broken", max_epochs=4)
+    killer = '[{"class_path": "killer.KillAtEpoch", "init_args": {"epoch": 2}}]'
+    crashed = run_dlzoo("fit", "--config", str(broken), "--trainer.callbacks", killer, check=False)
+    assert crashed.returncode == -9  # SIGKILL, no clean shutdown
+    (first,) = run_dirs(tmp_path / "broken")
+    assert last_metrics(first)["epoch"] == 1
+    last = first / "checkpoints" / "last.ckpt"
+    run_dlzoo("fit", "--config", str(broken), "--ckpt_path", str(last))
+    resumed_run = run_dirs(tmp_path / "broken")[-1]
+    (whole_run,) = run_dirs(tmp_path / "whole")
+    resumed, uninterrupted = last_metrics(resumed_run), last_metrics(whole_run)
+    assert resumed["epoch"] == uninterrupted["epoch"] == 3
+    for key in ("val_loss", "val_acc", "val_auroc", "train_loss"):
+        assert resumed[key] == uninterrupted[key], key
+    a = torch.load(resumed_run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(whole_run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    for name in b:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    assert (resumed_run / "loss.png").is_file()
+
+
+def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
+    csv = tmp_path / "even.csv"
+    make_frame(n=400).to_csv(csv, index=False)  # 80 val rows: no padding by DistributedSampler
+    config = write_config(tmp_path / "ddp.yaml", csv, tmp_path / "runs", max_epochs=2)
+    run_dlzoo(
+        "fit",
+        "--config",
+        str(config),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        cwd=tmp_path,
+    )
+    runs = run_dirs(tmp_path / "runs")
+    assert len(runs) == 1, runs  # rank zero alone writes the run directory
+    (run,) = runs
+    assert {p.name for p in run.iterdir()} >= RUN_FILES
+    assert len(list((run / "checkpoints").iterdir())) == 2  # best + last, written once
+    assert len(list(tmp_path.rglob("*.ckpt"))) == 2
+    frame = pd.read_csv(run / "metrics.csv")
+    assert frame["val_auroc"].notna().sum() == 2  # one row per epoch, not per rank
+    # logged val metrics cover the whole val split (synchronised), not one rank's half
+    model = FeedForwardNet.load_from_checkpoint(run / "checkpoints" / "last.ckpt").eval()
+    dm = TabularDataModule(filename=str(csv), target="target", batch_size=32)
+    dm.setup("fit")
+    x, y = dm._split("val").tensors
+    probs = model.predict_proba(x).detach()
+    accuracy = ((probs >= 0.5).long() == y).float().mean().item()
+    from torchmetrics.functional.classification import binary_auroc
+
+    metrics = last_metrics(run)
+    assert metrics["val_acc"] == pytest.approx(accuracy, abs=1e-6)
+    assert metrics["val_auroc"] == pytest.approx(binary_auroc(probs, y).item(), abs=1e-5)

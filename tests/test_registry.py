@@ -1,0 +1,88 @@
+"""The front door: list/create by name, and conventions every registered model must keep."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+
+import dlzoo
+from dlzoo.registry import MODELS, register_model
+
+# What each registered model needs to be built and fed. A new model adds its line here; the
+# test below fails until it does, so no model escapes the shape/overfit/checkpoint checks.
+MODEL_EXAMPLES = {
+    "ffn": (
+        {"num_features": 6, "num_classes": 2, "hidden_sizes": [16]},
+        lambda n: torch.randn(n, 6),
+    ),
+}
+
+
+def test_names_round_trip() -> None:
+    assert "ffn" in dlzoo.list_models()
+    assert {"tabular", "bank_marketing"} <= set(dlzoo.list_datamodules())
+    model = dlzoo.create_model("ffn", num_features=5)
+    assert isinstance(model, dlzoo.models.FeedForwardNet)
+    assert model.hparams.num_features == 5
+    dm = dlzoo.create_datamodule("bank_marketing", batch_size=64)
+    assert isinstance(dm, dlzoo.data.BankMarketingDataModule)
+    assert dlzoo.get_model_class("ffn") is dlzoo.models.FeedForwardNet
+
+
+def test_unknown_name_lists_known_ones() -> None:
+    with pytest.raises(KeyError, match=r"unknown model 'resnet9000'.*ffn"):
+        dlzoo.create_model("resnet9000")
+    with pytest.raises(KeyError, match=r"unknown datamodule 'nope'.*bank_marketing"):
+        dlzoo.create_datamodule("nope")
+
+
+def test_register_refuses_bad_and_duplicate_names() -> None:
+    with pytest.raises(ValueError, match="lower snake case"):
+        register_model("MyNet")
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("ffn")(type("Other", (pl.LightningModule,), {}))
+
+
+def test_every_model_has_an_example() -> None:
+    assert set(MODELS) == set(MODEL_EXAMPLES)
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_EXAMPLES))
+def test_forward_shape(name: str) -> None:
+    kwargs, make_input = MODEL_EXAMPLES[name]
+    model = dlzoo.create_model(name, **kwargs).eval()
+    out = model(make_input(4))
+    assert out.shape == (4, model.num_outputs)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_EXAMPLES))
+def test_overfits_one_batch(name: str) -> None:
+    torch.manual_seed(0)
+    kwargs, make_input = MODEL_EXAMPLES[name]
+    model = dlzoo.create_model(name, **kwargs)
+    x = make_input(16)
+    y = torch.arange(16) % kwargs.get("num_classes", 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = None
+    for _ in range(150):
+        loss = model.loss(model(x), y)
+        first = first if first is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < 0.05 < first
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_EXAMPLES))
+def test_checkpoint_round_trip(name: str, tmp_path) -> None:
+    kwargs, make_input = MODEL_EXAMPLES[name]
+    model = dlzoo.create_model(name, **kwargs).eval()
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, accelerator="cpu")
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    restored = type(model).load_from_checkpoint(tmp_path / "m.ckpt", weights_only=True).eval()
+    x = make_input(5)
+    assert dict(restored.hparams) == dict(model.hparams)
+    torch.testing.assert_close(restored(x), model(x), rtol=0, atol=0)
