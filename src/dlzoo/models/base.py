@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryAUROC,
@@ -114,6 +114,10 @@ class ClassificationModule(pl.LightningModule):
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
+        # epoch-mean losses, weighted by batch size (the last batch may be smaller)
+        self.train_loss = MeanMetric()
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
 
     @property
     def num_outputs(self) -> int:
@@ -143,40 +147,55 @@ class ClassificationModule(pl.LightningModule):
         weights = [p for p in self.parameters() if p.requires_grad and p.ndim > 1]
         return sum((w.abs().sum() for w in weights), torch.zeros((), device=self.device))
 
-    def _step(self, batch: Any, metrics: MetricCollection, stage: str) -> torch.Tensor:
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
         x, target = batch[0], batch[1]
         logits = self(x)
         loss = self.loss(logits, target)
-        metrics.update(self.probabilities(logits.detach()), target)
-        size = len(target)
-        self.log(
-            f"{stage}_loss",
-            loss,
-            on_step=False,
-            on_epoch=True,
-            prog_bar=True,
-            sync_dist=True,
-            batch_size=size,
-        )
-        self.log_dict(
-            metrics, on_step=False, on_epoch=True, prog_bar=stage != "train", batch_size=size
-        )
+        getattr(self, f"{stage}_metrics").update(self.probabilities(logits.detach()), target)
+        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(target))
         return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        # Loss and metrics are accumulated every step and computed once here. Calling self.log
+        # every step instead (with Metric objects, as Lightning allows) costs more than the
+        # training step itself on small tabular batches: AUROC keeps every prediction, and
+        # Lightning walks them on each call. See BENCHMARKS.md for the measured difference.
+        metrics, loss = getattr(self, f"{stage}_metrics"), getattr(self, f"{stage}_loss")
+        if not loss.update_called:
+            return
+        values = {f"{stage}_loss": loss.compute(), **metrics.compute()}  # synced across DDP ranks
+        metrics.reset()
+        loss.reset()
+        shown = {"train_loss", "val_loss", "val_acc", "val_auroc", "test_acc", "test_auroc"}
+        for name, value in values.items():
+            # already global: sync_dist only keeps Lightning's DDP bookkeeping quiet
+            self.log(name, value, prog_bar=name in shown, sync_dist=True)
 
     # ------------------------------------------------------------------------- Lightning
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, self.train_metrics, "train")
+        loss = self._step(batch, "train")
         if self.hparams.l1_lambda > 0:
             penalty = self.hparams.l1_lambda * self.l1_penalty()
-            self.log("train_l1", penalty, on_step=False, on_epoch=True, sync_dist=True)
+            self.log(
+                "train_l1", penalty, on_step=False, on_epoch=True, sync_dist=True, batch_size=1
+            )
             loss = loss + penalty
         return loss
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, self.val_metrics, "val")
+        self._step(batch, "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, self.test_metrics, "test")
+        self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
