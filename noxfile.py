@@ -1,0 +1,47 @@
+"""Developer sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s bench``.
+
+Each session runs in the project environment that ``uv`` builds from ``uv.lock`` (``--locked``
+fails if the lock is out of date), so tests, lint and benchmarks see the pinned torch 2.13 /
+torchvision 0.28 pair. See README.md for why plain pip is not used.
+"""
+
+import os
+
+import nox
+
+# `uv run` exports its own path as $UV; fall back to PATH when nox is started some other way
+UV = os.environ.get("UV", "uv")
+
+nox.options.sessions = ["lint", "tests"]
+
+
+@nox.session(venv_backend="none")
+def tests(session: nox.Session) -> None:
+    """The test suite (about 2-3 minutes on 2 CPU cores)."""
+    session.run(UV, "run", "--locked", "pytest", *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def lint(session: nox.Session) -> None:
+    """ruff lint and format check."""
+    session.run(
+        "uv", "run", "--locked", "ruff", "check", "src", "tests", "benchmarks", "noxfile.py"
+    )
+    session.run(
+        "uv",
+        "run",
+        "--locked",
+        "ruff",
+        "format",
+        "--check",
+        "src",
+        "tests",
+        "benchmarks",
+        "noxfile.py",
+    )
+
+
+@nox.session(venv_backend="none")
+def bench(session: nox.Session) -> None:
+    """Benchmarks on the real data in ../shared/data; rewrites its sections of BENCHMARKS.md."""
+    session.run(UV, "run", "--locked", "python", "benchmarks/bench_tabular.py", *session.posargs)
