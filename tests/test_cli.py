@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
+import pickle
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -11,7 +15,7 @@ import torch
 import yaml
 
 from conftest import REPO, last_metrics, make_frame, run_dirs, run_dlzoo, write_config
-from dlzoo.cli import main
+from dlzoo.cli import default_loggers, main
 from dlzoo.data import TabularDataModule
 from dlzoo.models import FeedForwardNet
 
@@ -54,7 +58,7 @@ def test_fit_then_predict_as_subprocesses(config_file: Path, tmp_path: Path) -> 
         cwd=tmp_path,
     )
     (predictions,) = (tmp_path / "runs").glob("lightning_logs/version_1/predictions.csv")
-    assert "predictions written to" in result.stdout + result.stderr
+    assert "predictions for 9 rows written to" in result.stdout + result.stderr
     table = pd.read_csv(predictions)
     assert list(table.columns) == ["row", "prob_yes", "label"] and len(table) == 9
     assert table["label"].isin(["yes", "no"]).all()
@@ -217,3 +221,63 @@ def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     metrics = last_metrics(run)
     assert metrics["val_acc"] == pytest.approx(accuracy, abs=1e-6)
     assert metrics["val_auroc"] == pytest.approx(binary_auroc(probs, y).item(), abs=1e-5)
+
+
+def test_default_loggers_share_the_next_free_version(tmp_path: Path) -> None:
+    for name in ("version_0", "version_3", "version_x"):
+        (tmp_path / "lightning_logs" / name).mkdir(parents=True)
+    loggers = default_loggers(tmp_path)
+    assert {type(logger).__name__ for logger in loggers} <= {"CSVLogger", "TensorBoardLogger"}
+    assert {Path(logger.log_dir) for logger in loggers} == {
+        tmp_path / "lightning_logs" / "version_4"
+    }
+
+
+def test_validate_and_test_subcommands(csv_file: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", csv_file, tmp_path / "runs", max_epochs=2)
+    split = ["--data.init_args.test_fraction", "0.2"]
+    main(["fit", "--config", str(config), *split])
+    last = run_dirs(tmp_path / "runs")[0] / "checkpoints" / "last.ckpt"
+    main(["validate", "--config", str(config), *split, "--ckpt_path", str(last)])
+    main(["test", "--config", str(config), *split, "--ckpt_path", str(last)])
+    fitted, validated, tested = run_dirs(tmp_path / "runs")
+    assert last_metrics(validated)["val_auroc"] == pytest.approx(last_metrics(fitted)["val_auroc"])
+    test_metrics = last_metrics(tested)
+    assert {f"test_{m}" for m in ("loss", "acc", "precision", "recall", "f1", "auroc")} <= set(
+        test_metrics
+    )
+    assert test_metrics["test_auroc"] > 0.8
+
+
+class Payload:
+    """Stands for whatever a malicious checkpoint would run when unpickled."""
+
+
+def test_checkpoint_with_arbitrary_objects_is_refused(config_file: Path, tmp_path: Path) -> None:
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": Payload()}}, evil)
+    with pytest.raises(pickle.UnpicklingError, match="weights_only"):
+        main(["validate", "--config", str(config_file), "--ckpt_path", str(evil)])
+    with pytest.raises(pickle.UnpicklingError):
+        TabularDataModule.from_checkpoint(evil)
+    with pytest.raises(pickle.UnpicklingError):
+        FeedForwardNet.load_from_checkpoint(evil, weights_only=True)
+
+
+def test_checkpoint_url_is_not_unpickled_by_default(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Lightning's own default for http(s) checkpoints is weights_only=False; dlzoo's is True.
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": Payload()}}, tmp_path / "evil.ckpt")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/evil.ckpt"
+        with pytest.raises(pickle.UnpicklingError, match="weights_only"):
+            main(["validate", "--config", str(config_file), "--ckpt_path", url])
+    finally:
+        server.shutdown()
+        server.server_close()

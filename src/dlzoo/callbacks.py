@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 from torchmetrics.functional.classification import (
     binary_auroc,
@@ -204,29 +205,26 @@ class PredictionWriter(BasePredictionWriter):
         probs = torch.cat([p["probs"] for p in predictions]).float()
         preds = torch.cat([p["preds"] for p in predictions])
         datamodule = trainer.datamodule
-        classes = list(getattr(datamodule, "classes", []) or [])
-        rows = getattr(datamodule, "predict_row_ids", None)
-        indices = [i for batch in (batch_indices or []) for i in batch]
-        if len(indices) == len(preds):
-            rows = [rows[i] for i in indices] if rows and len(rows) > max(indices) else indices
-        if not rows or len(rows) != len(preds):
-            rows = list(range(len(preds)))
+        num_classes = probs.shape[1] if probs.ndim > 1 else 2
+        classes = [str(c) for c in getattr(datamodule, "classes", None) or []]
+        if len(classes) != num_classes:
+            classes = [str(i) for i in range(num_classes)]
+        # which dataset rows these are (this rank's share under DDP), then which file rows
+        order = [i for batch in batch_indices or [] for i in batch]
+        if len(order) != len(preds):
+            order = list(range(len(preds)))
+        row_ids = getattr(datamodule, "predict_row_ids", None)
+        rows = [row_ids[i] for i in order] if row_ids and len(row_ids) > max(order) else order
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}_rank{trainer.global_rank}{path.suffix}")
-        names = (
-            classes
-            if len(classes) == max(2, probs.shape[-1] if probs.ndim > 1 else 2)
-            else [str(i) for i in range(probs.shape[-1] if probs.ndim > 1 else 2)]
-        )
-        if probs.ndim == 1:
-            columns, values = [f"prob_{names[1]}"], probs[:, None]
+        if probs.ndim == 1:  # binary: the probability of the positive class
+            columns, values = [f"prob_{classes[1]}"], probs[:, None]
         else:
-            columns, values = [f"prob_{n}" for n in names], probs
+            columns, values = [f"prob_{c}" for c in classes], probs
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["row", *columns, "label"])
             for row, value, pred in zip(rows, values.tolist(), preds.tolist(), strict=True):
-                writer.writerow([row, *(f"{v:.6f}" for v in value), names[pred]])
-        log.info("predictions for %d rows written to %s", len(preds), path)
-        pl.utilities.rank_zero_info(f"predictions written to {path}")
+                writer.writerow([row, *(f"{v:.6f}" for v in value), classes[pred]])
+        rank_zero_info(f"predictions for {len(preds)} rows written to {path}")

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
@@ -68,6 +67,11 @@ class DlzooCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.get("weights_only", False) is None:
+            # Lightning's None means torch's safe default for local files but full unpickling
+            # for http(s) checkpoints: here nothing unpickles arbitrary objects unless the user
+            # says --weights_only false.
+            config.weights_only = True
         checkpoint = config.checkpoint
         if checkpoint.monitor is None:
             # keep the best by what the model says matters (val AUROC for classifiers)
@@ -104,4 +108,4 @@ def main(args: list[str] | None = None) -> None:
     )
 
 
-__all__ = ["DlzooCLI", "Namespace", "default_loggers", "main"]
+__all__ = ["DlzooCLI", "default_loggers", "main"]

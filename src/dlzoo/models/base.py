@@ -118,6 +118,7 @@ class ClassificationModule(pl.LightningModule):
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
+        self.train_l1 = MeanMetric()  # the L1 penalty term, when l1_lambda > 0
 
     @property
     def num_outputs(self) -> int:
@@ -166,6 +167,9 @@ class ClassificationModule(pl.LightningModule):
         values = {f"{stage}_loss": loss.compute(), **metrics.compute()}  # synced across DDP ranks
         metrics.reset()
         loss.reset()
+        if stage == "train" and self.train_l1.update_called:
+            values["train_l1"] = self.train_l1.compute()
+            self.train_l1.reset()
         shown = {"train_loss", "val_loss", "val_acc", "val_auroc", "test_acc", "test_auroc"}
         for name, value in values.items():
             # already global: sync_dist only keeps Lightning's DDP bookkeeping quiet
@@ -176,9 +180,7 @@ class ClassificationModule(pl.LightningModule):
         loss = self._step(batch, "train")
         if self.hparams.l1_lambda > 0:
             penalty = self.hparams.l1_lambda * self.l1_penalty()
-            self.log(
-                "train_l1", penalty, on_step=False, on_epoch=True, sync_dist=True, batch_size=1
-            )
+            self.train_l1.update(penalty.detach())
             loss = loss + penalty
         return loss
 
