@@ -69,6 +69,8 @@ def test_bad_choices_raise() -> None:
         FeedForwardNet(num_features=3, optimizer="adamax")
     with pytest.raises(ValueError, match="lr_scheduler must be one of"):
         FeedForwardNet(num_features=3, lr_scheduler="warmup")
+    with pytest.raises(ValueError, match="num_features must be a positive int, got None"):
+        FeedForwardNet(num_features=None)
     with pytest.raises(ValueError, match="num_classes must be at least 2"):
         FeedForwardNet(num_features=3, num_classes=1)
 

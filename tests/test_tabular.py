@@ -158,6 +158,32 @@ def test_nan_in_feature_names_column_and_line(tmp_path: Path) -> None:
     assert torch.isfinite(imputed._split("train").tensors[0]).all()
 
 
+def test_empty_cells_outside_the_features_are_harmless(tmp_path: Path, csv_file: Path) -> None:
+    frame = make_frame(n=60)
+    frame["note"] = np.where(np.arange(60) % 3 == 0, "called back", None)  # mostly empty
+    frame.to_csv(tmp_path / "notes.csv", index=False)
+    dm = dm_for(tmp_path / "notes.csv", drop_columns=["note"])
+    dm.setup("fit")
+    assert sum(len(dm._split(s)) for s in ("train", "val")) == 60
+    rows = make_frame(n=4).drop(columns="target")
+    rows["customer_id"] = [1, None, 3, None]  # an extra column the model never saw
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    for missing in ("error", "drop"):
+        fitted = dm_for(csv_file, missing_values=missing, predict_file=str(tmp_path / "new.csv"))
+        assert len(fitted.predict_dataloader().dataset) == 4
+
+
+def test_impute_fills_yes_no_columns_with_the_majority(tmp_path: Path) -> None:
+    frame = make_frame(n=60)
+    frame["flag"] = ["yes"] * 40 + ["no"] * 20
+    frame.loc[[1, 50], "flag"] = np.nan
+    frame.to_csv(tmp_path / "flags.csv", index=False)
+    dm = dm_for(tmp_path / "flags.csv", missing_values="impute")
+    column = dm.feature_names.index("flag")
+    (x,) = dm.transform(frame.loc[[1, 50, 2]].drop(columns="target"))
+    assert x[:, column].tolist() == [1.0, 1.0, 1.0]
+
+
 def test_nan_in_target(tmp_path: Path) -> None:
     frame = make_frame(n=50)
     frame.loc[4, "target"] = np.nan

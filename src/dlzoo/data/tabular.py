@@ -194,7 +194,9 @@ class TabularDataModule(pl.LightningDataModule):
                 f"target column {self.target!r} is not in {self.csv_path}; "
                 f"columns are: {', '.join(map(str, frame.columns))}"
             )
-        frame = self._handle_missing(frame, self.csv_path, require_target=True)
+        frame = self._handle_missing(
+            frame, self.csv_path, require_target=True, columns=self._feature_columns(frame)
+        )
         counts = frame[self.target].value_counts()
         if len(counts) < 2:
             raise ValueError(
@@ -232,9 +234,19 @@ class TabularDataModule(pl.LightningDataModule):
         skip = {self.target, *self.drop_columns}
         return [c for c in frame.columns if c not in skip]
 
+    def _read_new_rows(self, path: Path, what: str, require_target: bool) -> pd.DataFrame:
+        """A test or predict CSV, with ``missing_values`` applied to the columns the model reads."""
+        frame = read_csv(path, what)
+        state = self._ensure_state()
+        used = {*state["numeric"], *state["binary"], *state["categories"]}
+        columns = [c for c in frame.columns if c in used]
+        return self._handle_missing(frame, path, require_target, columns)
+
     def _handle_missing(
-        self, frame: pd.DataFrame, path: Path, require_target: bool
+        self, frame: pd.DataFrame, path: Path, require_target: bool, columns: list[str]
     ) -> pd.DataFrame:
+        """Apply ``missing_values`` to the target and ``columns`` (an empty cell elsewhere, in an
+        id or a note column, is harmless)."""
         target = self.target
         if require_target or target in frame.columns:
             bad = frame.index[frame[target].isna()]
@@ -243,7 +255,6 @@ class TabularDataModule(pl.LightningDataModule):
                     f"{path}: target {target!r} is empty on line(s) {_lines(bad)}; fill or remove "
                     "those rows, or set missing_values='drop'"
                 )
-        columns = [c for c in frame.columns if c != target]
         if self.missing_values == "error":
             for column in columns:
                 bad = frame.index[frame[column].isna()]
@@ -253,9 +264,8 @@ class TabularDataModule(pl.LightningDataModule):
                         f"{_lines(bad)}; fix the file or set missing_values to 'drop' or 'impute'"
                     )
         elif self.missing_values == "drop":
-            keep = (
-                frame.notna().all(axis=1) if require_target else frame[columns].notna().all(axis=1)
-            )
+            checked = [*columns, target] if target in frame.columns else columns
+            keep = frame[checked].notna().all(axis=1)
             if (~keep).any():
                 log.warning(
                     "%s: dropped %d row(s) with empty values (lines %s)",
@@ -293,6 +303,10 @@ class TabularDataModule(pl.LightningDataModule):
 
         values = train[numeric].astype("float64")
         fill = values.median().fillna(0.0).tolist()
+        binary_fill = [
+            float(train[c].dropna().astype(str).str.strip().str.lower().map(_YES_NO).mean() >= 0.5)
+            for c in binary
+        ]
         scaler = StandardScaler().fit(values.fillna(dict(zip(numeric, fill, strict=True))))
         categories = {
             column: sorted(set(train[column].dropna().astype(str)) - {UNKNOWN, MISSING})
@@ -313,6 +327,7 @@ class TabularDataModule(pl.LightningDataModule):
             "scale": scaler.scale_.tolist() if numeric else [],
             "fill": fill,
             "binary": binary,
+            "binary_fill": binary_fill,
             "categories": categories,
             "feature_names": feature_names,
         }
@@ -339,8 +354,9 @@ class TabularDataModule(pl.LightningDataModule):
                     )
             values = values.fillna(dict(zip(state["numeric"], state["fill"], strict=True)))
             parts.append((values.to_numpy(np.float64) - state["mean"]) / state["scale"])
-        for column in state["binary"]:
+        for column, default in zip(state["binary"], state["binary_fill"], strict=True):
             text = frame[column].astype(str).str.strip().str.lower()
+            text = text.where(frame[column].notna(), "yes" if default else "no")
             bad = frame.index[~text.isin(list(_YES_NO))]
             if len(bad):
                 raise ValueError(
@@ -404,7 +420,7 @@ class TabularDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         if self.test_file:
             path = Path(self.test_file).expanduser()
-            frame = self._handle_missing(read_csv(path, "test CSV"), path, require_target=True)
+            frame = self._read_new_rows(path, "test CSV", require_target=True)
             return self._loader(TensorBatchDataset(*self.transform(frame, str(path))))
         if self.test_fraction > 0:
             return self._loader(self._split("test"))
@@ -416,7 +432,7 @@ class TabularDataModule(pl.LightningDataModule):
             self.predict_row_ids = self._load_splits()["val"].index.tolist()
         else:
             path = Path(self.predict_file).expanduser()
-            frame = self._handle_missing(read_csv(path, "predict CSV"), path, require_target=False)
+            frame = self._read_new_rows(path, "predict CSV", require_target=False)
             dataset = TensorBatchDataset(*self.transform(frame, str(path)))
             self.predict_row_ids = frame.index.tolist()
         return self._loader(dataset)

@@ -43,8 +43,11 @@ class FeedForwardNet(ClassificationModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
-        if num_features < 1:
-            raise ValueError(f"num_features must be positive, got {num_features}")
+        if not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(
+                f"num_features must be a positive int, got {num_features!r}: the dlzoo CLI links it "
+                "from the DataModule's num_features; from Python pass dm.num_features"
+            )
         layers: list[nn.Module] = [nn.Dropout(input_dropout)] if input_dropout > 0 else []
         width = num_features
         for hidden in hidden_sizes:
