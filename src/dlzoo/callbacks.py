@@ -82,11 +82,19 @@ class RunArtifacts(Callback):
         self.loss, self.roc, self.confusion_matrix = loss, roc, confusion_matrix
         self.history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": []}
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+    # Lightning runs a callback's on_train_epoch_end before the module's, where the epoch's
+    # train loss is logged; so an epoch is recorded when the next one starts, or training ends.
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer, trainer.current_epoch - 1)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._record(trainer, trainer.current_epoch - 1)  # the last completed epoch
+
+    def _record(self, trainer: pl.Trainer, epoch: int) -> None:
         metrics = trainer.callback_metrics
-        self.history["epoch"].append(trainer.current_epoch)
+        if epoch < 0 or epoch in self.history["epoch"] or "train_loss" not in metrics:
+            return  # nothing trained yet, already recorded, or a fresh process after a resume
+        self.history["epoch"].append(epoch)
         for key in ("train_loss", "val_loss"):
             value = metrics.get(key)
             self.history[key].append(float(value) if value is not None else float("nan"))
