@@ -281,3 +281,9 @@ def test_checkpoint_url_is_not_unpickled_by_default(
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
+def test_evaluating_without_a_checkpoint_is_refused(subcommand: str, config_file: Path) -> None:
+    with pytest.raises(ValueError, match=f"dlzoo {subcommand} needs --ckpt_path"):
+        main([subcommand, "--config", str(config_file)])

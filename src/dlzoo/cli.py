@@ -67,6 +67,13 @@ class DlzooCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand in ("validate", "test", "predict") and not config.get("ckpt_path"):
+            # without a checkpoint the model's weights are random: refuse rather than report
+            # metrics or predictions of an untrained network
+            raise ValueError(
+                f"dlzoo {self.subcommand} needs --ckpt_path: a checkpoint written by dlzoo fit, "
+                "e.g. <run>/checkpoints/last.ckpt or best-*.ckpt, with --config <run>/config.yaml"
+            )
         if config.get("weights_only", False) is None:
             # Lightning's None means torch's safe default for local files but full unpickling
             # for http(s) checkpoints: here nothing unpickles arbitrary objects unless the user
