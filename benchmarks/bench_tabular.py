@@ -118,7 +118,7 @@ def gradient_boosting_auc(data_dir: Path, drop: list[str] | None = None) -> floa
     return roc_auc_score(vy.numpy(), model.predict_proba(vx.numpy())[:, 1])
 
 
-def lightning_epoch(dm: BankMarketingDataModule, epochs: int) -> float:
+def lightning_epoch(dm: BankMarketingDataModule, epochs: int) -> tuple[float, float]:
     pl.seed_everything(0, verbose=False)
     model = FeedForwardNet(num_features=dm.num_features)
     trainer = pl.Trainer(
@@ -135,7 +135,7 @@ def lightning_epoch(dm: BankMarketingDataModule, epochs: int) -> float:
     return (time.perf_counter() - wall) / epochs, (time.process_time() - cpu) / epochs
 
 
-def plain_epoch(dm: BankMarketingDataModule, epochs: int) -> float:
+def plain_epoch(dm: BankMarketingDataModule, epochs: int) -> tuple[float, float]:
     """The book's loop, doing what the Lightning fit does: train, metrics, validate, metrics."""
     pl.seed_everything(0, verbose=False)
     model = FeedForwardNet(num_features=dm.num_features)
