@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 HELPERS = Path(__file__).parent / "helpers"
@@ -105,3 +108,65 @@ def last_metrics(run: Path) -> dict[str, float]:
     """The last logged value of every column of a run's metrics.csv."""
     frame = pd.read_csv(run / "metrics.csv")
     return {c: frame[c].dropna().iloc[-1] for c in frame.columns if frame[c].notna().any()}
+
+
+def digit_images(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """28x28 uint8 "digits": a bright 6x6 block whose position is the label, plus noise."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 40, size=(len(labels), 28, 28), dtype=np.uint8)
+    for image, label in zip(images, labels, strict=True):
+        row, col = 2 + 12 * (label // 5), 1 + 5 * (label % 5)
+        image[row : row + 6, col : col + 6] = 230
+    return images
+
+
+def write_mnist_idx(root: Path, n_train: int = 200, n_test: int = 50, gz: bool = True) -> Path:
+    """The four MNIST IDX files (torchvision layout root/MNIST/raw), with learnable digits."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images = digit_images(labels, seed)
+        files = {
+            f"{prefix}-images-idx3-ubyte": struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes(),
+            f"{prefix}-labels-idx1-ubyte": struct.pack(">II", 2049, n) + labels.tobytes(),
+        }
+        for name, data in files.items():
+            if gz:
+                with gzip.open(raw / f"{name}.gz", "wb") as f:
+                    f.write(data)
+            else:
+                (raw / name).write_bytes(data)
+    return root
+
+
+def write_digits_csv(path: Path, n: int = 100, label: bool = True) -> Path:
+    """A Kaggle digit-recognizer CSV: label (optional) and pixel0 ... pixel783."""
+    labels = np.arange(n) % 10
+    frame = pd.DataFrame(
+        digit_images(labels).reshape(n, -1), columns=[f"pixel{i}" for i in range(784)]
+    )
+    if label:
+        frame.insert(0, "label", labels)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def write_jpeg(path: Path, color: tuple[int, int, int], size: tuple[int, int], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(rng.normal(color, 25, size=(size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, "JPEG", quality=85)
+
+
+def write_image_tree(
+    root: Path, splits: dict[str, int] | None = None, classes: tuple[str, ...] = ("cats", "dogs")
+) -> Path:
+    """root/<split>/<class>/<class>.<i>.jpg, each class its own colour, sizes varying."""
+    colors = [(200, 60, 50), (50, 80, 200), (60, 190, 70)]
+    for s, (split, count) in enumerate((splits or {"train": 8, "validation": 4}).items()):
+        for c, name in enumerate(classes):
+            for i in range(count):
+                size = (40 + 3 * i, 36 + 2 * (i % 3))
+                write_jpeg(root / split / name / f"{name}.{i}.jpg", colors[c], size, 100 * s + i)
+    return root

@@ -14,7 +14,16 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, last_metrics, make_frame, run_dirs, run_dlzoo, write_config
+from conftest import (
+    REPO,
+    last_metrics,
+    make_frame,
+    run_dirs,
+    run_dlzoo,
+    write_config,
+    write_image_tree,
+    write_mnist_idx,
+)
 from dlzoo.cli import default_loggers, main
 from dlzoo.data import TabularDataModule
 from dlzoo.models import FeedForwardNet
@@ -72,15 +81,33 @@ def test_fit_then_predict_as_subprocesses(config_file: Path, tmp_path: Path) -> 
     )
 
 
+def _tiny_data(config: Path, tmp_path: Path) -> list[str]:
+    """Arguments that point a config at small data the test writes (the real sets are not here)."""
+    name = config.stem
+    if name.startswith("mnist"):
+        data = write_mnist_idx(tmp_path / "mnist", n_train=120, n_test=30)
+        return ["--data.init_args.data_dir", str(data), "--data.init_args.batch_size", "16"]
+    if name.startswith("catsdogs"):
+        write_image_tree(tmp_path / "cd" / "cats_and_dogs", {"train": 6, "validation": 3})
+        args = ["--data.init_args.data_dir", str(tmp_path / "cd"), "--data.init_args.url", "null"]
+        args += ["--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0"]
+        args += ["--data.init_args.image_size", "32", "--data.init_args.resize_size", "36"]
+        if "vgg16" in name:  # no ImageNet weights here, and 32 px instead of the VGG16 preset
+            args += ["--model.init_args.weights", "null", "--data.init_args.preprocessing", "null"]
+        return args
+    return []
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
-def test_example_config_runs_in_a_tiny_setting(config: Path, tmp_path: Path) -> None:
+def test_example_config_runs_in_a_tiny_setting(config: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DLZOO_DATA", str(tmp_path / "cache"))
     main(
         [
             "fit",
             "--config",
             str(config),
             "--trainer.default_root_dir",
-            str(tmp_path),
+            str(tmp_path / "runs"),
             "--trainer.max_epochs",
             "1",
             "--trainer.limit_train_batches",
@@ -89,11 +116,18 @@ def test_example_config_runs_in_a_tiny_setting(config: Path, tmp_path: Path) -> 
             "2",
             "--trainer.enable_progress_bar",
             "false",
+            *_tiny_data(config, tmp_path),
         ]
     )
-    (run,) = run_dirs(tmp_path)
+    (run,) = run_dirs(tmp_path / "runs")
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert "val_auroc" in last_metrics(run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    if saved["model"]["class_path"].endswith("AutoEncoder"):
+        assert "val_mse" in last_metrics(run)
+        assert (run / "reconstructions.png").is_file()
+    else:
+        assert "val_auroc" in last_metrics(run)
+        assert (run / "confusion_matrix.png").is_file()
 
 
 def test_print_config_round_trips(

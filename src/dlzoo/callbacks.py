@@ -12,6 +12,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
@@ -54,15 +55,23 @@ class EpochSeed(Callback):
 
 @torch.inference_mode()
 def collect_probabilities(
-    pl_module: pl.LightningModule, loader: torch.utils.data.DataLoader
+    pl_module: pl.LightningModule,
+    loader: torch.utils.data.DataLoader,
+    datamodule: pl.LightningDataModule | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities and targets of a classifier over a labelled loader, in eval mode."""
+    """Probabilities and targets of a classifier over a labelled loader, in eval mode.
+
+    Batches go through ``datamodule.on_after_batch_transfer`` (MNIST scales there), as in a loop.
+    """
     was_training = pl_module.training
     pl_module.eval()
     probs, targets = [], []
     try:
         for batch in loader:
-            probs.append(pl_module.predict_proba(batch[0].to(pl_module.device)).cpu())
+            batch = move_data_to_device(batch, pl_module.device)
+            if datamodule is not None:
+                batch = datamodule.on_after_batch_transfer(batch, 0)
+            probs.append(pl_module.predict_proba(batch[0]).cpu())
             targets.append(batch[1].cpu())
     finally:
         pl_module.train(was_training)
@@ -117,12 +126,16 @@ class RunArtifacts(Callback):
         datamodule = trainer.datamodule
         if datamodule is None:
             return
-        val_probs, val_targets = collect_probabilities(pl_module, datamodule.val_dataloader())
+        val_probs, val_targets = collect_probabilities(
+            pl_module, datamodule.val_dataloader(), datamodule
+        )
         classes = list(getattr(datamodule, "classes", [])) or None
         binary = val_probs.ndim == 1
         if self.roc and binary:
             curves = {
-                "train": collect_probabilities(pl_module, datamodule.train_dataloader()),
+                "train": collect_probabilities(
+                    pl_module, datamodule.train_dataloader(), datamodule
+                ),
                 "val": (val_probs, val_targets),
             }
             self._plot_roc(out / "roc.png", curves)
@@ -209,7 +222,10 @@ class PredictionWriter(BasePredictionWriter):
     ) -> None:
         path = Path(self.output) if self.output else run_dir(trainer) / "predictions.csv"
         if not predictions or not isinstance(predictions[0], dict):
-            return  # not a dlzoo classifier's predictions: nothing we know how to write
+            return  # not a dlzoo model's predictions: nothing we know how to write
+        if "latent" in predictions[0]:  # an autoencoder: reconstruction error and the code
+            self._write_latents(trainer, path, predictions, batch_indices)
+            return
         probs = torch.cat([p["probs"] for p in predictions]).float()
         preds = torch.cat([p["preds"] for p in predictions])
         datamodule = trainer.datamodule
@@ -218,13 +234,8 @@ class PredictionWriter(BasePredictionWriter):
         if len(classes) != num_classes:
             classes = [str(i) for i in range(num_classes)]
         # which dataset rows these are (this rank's share under DDP), then which file rows
-        order = [i for batch in batch_indices or [] for i in batch]
-        if len(order) != len(preds):
-            order = list(range(len(preds)))
-        row_ids = getattr(datamodule, "predict_row_ids", None)
-        rows = [row_ids[i] for i in order] if row_ids and len(row_ids) > max(order) else order
-        if trainer.world_size > 1:
-            path = path.with_name(f"{path.stem}_rank{trainer.global_rank}{path.suffix}")
+        rows = self._rows(trainer, batch_indices, len(preds))
+        path = self._rank_path(trainer, path)
         if probs.ndim == 1:  # binary: the probability of the positive class
             columns, values = [f"prob_{classes[1]}"], probs[:, None]
         else:
@@ -236,3 +247,33 @@ class PredictionWriter(BasePredictionWriter):
             for row, value, pred in zip(rows, values.tolist(), preds.tolist(), strict=True):
                 writer.writerow([row, *(f"{v:.6f}" for v in value), classes[pred]])
         rank_zero_info(f"predictions for {len(preds)} rows written to {path}")
+
+    def _write_latents(
+        self, trainer: pl.Trainer, path: Path, predictions: list, batch_indices: Any
+    ) -> None:
+        latent = torch.cat([p["latent"] for p in predictions]).float()
+        error = torch.cat([p["mse"] for p in predictions]).float()
+        rows = self._rows(trainer, batch_indices, len(error))
+        path = self._rank_path(trainer, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["row", "mse", *(f"z{i}" for i in range(latent.shape[1]))])
+            for row, mse, z in zip(rows, error.tolist(), latent.tolist(), strict=True):
+                writer.writerow([row, f"{mse:.6f}", *(f"{v:.6f}" for v in z)])
+        rank_zero_info(f"reconstruction errors and codes of {len(error)} rows written to {path}")
+
+    @staticmethod
+    def _rows(trainer: pl.Trainer, batch_indices: Any, count: int) -> list:
+        """Which rows (file rows, or file names) the predictions are, in order."""
+        order = [i for batch in batch_indices or [] for i in batch]
+        if len(order) != count:
+            order = list(range(count))
+        row_ids = getattr(trainer.datamodule, "predict_row_ids", None)
+        return [row_ids[i] for i in order] if row_ids and len(row_ids) > max(order) else order
+
+    @staticmethod
+    def _rank_path(trainer: pl.Trainer, path: Path) -> Path:
+        if trainer.world_size > 1:
+            return path.with_name(f"{path.stem}_rank{trainer.global_rank}{path.suffix}")
+        return path

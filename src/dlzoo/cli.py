@@ -23,7 +23,14 @@ import dlzoo  # noqa: F401  (registers every model and DataModule for class_path
 from dlzoo.callbacks import EpochSeed, PredictionWriter, RunArtifacts
 
 #: sizes a DataModule knows and a model needs; a link whose target a model lacks is skipped
-LINKED_SIZES = ("num_features", "num_classes")
+LINKED_SIZES = (
+    "num_features",
+    "num_classes",
+    "input_shape",
+    "vocab_size",
+    "pad_index",
+    "pretrained_embeddings",
+)
 
 
 def default_loggers(root: str | Path) -> list[Logger]:

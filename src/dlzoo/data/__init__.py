@@ -7,12 +7,17 @@ from dlzoo.data.download import (
     download_file,
     extract_archive,
 )
+from dlzoo.data.images import CatsDogsDataModule, ImageFolderDataModule
+from dlzoo.data.mnist import MNISTDataModule
 from dlzoo.data.tabular import BankMarketingDataModule, TabularDataModule
 
 __all__ = [
     "BankMarketingDataModule",
+    "CatsDogsDataModule",
     "ChecksumError",
     "DownloadError",
+    "ImageFolderDataModule",
+    "MNISTDataModule",
     "TabularDataModule",
     "default_cache_dir",
     "download_file",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 
 class TensorBatchDataset(Dataset):
@@ -65,12 +65,31 @@ def tensor_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
 ) -> DataLoader:
-    sampler = EpochShuffleSampler(dataset, seed) if shuffle else None
+    """A loader over in-memory tensors: one indexing operation per batch."""
+    return seeded_loader(dataset, batch_size, shuffle, seed, num_workers, pin_memory, keep_batch)
+
+
+def seeded_loader(
+    dataset: Dataset,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    collate_fn: Callable | None = None,
+    batch_sampler: Sampler | None = None,
+) -> DataLoader:
+    """A DataLoader whose shuffle and worker seeds depend only on ``seed`` and the epoch."""
+    sampler = EpochShuffleSampler(dataset, seed) if shuffle and batch_sampler is None else None
+    batching = (
+        {"batch_sampler": batch_sampler}
+        if batch_sampler is not None
+        else {"batch_size": batch_size, "sampler": sampler}
+    )
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        collate_fn=keep_batch,
+        **batching,
+        collate_fn=collate_fn,
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,

@@ -142,7 +142,7 @@ class ClassificationModule(pl.LightningModule):
         return torch.sigmoid(logits.reshape(-1)) if self.is_binary else logits.softmax(dim=-1)
 
     def predict_proba(self, x: Any) -> torch.Tensor:
-        return self.probabilities(self(x))
+        return self.probabilities(call_with(self, x))
 
     def l1_penalty(self) -> torch.Tensor:
         weights = [p for p in self.parameters() if p.requires_grad and p.ndim > 1]
@@ -150,7 +150,7 @@ class ClassificationModule(pl.LightningModule):
 
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
         x, target = batch[0], batch[1]
-        logits = self(x)
+        logits = call_with(self, x)
         loss = self.loss(logits, target)
         getattr(self, f"{stage}_metrics").update(self.probabilities(logits.detach()), target)
         getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(target))
@@ -206,35 +206,81 @@ class ClassificationModule(pl.LightningModule):
         return {"probs": probs, "preds": preds}
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        kwargs: dict[str, Any] = {"lr": hp.lr, "weight_decay": hp.weight_decay}
-        if hp.optimizer in ("sgd", "rmsprop"):
-            kwargs["momentum"] = hp.momentum
-        optimizer = _OPTIMIZERS[hp.optimizer](self.parameters(), **kwargs)
-        if hp.lr_scheduler == "none":
-            return optimizer
-        sched = torch.optim.lr_scheduler
-        interval, monitor = "epoch", None
-        if hp.lr_scheduler == "cosine":
-            if not self.trainer.max_epochs or self.trainer.max_epochs < 1:
-                raise ValueError("lr_scheduler='cosine' needs trainer.max_epochs")
-            scheduler = sched.CosineAnnealingLR(optimizer, T_max=self.trainer.max_epochs)
-        elif hp.lr_scheduler == "step":
-            scheduler = sched.StepLR(optimizer, step_size=hp.lr_step_size, gamma=hp.lr_gamma)
-        elif hp.lr_scheduler == "plateau":
-            scheduler = sched.ReduceLROnPlateau(
-                optimizer, factor=hp.lr_gamma, patience=hp.lr_step_size
-            )
-            monitor = "val_loss"
-        else:  # onecycle
-            scheduler = sched.OneCycleLR(
-                optimizer, max_lr=hp.lr, total_steps=self.trainer.estimated_stepping_batches
-            )
-            interval = "step"
-        config = {"scheduler": scheduler, "interval": interval}
-        if monitor:
-            config["monitor"] = monitor
-        return {"optimizer": optimizer, "lr_scheduler": config}
+        return configure_optimizers(self)
+
+    # ------------------------------------------------------------- pretrained initialisation
+    # Pretrained weights (ImageNet backbones, word vectors) are loaded when a run starts, after
+    # Lightning has restored any checkpoint, and only if none was: loading a fine-tuned checkpoint
+    # must never need the pretrained file again (or the internet to fetch it).
+    _pretrained_done: bool = False
+
+    def load_pretrained(self) -> ClassificationModule:
+        """Load pretrained weights into the network, if the model has any; returns ``self``.
+
+        Runs on its own at the start of fit/validate/test/predict unless a checkpoint was
+        restored; call it directly to use a freshly built model outside a Trainer.
+        """
+        self._pretrained_done = True
+        return self
+
+    def _ensure_pretrained(self) -> None:
+        if not self._pretrained_done:
+            self.load_pretrained()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._pretrained_done = True  # the checkpoint's weights replace any pretrained ones
+
+    def on_fit_start(self) -> None:
+        self._ensure_pretrained()
+
+    def on_validation_start(self) -> None:
+        self._ensure_pretrained()
+
+    def on_test_start(self) -> None:
+        self._ensure_pretrained()
+
+    def on_predict_start(self) -> None:
+        self._ensure_pretrained()
+
+
+def call_with(module: nn.Module, x: Any) -> Any:
+    """``module(*x)`` when a batch's input is a tuple (tokens, lengths), else ``module(x)``."""
+    return module(*x) if isinstance(x, (tuple, list)) else module(x)
+
+
+def configure_optimizers(module: pl.LightningModule) -> Any:
+    """The optimiser and schedule named by a module's hyperparameters (see ClassificationModule)."""
+    hp = module.hparams
+    if hp.optimizer not in _OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {hp.optimizer!r}")
+    kwargs: dict[str, Any] = {"lr": hp.lr, "weight_decay": hp.weight_decay}
+    if hp.optimizer in ("sgd", "rmsprop"):
+        kwargs["momentum"] = hp.momentum
+    # frozen parameters (a fine-tuned backbone) stay out; an unfreezing callback adds them later
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    optimizer = _OPTIMIZERS[hp.optimizer](trainable, **kwargs)
+    if hp.lr_scheduler == "none":
+        return optimizer
+    sched = torch.optim.lr_scheduler
+    interval, monitor = "epoch", None
+    if hp.lr_scheduler == "cosine":
+        if not module.trainer.max_epochs or module.trainer.max_epochs < 1:
+            raise ValueError("lr_scheduler='cosine' needs trainer.max_epochs")
+        scheduler = sched.CosineAnnealingLR(optimizer, T_max=module.trainer.max_epochs)
+    elif hp.lr_scheduler == "step":
+        scheduler = sched.StepLR(optimizer, step_size=hp.lr_step_size, gamma=hp.lr_gamma)
+    elif hp.lr_scheduler == "plateau":
+        scheduler = sched.ReduceLROnPlateau(optimizer, factor=hp.lr_gamma, patience=hp.lr_step_size)
+        monitor = "val_loss"
+    else:  # onecycle
+        scheduler = sched.OneCycleLR(
+            optimizer, max_lr=hp.lr, total_steps=module.trainer.estimated_stepping_batches
+        )
+        interval = "step"
+    config = {"scheduler": scheduler, "interval": interval}
+    if monitor:
+        config["monitor"] = monitor
+    return {"optimizer": optimizer, "lr_scheduler": config}
 
 
 def make_activation(name: str) -> nn.Module:

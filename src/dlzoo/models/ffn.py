@@ -1,4 +1,4 @@
-"""Feed-forward network for tabular data (book chapter 5, Listings 5-11 to 5-15)."""
+"""Feed-forward network for tabular data (book chapter 5, Listings 5-11 to 5-15); flattens images."""
 
 from __future__ import annotations
 
@@ -62,4 +62,4 @@ class FeedForwardNet(ClassificationModule):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.net(x.flatten(1))  # images (N, C, H, W) become rows

@@ -1,0 +1,441 @@
+"""Image classification from ``root/<class>/*.jpg`` folders, and the Cats-vs-Dogs preset (chapter 6).
+
+Images are decoded with ``torchvision.io`` (libjpeg-turbo) in DataLoader workers; the transforms
+live here: the book's Resize 255 -> CenterCrop 224 -> ImageNet normalisation for evaluation, and
+RandomResizedCrop + flip for training when ``augment`` is on. Every file is decoded once before the
+first epoch, and unreadable ones (zero bytes, truncated, not an image) are skipped and reported,
+so a bad JPEG never stops a run in the middle of an epoch. Those checks are cached by path, size
+and modification time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.io import ImageReadMode, decode_image
+from torchvision.transforms import v2
+
+from dlzoo.data.batching import TensorBatchDataset, seeded_loader, tensor_loader
+from dlzoo.data.download import (
+    check_sha256,
+    default_cache_dir,
+    download_file,
+    extract_archive,
+)
+from dlzoo.registry import register_datamodule
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """An image file as a ``(3, H, W)`` uint8 tensor (grey and RGBA become RGB)."""
+    return decode_image(str(path), mode=ImageReadMode.RGB)
+
+
+def _check(path: str) -> str | None:
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file (0 bytes)"
+        read_image(path)
+    except (RuntimeError, OSError, ValueError) as err:
+        # torchvision prefixes its reasons with a C++ source location: keep the reason
+        reason = re.sub(r"^.*\.cpp:\d+,\s*", "", " ".join(str(err).split())) or type(err).__name__
+        return f"cannot be decoded: {reason[:100]}"
+    return None
+
+
+def find_unreadable(
+    paths: Sequence[str], cache_file: Path | None = None, workers: int | None = None
+) -> dict[str, str]:
+    """Decode every file once; return ``{path: reason}`` for those that cannot be read.
+
+    Results are kept in ``cache_file`` (JSON) keyed by path, size and modification time, so a
+    second run re-checks only new or changed files.
+    """
+    cached: dict[str, list] = {}
+    if cache_file is not None and cache_file.is_file():
+        try:
+            cached = json.loads(cache_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            cached = {}
+    stamps = {}
+    for path in paths:
+        stat = os.stat(path)
+        stamps[path] = [stat.st_size, stat.st_mtime_ns]
+    todo = [p for p in paths if cached.get(p, [None, None])[:2] != stamps[p]]
+    if todo:
+        workers = workers or min(8, os.cpu_count() or 1)
+        with ThreadPoolExecutor(workers) as pool:
+            for path, reason in zip(todo, pool.map(_check, todo), strict=True):
+                cached[path] = [*stamps[path], reason]
+    if cache_file is not None and todo:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        keep = {p: cached[p] for p in paths}
+        tmp = cache_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(keep))
+        tmp.replace(cache_file)
+    return {p: cached[p][2] for p in paths if cached[p][2] is not None}
+
+
+class ImageFiles(Dataset):
+    """``(image, label)`` pairs (or ``(image,)`` without labels) from a list of files."""
+
+    def __init__(
+        self, files: Sequence[str], labels: Sequence[int] | None, transform: Callable
+    ) -> None:
+        self.files, self.labels, self.transform = list(files), labels, transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple:
+        try:
+            image = self.transform(read_image(self.files[index]))
+        except (RuntimeError, OSError) as err:  # changed on disk since the check
+            raise RuntimeError(f"cannot read image {self.files[index]}: {err}") from None
+        if self.labels is None:
+            return (image,)
+        return image, self.labels[index]
+
+
+@register_datamodule("image_folder")
+class ImageFolderDataModule(pl.LightningDataModule):
+    """Classification on ``data_dir/<split>/<class>/*.jpg`` folders (torchvision's ImageFolder layout).
+
+    Args:
+        data_dir: the folder holding ``train_dir`` (and ``val_dir``); also searched one level down
+            (an archive's top folder).
+        train_dir: the training images, one sub-folder per class.
+        val_dir: the validation images, same classes. If the folder does not exist (or is
+            ``None``), ``val_fraction`` of ``train_dir`` is held out, stratified and seeded.
+        test_dir: labelled images for ``dlzoo test``.
+        predict_dir: a folder of images, searched recursively, for ``dlzoo predict`` (default: the
+            validation images); the predictions name each file.
+        val_fraction: share of ``train_dir`` held out when there is no ``val_dir``.
+        image_size: side of the square crop the model sees.
+        resize_size: evaluation resize of the shorter side before the centre crop (the book: 255).
+        augment: RandomResizedCrop(image_size) and horizontal flips for training images.
+        preprocessing: the evaluation transforms of a torchvision weights entry instead, e.g.
+            ``VGG16_Weights.IMAGENET1K_V1`` (what the pretrained network was trained with).
+        mean: per-channel normalisation mean (default ImageNet's).
+        std: per-channel normalisation standard deviation (default ImageNet's).
+        batch_size: images per batch.
+        num_workers: decoding processes (default: the number of CPU cores, at most 8).
+        seed: seed of the split and of the per-epoch shuffle.
+    """
+
+    def __init__(
+        self,
+        data_dir: str,
+        train_dir: str = "train",
+        val_dir: str | None = "val",
+        test_dir: str | None = None,
+        predict_dir: str | None = None,
+        val_fraction: float = 0.2,
+        image_size: int = 224,
+        resize_size: int = 255,
+        augment: bool = False,
+        preprocessing: str | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        batch_size: int = 32,
+        num_workers: int | None = None,
+        seed: int = 2020,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        # settings as attributes: a preset's hparams hold only its own arguments
+        self.data_dir = Path(data_dir) if data_dir else None
+        self.train_dir, self.val_dir, self.test_dir = train_dir, val_dir, test_dir
+        self.predict_dir, self.val_fraction = predict_dir, val_fraction
+        self.image_size, self.resize_size, self.augment = image_size, resize_size, augment
+        self.preprocessing, self.mean, self.std = preprocessing, tuple(mean), tuple(std)
+        self.batch_size, self.seed = batch_size, seed
+        self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
+        self._datasets: dict[str, Dataset] = {}
+        self._features: dict[str, TensorBatchDataset] = {}
+        self.skipped: dict[str, str] = {}  # unreadable files and why, once set up
+        self.predict_row_ids: list[str] = []
+        if preprocessing is not None:
+            self._weights_transforms()  # a bad name fails now, not after the data is scanned
+
+    # -------------------------------------------------------------------------------- layout
+    def _root(self) -> Path:
+        """``data_dir``, or its one sub-folder that holds ``train_dir`` (an archive's top folder)."""
+        if self.data_dir is None:
+            raise ValueError("ImageFolderDataModule needs data_dir")
+        if (self.data_dir / self.train_dir).is_dir():
+            return self.data_dir
+        if self.data_dir.is_dir():
+            found = sorted(p for p in self.data_dir.iterdir() if (p / self.train_dir).is_dir())
+            if len(found) == 1:
+                return found[0]
+        raise FileNotFoundError(
+            f"no training images: {self.data_dir / self.train_dir} does not exist. Expected "
+            f"{self.data_dir}/{self.train_dir}/<class>/*.jpg (one folder per class)"
+        )
+
+    @property
+    def classes(self) -> list[str]:
+        return find_classes(self._root() / self.train_dir)[0]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    in_channels = 3
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (3, self.image_size, self.image_size)
+
+    # ---------------------------------------------------------------------------- transforms
+    def _weights_transforms(self) -> Callable:
+        from torchvision.models import get_weight
+
+        try:
+            return get_weight(self.preprocessing).transforms()
+        except (ValueError, KeyError, AttributeError):
+            raise ValueError(
+                f"unknown torchvision weights {self.preprocessing!r} for preprocessing; "
+                "e.g. VGG16_Weights.IMAGENET1K_V1 or ResNet18_Weights.IMAGENET1K_V1"
+            ) from None
+
+    def eval_transform(self) -> Callable:
+        """The transforms of validation, test and predict images (and of cached features)."""
+        if self.preprocessing is not None:
+            return self._weights_transforms()
+        return v2.Compose(
+            [
+                v2.Resize(self.resize_size, antialias=True),
+                v2.CenterCrop(self.image_size),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(self.mean, self.std),
+            ]
+        )
+
+    def train_transform(self) -> Callable:
+        if not self.augment:
+            return self.eval_transform()
+        return v2.Compose(
+            [
+                v2.RandomResizedCrop(self.image_size, antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(self.mean, self.std),
+            ]
+        )
+
+    # ---------------------------------------------------------------------------------- data
+    def _labelled_files(self, folder: Path, classes: list[str]) -> tuple[list[str], list[int]]:
+        found = find_classes(folder)[0]
+        if found != classes:
+            raise ValueError(
+                f"{folder} has classes {found}, but the training folder has {classes}: "
+                "every split needs the same class folders"
+            )
+        samples = make_dataset(
+            str(folder), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS
+        )
+        return self._readable([p for p, _ in samples], [label for _, label in samples], folder)
+
+    def _readable(
+        self, files: list[str], labels: list[int] | None, folder: Path
+    ) -> tuple[list[str], list[int] | None]:
+        digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]
+        bad = find_unreadable(files, default_cache_dir() / "image_checks" / f"{digest}.json")
+        if bad:
+            self.skipped.update(bad)
+            shown = "; ".join(f"{Path(p).name}: {why}" for p, why in list(bad.items())[:5])
+            more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+            log.warning("skipped %d unreadable images in %s: %s%s", len(bad), folder, shown, more)
+        keep = [i for i, path in enumerate(files) if path not in bad]
+        if not keep:
+            raise ValueError(f"no readable images in {folder}")
+        return [files[i] for i in keep], None if labels is None else [labels[i] for i in keep]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self._datasets:
+            return
+        root, classes = self._root(), self.classes
+        train_files, train_labels = self._labelled_files(root / self.train_dir, classes)
+        train_tf, eval_tf = self.train_transform(), self.eval_transform()
+        if self.val_dir and (root / self.val_dir).is_dir():
+            val_files, val_labels = self._labelled_files(root / self.val_dir, classes)
+        else:
+            files, labels = np.array(train_files), np.array(train_labels)
+            train_idx, val_idx = train_test_split(
+                np.arange(len(files)),
+                test_size=self.val_fraction,
+                random_state=self.seed,
+                stratify=labels,
+            )
+            train_files, train_labels = files[train_idx].tolist(), labels[train_idx].tolist()
+            val_files, val_labels = files[val_idx].tolist(), labels[val_idx].tolist()
+        self._datasets["train"] = ImageFiles(train_files, train_labels, train_tf)
+        self._datasets["val"] = ImageFiles(val_files, val_labels, eval_tf)
+        if self.test_dir:
+            self._datasets["test"] = ImageFiles(
+                *self._labelled_files(root / self.test_dir, classes), eval_tf
+            )
+        if self.predict_dir:
+            folder = Path(self.predict_dir)
+            if not folder.is_dir():
+                raise FileNotFoundError(f"predict_dir not found: {folder}")
+            files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+            if not files:
+                raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in {folder}")
+            files, _ = self._readable(files, None, folder)
+            self._datasets["predict"] = ImageFiles(files, None, eval_tf)
+            self.predict_row_ids = [str(Path(p).relative_to(folder)) for p in files]
+
+    # ------------------------------------------------------------------------ cached features
+    def cache_features(
+        self,
+        extractor: Callable[[torch.Tensor], torch.Tensor],
+        device: torch.device | str = "cpu",
+        batch_size: int | None = None,
+    ) -> None:
+        """Run ``extractor`` (a frozen backbone) over the train and val images once.
+
+        From then on the train and val loaders yield ``(features, label)`` batches. Needs
+        ``augment=False``: cached features cannot change from epoch to epoch.
+        """
+        if self.augment:
+            raise ValueError(
+                "cached features need augment=False: augmented images differ every epoch"
+            )
+        self.setup("fit")
+        for split in ("train", "val"):
+            loader = seeded_loader(
+                self._datasets[split],
+                batch_size or self.batch_size,
+                num_workers=self.num_workers,
+                pin_memory=torch.device(device).type == "cuda",
+            )
+            features, labels = [], []
+            with torch.inference_mode():
+                for images, targets in loader:
+                    features.append(extractor(images.to(device)).float().cpu())
+                    labels.append(targets)
+            self._features[split] = TensorBatchDataset(torch.cat(features), torch.cat(labels))
+            log.info("cached %s features of %d images", split, len(self._features[split]))
+
+    # ------------------------------------------------------------------------------- loaders
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        if split in self._features:
+            return tensor_loader(self._features[split], self.batch_size, shuffle, self.seed)
+        if split not in self._datasets:
+            raise ValueError(f"no {split} images: pass {split}_dir")
+        return seeded_loader(
+            self._datasets[split],
+            self.batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        if "predict" not in self._datasets:
+            files = self._datasets["val"].files
+            self.predict_row_ids = [str(Path(p).relative_to(self._root())) for p in files]
+            return self._loader("val")
+        return self._loader("predict")
+
+
+#: Google's cats_and_dogs_filtered (2,000 train + 1,000 validation Kaggle images)
+CATS_DOGS_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
+
+
+@register_datamodule("cats_dogs")
+class CatsDogsDataModule(ImageFolderDataModule):
+    """Cats vs Dogs (book chapter 6): ``train/{cats,dogs}`` and ``validation/{cats,dogs}``.
+
+    Point ``data_dir`` at an extracted copy, or give ``archive`` (a local ``.zip``/``.tar``) or
+    ``url`` and it is extracted into ``data_dir`` on first use. The default URL is Google's
+    ``cats_and_dogs_filtered.zip``; its sha256 is not pinned here (it could not be fetched to
+    compute one), so pass ``sha256`` to have the download checked.
+
+    Args:
+        data_dir: where the images are, or are extracted to (default ``$DLZOO_DATA/cats_dogs``).
+        archive: a local archive of the images to extract when ``data_dir`` has none.
+        url: where to download the archive from when neither is there.
+        sha256: checksum of the archive (local or downloaded).
+        val_dir: the validation folder's name (``validation`` in the Kaggle-derived archives).
+        **kwargs: image size, augmentation, batch size ... of :class:`ImageFolderDataModule`.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        archive: str | None = None,
+        url: str | None = CATS_DOGS_URL,
+        sha256: str | None = None,
+        val_dir: str | None = "validation",
+        **kwargs: Any,
+    ) -> None:
+        data_dir = data_dir or str(default_cache_dir() / "cats_dogs")
+        super().__init__(data_dir=data_dir, val_dir=val_dir, **kwargs)
+        self.archive, self.url, self.sha256 = archive, url, sha256
+
+    def _has_images(self) -> bool:
+        try:
+            self._root()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def prepare_data(self) -> None:
+        if self._has_images():
+            return
+        if self.archive:
+            archive = Path(self.archive)
+            if not archive.is_file():
+                raise FileNotFoundError(f"Cats-vs-Dogs archive not found: {archive}")
+            if self.sha256:
+                check_sha256(archive, self.sha256)
+        elif self.url:
+            if not self.sha256:
+                log.warning("downloading %s without a sha256 to check it against", self.url)
+            archive = download_file(self.url, self.data_dir, sha256=self.sha256)
+        else:
+            raise FileNotFoundError(
+                f"no Cats-vs-Dogs images in {self.data_dir} (expected {self.train_dir}/cats, "
+                f"{self.train_dir}/dogs): pass archive or url, or extract {CATS_DOGS_URL} there"
+            )
+        extract_archive(archive, self.data_dir)
+        self._root()  # the archive must hold the expected layout
+
+    @property
+    def classes(self) -> list[str]:
+        self.prepare_data()  # the CLI reads num_classes before fit: make sure the images exist
+        return super().classes

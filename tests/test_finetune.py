@@ -1,0 +1,187 @@
+"""FineTuneClassifier: frozen backbone, local and hub weights, offline errors, cached features,
+gradual unfreezing across a resume. ResNet-18 at 32x32 keeps it fast; VGG16 is built once."""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torchvision
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from conftest import write_image_tree
+from dlzoo.data import ImageFolderDataModule
+from dlzoo.models import FineTuneClassifier
+
+
+@pytest.fixture(autouse=True)
+def _offline(tmp_path: Path, monkeypatch) -> None:
+    """An empty torch hub cache, and no network: any download attempt fails as offline."""
+    monkeypatch.setenv("DLZOO_DATA", str(tmp_path / "cache"))
+    torch.hub.set_dir(str(tmp_path / "hub"))
+
+    def offline(url: str, *args, **kwargs):
+        raise urllib.error.URLError(f"offline: {url}")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    yield
+    torch.hub.set_dir(str(Path(torch.hub._get_torch_home()) / "hub"))
+
+
+def _resnet_file(path: Path, seed: int = 1) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    state = torchvision.models.resnet18().state_dict()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state
+
+
+def _data(tmp_path: Path, **kwargs) -> ImageFolderDataModule:
+    root = write_image_tree(tmp_path / "pets", {"train": 8, "val": 4})
+    settings = {"image_size": 32, "resize_size": 36, "batch_size": 4, "num_workers": 0}
+    return ImageFolderDataModule(data_dir=str(root), **{**settings, **kwargs})
+
+
+def _trainer(tmp_path: Path, epochs: int, **kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        **kwargs,
+    )
+
+
+def test_vgg16_book_head_and_parameter_counts() -> None:
+    model = FineTuneClassifier(backbone="vgg16", weights="IMAGENET1K_V1")  # nothing loaded yet
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert (total, trainable) == (135_309_633, 1_049_089)  # the book's counts
+    assert trainable == sum(p.numel() for p in model.head.parameters())
+    assert [m.out_features for m in model.head if isinstance(m, torch.nn.Linear)] == [256, 1]
+    assert model.weights_path().name == "vgg16-397923af.pth"
+
+
+def test_frozen_backbone_stays_in_eval_mode() -> None:
+    model = FineTuneClassifier(backbone="resnet18", weights=None).train()
+    assert model.backbone_frozen and not model.backbone.training and model.head.training
+    free = FineTuneClassifier(backbone="resnet18", weights=None, freeze_backbone=False).train()
+    assert free.backbone.training
+    assert all(p.requires_grad for p in free.parameters())
+
+
+def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
+    state = _resnet_file(tmp_path / "resnet18.pth")
+    model = FineTuneClassifier(backbone="resnet18", weights_file=str(tmp_path / "resnet18.pth"))
+    model.load_pretrained()
+    torch.testing.assert_close(model.backbone.conv1.weight, state["conv1.weight"])
+    torch.testing.assert_close(
+        model.backbone.layer4[1].bn2.running_var, state["layer4.1.bn2.running_var"]
+    )
+    # a file of another network is refused with the keys that do not fit
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), tmp_path / "other.pth")
+    wrong = FineTuneClassifier(backbone="resnet18", weights_file=str(tmp_path / "other.pth"))
+    with pytest.raises(ValueError, match="does not fit torchvision's resnet18: missing"):
+        wrong.load_pretrained()
+    with pytest.raises(FileNotFoundError, match="weights_file not found"):
+        FineTuneClassifier(
+            backbone="resnet18", weights_file=str(tmp_path / "no.pth")
+        ).load_pretrained()
+
+
+def test_missing_weights_offline_name_the_file_and_the_hub_cache(tmp_path: Path) -> None:
+    model = FineTuneClassifier(backbone="vgg16", weights="IMAGENET1K_V1")
+    with pytest.raises(FileNotFoundError) as info:
+        model.load_pretrained()
+    message = str(info.value)
+    hub_file = tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"
+    assert str(hub_file) in message and "offline" in message
+    assert "https://download.pytorch.org/models/vgg16-397923af.pth" in message
+    assert "weights_file" in message
+    with pytest.raises(ValueError, match="has no weights 'IMAGENET9K'"):
+        FineTuneClassifier(backbone="vgg16", weights="IMAGENET9K")
+
+
+def test_fit_from_hub_weights_then_reload_without_them(tmp_path: Path) -> None:
+    hub_file = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    state = _resnet_file(hub_file)
+    dm = _data(tmp_path)
+    pl.seed_everything(0)
+    model = FineTuneClassifier(backbone="resnet18", weights="IMAGENET1K_V1", lr=1e-2)
+    trainer = _trainer(tmp_path, 2)
+    trainer.fit(model, dm)
+    torch.testing.assert_close(model.backbone.conv1.weight, state["conv1.weight"])  # frozen
+    ckpt = tmp_path / "tuned.ckpt"
+    trainer.save_checkpoint(ckpt)
+    expected = torch.cat([p["probs"] for p in trainer.predict(model, dm)])
+    hub_file.unlink()  # the pretrained file is gone (and downloads fail): reloads must not need it
+
+    restored = FineTuneClassifier.load_from_checkpoint(ckpt, weights_only=True)
+    got = torch.cat([p["probs"] for p in _trainer(tmp_path, 1).predict(restored, dm)])
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    # as `dlzoo predict --ckpt_path` does it: a model built from the config, then the checkpoint
+    fresh = FineTuneClassifier(backbone="resnet18", weights="IMAGENET1K_V1", lr=1e-2)
+    got = _trainer(tmp_path, 1).predict(fresh, dm, ckpt_path=ckpt, weights_only=True)
+    torch.testing.assert_close(torch.cat([p["probs"] for p in got]), expected, rtol=0, atol=0)
+
+
+def test_cached_features_train_the_same_head(tmp_path: Path) -> None:
+    heads, probs = [], []
+    for cache in (False, True):
+        pl.seed_everything(0)
+        dm = _data(tmp_path)
+        torch.manual_seed(5)
+        model = FineTuneClassifier(
+            backbone="resnet18", weights=None, cache_features=cache, head_sizes=(16,), lr=1e-2
+        )
+        trainer = _trainer(tmp_path, 2)
+        trainer.fit(model, dm)
+        if cache:
+            assert dm._features["train"].tensors[0].shape == (16, 512)
+        heads.append(model.head.state_dict())
+        probs.append(torch.cat([p["probs"] for p in trainer.predict(model, dm)]))
+    for name, value in heads[0].items():
+        torch.testing.assert_close(heads[1][name], value, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(probs[1], probs[0], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="cache_features needs a backbone that stays frozen"):
+        FineTuneClassifier(
+            backbone="resnet18", weights=None, cache_features=True, unfreeze_at_epoch=1
+        )
+    augmenting = _data(tmp_path, augment=True)
+    model = FineTuneClassifier(backbone="resnet18", weights=None, cache_features=True)
+    with pytest.raises(ValueError, match="cached features need augment=False"):
+        _trainer(tmp_path, 1).fit(model, augmenting)
+
+
+def test_gradual_unfreezing_survives_a_resume_after_the_unfreeze_epoch(tmp_path: Path) -> None:
+    def build() -> FineTuneClassifier:
+        return FineTuneClassifier(backbone="resnet18", weights=None, unfreeze_at_epoch=1, lr=1e-3)
+
+    dm = _data(tmp_path)
+    pl.seed_everything(0)
+    model = build()
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, monitor=None)
+    trainer = _trainer(tmp_path, 2, callbacks=[checkpoints], enable_checkpointing=True)
+    trainer.fit(model, dm)
+    assert not model.backbone_frozen  # unfrozen at epoch 1
+    (last,) = (tmp_path / "ckpt").glob("epoch=1*.ckpt")
+    before = torch.load(last, weights_only=True)["state_dict"]["backbone.conv1.weight"]
+
+    resumed = build()
+    seen: list[bool] = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            seen.append(all(p.requires_grad for p in pl_module.backbone.parameters()))
+
+    trainer = _trainer(tmp_path, 3, callbacks=[Probe()], enable_checkpointing=False)
+    trainer.fit(resumed, dm, ckpt_path=last, weights_only=True)
+    assert seen and all(seen)  # Lightning 2.6 alone leaves it frozen here (#21901)
+    assert not torch.equal(resumed.backbone.conv1.weight.detach(), before)  # it trained
+    groups = trainer.optimizers[0].param_groups
+    assert len(groups) == 2  # head, and the backbone added at the unfreeze epoch

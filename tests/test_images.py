@@ -1,0 +1,134 @@
+"""ImageFolderDataModule and CatsDogsDataModule on small JPEG trees the tests write."""
+
+from __future__ import annotations
+
+import logging
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import write_image_tree, write_jpeg
+from dlzoo.data import CatsDogsDataModule, ChecksumError, ImageFolderDataModule
+from dlzoo.data.download import sha256sum
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DLZOO_DATA", str(tmp_path / "cache"))  # image checks are cached there
+
+
+def _small(**kwargs) -> dict:
+    return {"image_size": 32, "resize_size": 36, "batch_size": 4, "num_workers": 0, **kwargs}
+
+
+def test_train_and_val_folders(tmp_path: Path) -> None:
+    root = write_image_tree(tmp_path / "pets", {"train": 6, "val": 3})
+    dm = ImageFolderDataModule(data_dir=str(root), **_small())
+    assert (dm.classes, dm.num_classes, dm.input_shape) == (["cats", "dogs"], 2, (3, 32, 32))
+    dm.setup("fit")
+    images, labels = next(iter(dm.val_dataloader()))
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32
+    assert labels.tolist() == [0, 0, 0, 1]  # folder order, cats before dogs
+    # ImageNet-normalised: the red "cats" have a high red channel
+    assert images[0, 0].mean() > 1.0 > images[0, 2].mean()
+    assert sum(len(b[1]) for b in dm.train_dataloader()) == 12
+
+
+def test_one_folder_split_by_seed(tmp_path: Path) -> None:
+    root = write_image_tree(tmp_path / "pets", {"train": 10}, classes=("a", "b", "c"))
+    dm = ImageFolderDataModule(data_dir=str(root), val_dir=None, val_fraction=0.2, **_small())
+    dm.setup("fit")
+    train, val = dm._datasets["train"], dm._datasets["val"]
+    assert (len(train), len(val), dm.num_classes) == (24, 6, 3)
+    assert sorted(val.labels) == [0, 0, 1, 1, 2, 2]  # stratified
+    assert not set(train.files) & set(val.files)
+    again = ImageFolderDataModule(data_dir=str(root), val_dir=None, **_small())
+    again.setup("fit")
+    assert again._datasets["val"].files == val.files
+
+
+def test_unreadable_images_are_skipped_and_reported(tmp_path: Path, caplog) -> None:
+    root = write_image_tree(tmp_path / "pets", {"train": 5, "validation": 2})
+    (root / "train" / "cats" / "empty.jpg").write_bytes(b"")
+    (root / "train" / "dogs" / "text.jpg").write_text("not an image")
+    good = (root / "train" / "dogs" / "dogs.0.jpg").read_bytes()
+    (root / "train" / "dogs" / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (root / "train" / "cats" / "notes.txt").write_text("ignored: not an image extension")
+    dm = ImageFolderDataModule(data_dir=str(root), val_dir="validation", **_small())
+    with caplog.at_level(logging.WARNING):
+        dm.setup("fit")
+    assert "skipped 3 unreadable images" in caplog.text
+    assert {Path(p).name for p in dm.skipped} == {"empty.jpg", "text.jpg", "truncated.jpg"}
+    assert "0 bytes" in dm.skipped[str(root / "train" / "cats" / "empty.jpg")]
+    assert "truncated" in dm.skipped[str(root / "train" / "dogs" / "truncated.jpg")]
+    # a whole epoch runs over the readable ones
+    assert sum(len(labels) for _, labels in dm.train_dataloader()) == 10
+    # the checks are cached: a second DataModule finds the same without decoding again
+    caches = (tmp_path / "cache" / "image_checks").glob("*.json")
+    assert sum("truncated.jpg" in cache.read_text() for cache in caches) == 1
+    again = ImageFolderDataModule(data_dir=str(root), val_dir="validation", **_small())
+    again.setup("fit")
+    assert again.skipped == dm.skipped
+
+
+def test_augmentation_and_mismatched_classes(tmp_path: Path) -> None:
+    root = write_image_tree(tmp_path / "pets", {"train": 4, "val": 2})
+    dm = ImageFolderDataModule(data_dir=str(root), augment=True, **_small())
+    dm.setup("fit")
+    image = dm._datasets["train"][0][0]
+    torch.manual_seed(0)
+    views = [dm._datasets["train"][0][0] for _ in range(3)]
+    assert image.shape == (3, 32, 32) and not torch.equal(views[0], views[1])
+    assert torch.equal(dm._datasets["val"][0][0], dm._datasets["val"][0][0])
+    write_jpeg(root / "val" / "birds" / "b.jpg", (0, 0, 0), (40, 40), 0)
+    with pytest.raises(ValueError, match=r"has classes .*birds.*every split needs the same"):
+        ImageFolderDataModule(data_dir=str(root), **_small()).setup("fit")
+
+
+def test_predict_dir_names_each_file(tmp_path: Path) -> None:
+    root = write_image_tree(tmp_path / "pets", {"train": 3, "val": 1})
+    new = tmp_path / "new"
+    write_jpeg(new / "a.jpg", (200, 60, 50), (50, 40), 1)
+    write_jpeg(new / "sub" / "b.png", (50, 80, 200), (30, 60), 2)
+    dm = ImageFolderDataModule(data_dir=str(root), predict_dir=str(new), **_small())
+    dm.setup("predict")
+    (images,) = next(iter(dm.predict_dataloader()))
+    assert images.shape == (2, 3, 32, 32)
+    assert dm.predict_row_ids == ["a.jpg", "sub/b.png"]
+
+
+def test_weights_preprocessing_by_name(tmp_path: Path) -> None:
+    root = write_image_tree(tmp_path / "pets", {"train": 2, "val": 1})
+    dm = ImageFolderDataModule(
+        data_dir=str(root), preprocessing="ResNet18_Weights.IMAGENET1K_V1", batch_size=2
+    )
+    dm.setup("fit")
+    assert dm._datasets["val"][0][0].shape == (3, 224, 224)
+    with pytest.raises(ValueError, match="unknown torchvision weights 'Nope'"):
+        ImageFolderDataModule(data_dir=str(root), preprocessing="Nope")
+
+
+def test_cats_dogs_from_an_archive_with_checksum(tmp_path: Path) -> None:
+    tree = write_image_tree(tmp_path / "src" / "cats_and_dogs", {"train": 3, "validation": 2})
+    archive = tmp_path / "cats_and_dogs.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tree, arcname="cats_and_dogs")
+    target = tmp_path / "data"
+    with pytest.raises(ChecksumError):
+        CatsDogsDataModule(data_dir=str(target), archive=str(archive), sha256="0" * 64).classes
+    assert not (target / "cats_and_dogs").exists()
+    dm = CatsDogsDataModule(
+        data_dir=str(target), archive=str(archive), sha256=sha256sum(archive), **_small()
+    )
+    assert dm.classes == ["cats", "dogs"]  # extracted on first use, top folder found
+    dm.setup("fit")
+    assert (len(dm._datasets["train"]), len(dm._datasets["val"])) == (6, 4)
+
+
+def test_cats_dogs_missing_everywhere_says_where(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no Cats-vs-Dogs images in .*empty.*train/cats"):
+        CatsDogsDataModule(data_dir=str(tmp_path / "empty"), url=None).prepare_data()
+    with pytest.raises(FileNotFoundError, match="archive not found"):
+        CatsDogsDataModule(data_dir=str(tmp_path / "e2"), archive=str(tmp_path / "x.zip")).classes
