@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +23,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pandas as pd
 import torch
+from _common import device_line, write_section
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
@@ -44,21 +43,6 @@ BOOK = {  # config: (book val AUC, book val accuracy)
 }
 QUICK = ["bank_ffn", "bank_ffn_no_duration"]
 START, END = "<!-- bench:tabular:start -->", "<!-- bench:tabular:end -->"
-
-
-def device_line() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{os.cpu_count()} CPU cores ({cpu}), no GPU; torch {torch.__version__}, "
-        f"lightning {pl.__version__}, Python {platform.python_version()}"
-    )
 
 
 def run_config(name: str, data_dir: Path, root: Path, epochs: int | None) -> dict:
@@ -317,14 +301,7 @@ def main() -> None:
         END,
     ]
 
-    text = args.out.read_text() if args.out.is_file() else "# Benchmarks\n"
-    section = "\n".join(lines)
-    if START in text:
-        text = re.sub(f"{re.escape(START)}.*?{re.escape(END)}", lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
+    write_section(args.out, START, END, "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -170,3 +170,35 @@ def write_image_tree(
                 size = (40 + 3 * i, 36 + 2 * (i % 3))
                 write_jpeg(root / split / name / f"{name}.{i}.jpg", colors[c], size, 100 * s + i)
     return root
+
+
+POSITIVE = ["great", "wonderful", "loved", "brilliant", "moving"]
+NEGATIVE = ["awful", "boring", "hated", "dull", "mess"]
+FILLER = ["the", "film", "plot", "actor", "was", "and", "a", "scene", "it", "movie"]
+
+
+def make_reviews(n: int = 200, seed: int = 0) -> pd.DataFrame:
+    """Short reviews whose sentiment words decide the label (1 positive), with HTML breaks."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = list(rng.choice(FILLER, size=rng.integers(4, 30)))
+        for _ in range(rng.integers(1, 3)):
+            cue = rng.choice(POSITIVE if label else NEGATIVE)
+            words.insert(int(rng.integers(0, len(words) + 1)), str(cue))
+        rows.append((" ".join(words[:6]) + "<br /><br />" + " ".join(words[6:]) + ".", label))
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
+def write_acl_imdb(root: Path, per_class: int = 40) -> Path:
+    """root/aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt, as in the Stanford archive."""
+    for s, part in enumerate(("train", "test")):
+        frame = make_reviews(4 * per_class, seed=10 + s)
+        for folder, label in (("pos", 1), ("neg", 0)):
+            out = root / "aclImdb" / part / folder
+            out.mkdir(parents=True, exist_ok=True)
+            texts = frame[frame["label"] == label]["text"].tolist()[:per_class]
+            for i, text in enumerate(texts):
+                (out / f"{i}_{8 if label else 2}.txt").write_text(text)
+    return root

@@ -20,13 +20,14 @@ from conftest import (
     make_frame,
     run_dirs,
     run_dlzoo,
+    write_acl_imdb,
     write_config,
     write_image_tree,
     write_mnist_idx,
 )
 from dlzoo.cli import default_loggers, main
-from dlzoo.data import TabularDataModule
-from dlzoo.models import FeedForwardNet
+from dlzoo.data import IMDBDataModule, TabularDataModule
+from dlzoo.models import FeedForwardNet, ImprovedRNN
 
 CONFIGS = sorted((REPO / "examples" / "configs").glob("*.yaml"))
 RUN_FILES = {
@@ -95,6 +96,16 @@ def _tiny_data(config: Path, tmp_path: Path) -> list[str]:
         if "vgg16" in name:  # no ImageNet weights here, and 32 px instead of the VGG16 preset
             args += ["--model.init_args.weights", "null", "--data.init_args.preprocessing", "null"]
         return args
+    if name.startswith("imdb"):
+        data = write_acl_imdb(tmp_path / "imdb", per_class=20)
+        return [
+            "--data.init_args.data_dir",
+            str(data),
+            "--data.init_args.url",
+            "null",
+            "--data.init_args.batch_size",
+            "8",
+        ]
     return []
 
 
@@ -321,3 +332,52 @@ def test_checkpoint_url_is_not_unpickled_by_default(
 def test_evaluating_without_a_checkpoint_is_refused(subcommand: str, config_file: Path) -> None:
     with pytest.raises(ValueError, match=f"dlzoo {subcommand} needs --ckpt_path"):
         main([subcommand, "--config", str(config_file)])
+
+
+def test_text_fit_then_predict_raw_reviews(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DLZOO_DATA", str(tmp_path / "cache"))
+    data = write_acl_imdb(tmp_path / "imdb", per_class=60)
+    config = REPO / "examples" / "configs" / "imdb_improved_rnn_cpu.yaml"
+    common = ["--data.init_args.data_dir", str(data), "--data.init_args.url", "null"]
+    main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--trainer.default_root_dir",
+            str(tmp_path / "runs"),
+            "--trainer.max_epochs",
+            "3",
+            "--trainer.enable_progress_bar",
+            "false",
+            *common,
+        ]
+    )
+    (run,) = run_dirs(tmp_path / "runs")
+    raw = tmp_path / "new.csv"
+    reviews = ["Wonderful, moving and brilliant.", "", "A dull, boring mess<br />awful."]
+    pd.DataFrame({"text": reviews}).to_csv(raw, index=False)
+    last = run / "checkpoints" / "last.ckpt"
+    run_dlzoo(
+        "predict",
+        "--config",
+        str(run / "config.yaml"),
+        "--ckpt_path",
+        str(last),
+        "--data.init_args.predict_file",
+        str(raw),
+        env={"DLZOO_DATA": str(tmp_path / "cache")},
+        cwd=tmp_path,
+    )
+    table = pd.read_csv(tmp_path / "runs" / "lightning_logs" / "version_1" / "predictions.csv")
+    assert list(table.columns) == ["row", "prob_1", "label"] and table["row"].tolist() == [0, 1, 2]
+    # the same numbers as a reload by hand, from the checkpoint alone
+    model = ImprovedRNN.load_from_checkpoint(last, weights_only=True).eval()
+    dm = IMDBDataModule.from_checkpoint(last)
+    dataset = dm.encode_texts(reviews)
+    (inputs,) = dm._collate([dataset[i] for i in range(len(dataset))])
+    expected = model.predict_proba(inputs).detach()
+    torch.testing.assert_close(
+        torch.tensor(table["prob_1"].to_numpy()).float(), expected, atol=1e-6, rtol=0
+    )
+    assert ((table["prob_1"] >= 0.5) == (table["label"] == 1)).all()

@@ -25,6 +25,18 @@ MODEL_EXAMPLES = {
         {"input_shape": [1, 28, 28], "hidden_sizes": [64], "latent_dim": 16},
         lambda n: torch.rand(n, 1, 28, 28),
     ),
+    "rnn": (
+        {"vocab_size": 40, "embedding_dim": 16, "hidden_size": 32},
+        lambda n: (torch.randint(2, 40, (n, 6)), torch.full((n,), 6)),
+    ),
+    "improved_rnn": (
+        {"vocab_size": 40, "embedding_dim": 16, "hidden_size": 16, "dropout": 0.0},
+        lambda n: (torch.randint(2, 40, (n, 7)), torch.full((n,), 7)),
+    ),
+    "transformer": (
+        {"vocab_size": 40, "embedding_dim": 16, "num_heads": 2, "dropout": 0.0},
+        lambda n: (torch.randint(2, 40, (n, 7)), torch.full((n,), 7)),
+    ),
     "vgg16_finetune": (
         {"backbone": "resnet18", "weights": None, "num_classes": 3, "head_dropout": 0.0},
         lambda n: torch.randn(n, 3, 32, 32),
@@ -67,7 +79,7 @@ def test_forward_shape(name: str) -> None:
     model = dlzoo.create_model(name, **kwargs).eval()
     x = make_input(4)
     out = call_with(model, x)
-    if isinstance(model, ClassificationModule):
+    if isinstance(model, ClassificationModule):  # text models take (tokens, lengths)
         assert out.shape == (4, model.num_outputs)
     else:  # an autoencoder reconstructs its input
         assert out.shape == x.shape

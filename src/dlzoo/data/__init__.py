@@ -8,6 +8,7 @@ from dlzoo.data.download import (
     extract_archive,
 )
 from dlzoo.data.images import CatsDogsDataModule, ImageFolderDataModule
+from dlzoo.data.imdb import IMDBDataModule, TextClassificationDataModule
 from dlzoo.data.mnist import MNISTDataModule
 from dlzoo.data.tabular import BankMarketingDataModule, TabularDataModule
 
@@ -16,9 +17,11 @@ __all__ = [
     "CatsDogsDataModule",
     "ChecksumError",
     "DownloadError",
+    "IMDBDataModule",
     "ImageFolderDataModule",
     "MNISTDataModule",
     "TabularDataModule",
+    "TextClassificationDataModule",
     "default_cache_dir",
     "download_file",
     "extract_archive",

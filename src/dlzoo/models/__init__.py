@@ -5,5 +5,16 @@ from dlzoo.models.base import ClassificationModule
 from dlzoo.models.convnet import ConvNet
 from dlzoo.models.ffn import FeedForwardNet
 from dlzoo.models.finetune import FineTuneClassifier
+from dlzoo.models.rnn import ImprovedRNN, RNNClassifier
+from dlzoo.models.transformer import TransformerClassifier
 
-__all__ = ["AutoEncoder", "ClassificationModule", "ConvNet", "FeedForwardNet", "FineTuneClassifier"]
+__all__ = [
+    "AutoEncoder",
+    "ClassificationModule",
+    "ConvNet",
+    "FeedForwardNet",
+    "FineTuneClassifier",
+    "ImprovedRNN",
+    "RNNClassifier",
+    "TransformerClassifier",
+]

@@ -1,0 +1,561 @@
+"""Text classification DataModules: any CSV of texts and labels, and IMDB (book chapter 7).
+
+Tokenised corpora are cached in ``cache_dir`` (default ``$DLZOO_DATA/text``) keyed by the data
+files and tokenizer settings, so only the first run tokenises. The vocabulary is built from the
+training split and saved in checkpoints (``state_dict``), so ``dlzoo predict`` on raw text works
+after a reload. Sizes reach the model through the CLI's links: ``vocab_size``, ``pad_index``,
+``num_classes`` and ``pretrained_embeddings`` (a file of vectors aligned to the vocabulary).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+
+from dlzoo.data.batching import seeded_loader
+from dlzoo.data.download import default_cache_dir, download_file, extract_archive
+from dlzoo.data.text import (
+    BucketBatchSampler,
+    TokenizedCorpus,
+    TokenizerName,
+    Vocabulary,
+    clean_text,
+    load_vectors,
+    pad_batch,
+    tokenize,
+)
+from dlzoo.registry import register_datamodule
+
+log = logging.getLogger(__name__)
+
+
+class TokenDataset(Dataset):
+    """Documents as slices of one flat id tensor; ``(ids, label)`` or ``(ids,)`` items."""
+
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        offsets: torch.Tensor,
+        documents: torch.Tensor,
+        labels: torch.Tensor | None,
+        max_length: int | None,
+        truncation: str = "head",
+    ) -> None:
+        self.ids, self.offsets, self.documents = ids, offsets, documents
+        self.labels, self.max_length, self.truncation = labels, max_length, truncation
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        doc = self.documents
+        lengths = self.offsets[doc + 1] - self.offsets[doc]
+        return lengths.clamp(max=self.max_length) if self.max_length else lengths
+
+    def __getitem__(self, index: int) -> tuple:
+        doc = int(self.documents[index])
+        start, end = int(self.offsets[doc]), int(self.offsets[doc + 1])
+        if self.max_length and end - start > self.max_length:
+            if self.truncation == "tail":  # reviews often end with the verdict
+                start = end - self.max_length
+            else:
+                end = start + self.max_length
+        tokens = self.ids[start:end]
+        return (tokens,) if self.labels is None else (tokens, self.labels[index])
+
+
+def _file_key(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"text CSV not found: {path}")
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+@register_datamodule("text_csv")
+class TextClassificationDataModule(pl.LightningDataModule):
+    """Classification of the texts in a CSV (a text and a label column).
+
+    Args:
+        train_file: the labelled CSV, relative to ``data_dir`` (or absolute).
+        text_column: the column holding the text.
+        label_column: the column holding the class; its values, sorted, become the classes.
+        data_dir: where the files are (default: the current directory).
+        val_file: a labelled CSV for validation; without it ``val_fraction`` of ``train_file``
+            is held out, stratified and seeded.
+        test_file: a labelled CSV for ``dlzoo test``.
+        predict_file: a CSV of raw texts (label optional) for ``dlzoo predict``.
+        val_fraction: see ``val_file``.
+        tokenizer: ``spacy`` (rule-based English, ``spacy.blank("en")``) or ``simple`` (a
+            regular expression, faster).
+        lower: lower-case before tokenising.
+        max_vocab_size: most frequent training tokens kept (besides ``<unk>`` and ``<pad>``).
+        min_freq: least count for a token to enter the vocabulary.
+        max_length: cut texts to ``max_length`` tokens.
+        truncation: keep the ``head`` (first tokens) or the ``tail`` (last tokens) of long texts.
+        vectors: a fastText ``.vec`` / GloVe ``.txt`` file (or URL) of pretrained word vectors,
+            aligned to the vocabulary for the model's embedding.
+        vectors_sha256: checksum of the vectors file (local or downloaded).
+        batch_size: texts per batch.
+        bucket: batch texts of similar length (less padding); otherwise shuffle freely.
+        num_workers: DataLoader workers (0 is fine: batches are slices of one tensor).
+        cache_dir: where tokenised corpora and aligned vectors are cached.
+        seed: seed of splits and per-epoch batch order.
+    """
+
+    def __init__(
+        self,
+        train_file: str | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        data_dir: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        predict_file: str | None = None,
+        val_fraction: float = 0.1,
+        tokenizer: TokenizerName = "spacy",
+        lower: bool = True,
+        max_vocab_size: int | None = 25_000,
+        min_freq: int = 1,
+        max_length: int | None = None,
+        truncation: Literal["head", "tail"] = "head",
+        vectors: str | None = None,
+        vectors_sha256: str | None = None,
+        batch_size: int = 64,
+        bucket: bool = True,
+        num_workers: int = 0,
+        cache_dir: str | None = None,
+        seed: int = 2020,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if tokenizer not in ("spacy", "simple"):
+            raise ValueError(f"tokenizer must be 'spacy' or 'simple', got {tokenizer!r}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if truncation not in ("head", "tail"):
+            raise ValueError(f"truncation must be 'head' or 'tail', got {truncation!r}")
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be positive, got {max_length}")
+        # settings as attributes: a preset's hparams hold only its own arguments
+        self.train_file, self.val_file, self.test_file = train_file, val_file, test_file
+        self.predict_file = predict_file
+        self.text_column, self.label_column = text_column, label_column
+        self.data_dir = Path(data_dir) if data_dir else Path.cwd()
+        self.val_fraction, self.tokenizer, self.lower = val_fraction, tokenizer, lower
+        self.max_vocab_size, self.min_freq, self.max_length = max_vocab_size, min_freq, max_length
+        self.truncation = truncation
+        self.vectors, self.vectors_sha256 = vectors, vectors_sha256
+        self.batch_size, self.bucket, self.num_workers = batch_size, bucket, num_workers
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir() / "text"
+        self.seed = seed
+        self._vocab: Vocabulary | None = None
+        self._classes: list[str] | None = None
+        self._corpus: TokenizedCorpus | None = None
+        self._numbers: torch.Tensor | None = None
+        self._splits: dict[str, torch.Tensor] = {}
+        self._datasets: dict[str, TokenDataset] = {}
+        self.predict_row_ids: list = []
+
+    # ----------------------------------------------------------------------- reading sources
+    def _path(self, name: str) -> Path:
+        path = Path(name)
+        return path if path.is_absolute() else self.data_dir / path
+
+    def _read_csv(self, name: str, require_label: bool = True) -> pd.DataFrame:
+        path = self._path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"text CSV not found: {path}")
+        try:
+            frame = pd.read_csv(
+                path, dtype={self.text_column: str}, keep_default_na=False, skip_blank_lines=False
+            )
+        except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+            raise ValueError(f"{path} is not a readable CSV: {err}") from None
+        needed = [self.text_column] + ([self.label_column] if require_label else [])
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"{path} has no column {missing[0]!r} (columns: {', '.join(frame.columns)}); "
+                "set text_column / label_column"
+            )
+        frame = frame.rename(columns={self.text_column: "text", self.label_column: "label"})
+        if "label" in frame:
+            frame["label"] = frame["label"].astype(str).str.strip()
+            empty = frame.index[frame["label"] == ""]
+            if len(empty):
+                lines = ", ".join(str(i + 2) for i in empty[:5])
+                raise ValueError(f"{path}: empty label on line(s) {lines}")
+        frame["line"] = frame.index + 2
+        frame["source"] = str(path)
+        return frame
+
+    def source_key(self) -> str:
+        """What identifies the labelled data (files, sizes, times): the token cache's key."""
+        files = [f for f in (self.train_file, self.val_file, self.test_file) if f]
+        if not files:
+            raise ValueError("TextClassificationDataModule needs train_file")
+        return "|".join(
+            [_file_key(self._path(f)) for f in files] + [self.text_column, self.label_column]
+        )
+
+    def read_documents(self) -> pd.DataFrame:
+        """All labelled texts with columns ``text``, ``label`` and ``split`` (or ``pool``)."""
+        frames = [
+            self._read_csv(self.train_file).assign(split="pool" if not self.val_file else "train")
+        ]
+        if self.val_file:
+            frames.append(self._read_csv(self.val_file).assign(split="val"))
+        if self.test_file:
+            frames.append(self._read_csv(self.test_file).assign(split="test"))
+        return pd.concat(frames, ignore_index=True)
+
+    def assign_splits(self, split: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Turn ``pool`` documents into train/val by a stratified, seeded split."""
+        pool = np.flatnonzero(split == "pool")
+        if len(pool):
+            train, val = train_test_split(
+                pool, test_size=self.val_fraction, random_state=self.seed, stratify=labels[pool]
+            )
+            split = split.copy()
+            split[train], split[val] = "train", "val"
+        return split
+
+    # ---------------------------------------------------------------------------- the corpus
+    def _read_for_cache(self) -> tuple[list[str], dict]:
+        frame = self.read_documents()
+        text = frame["text"].fillna("").astype(str)
+        empty = text.map(lambda t: not clean_text(t).strip())
+        if empty.any():
+            where = frame[empty]
+            shown = ", ".join(
+                f"{Path(s).name}:{n}" for s, n in zip(where["source"], where["line"], strict=True)
+            )
+            log.warning("skipped %d empty texts (%s)", int(empty.sum()), shown[:300])
+            frame, text = frame[~empty], text[~empty]
+        return text.tolist(), {
+            "label": frame["label"].astype(str).tolist(),
+            "split": frame["split"].astype(str).tolist(),
+        }
+
+    def _ensure_corpus(self) -> None:
+        if self._corpus is not None:
+            return
+        corpus = TokenizedCorpus.cached(
+            self._read_for_cache,
+            self.source_key(),
+            self.cache_dir,
+            self.tokenizer,
+            self.lower,
+        )
+        labels = np.array(corpus.extra["label"])
+        split = self.assign_splits(np.array(corpus.extra["split"], dtype=object), labels)
+        # documents with no tokens at all (punctuation the tokenizer drops) are left out too
+        nonempty = (corpus.lengths > 0).numpy()
+        self._splits = {
+            name: torch.from_numpy(np.flatnonzero((split == name) & nonempty))
+            for name in ("train", "val", "test")
+        }
+        if not len(self._splits["train"]) or not len(self._splits["val"]):
+            raise ValueError("no training or validation texts left after reading the data")
+        self._corpus, self._labels = corpus, labels
+
+    def _ensure_state(self) -> None:
+        if self._vocab is not None:
+            return
+        self._ensure_corpus()
+        train = self._splits["train"]
+        counts = self._corpus.counts(train)
+        self._vocab = Vocabulary.from_counts(
+            self._corpus.tokens, counts.tolist(), self.max_vocab_size, self.min_freq
+        )
+        self._classes = sorted(set(self._labels[train.numpy()].tolist()))
+        if len(self._classes) < 2:
+            raise ValueError(f"the training texts have one class only: {self._classes}")
+
+    # --------------------------------------------------------------------- sizes for the model
+    @property
+    def vocab(self) -> Vocabulary:
+        self._ensure_state()
+        return self._vocab
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def pad_index(self) -> int:
+        return self.vocab.pad_index
+
+    @property
+    def classes(self) -> list[str]:
+        self._ensure_state()
+        return list(self._classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def pretrained_embeddings(self) -> str | None:
+        """A ``.pt`` file of the vectors aligned to the vocabulary (None without ``vectors``)."""
+        if not self.vectors:
+            return None
+        source = self.vectors
+        if "://" in source:
+            source = str(
+                download_file(source, self.cache_dir / "vectors", sha256=self.vectors_sha256)
+            )
+        elif self.vectors_sha256:
+            from dlzoo.data.download import check_sha256
+
+            check_sha256(source, self.vectors_sha256)
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"word vectors not found: {path}")
+        vocab_hash = hashlib.sha256("\n".join(self.vocab.itos).encode()).hexdigest()[:16]
+        out = self.cache_dir / "vectors" / f"{path.stem}-{vocab_hash}.pt"
+        if not out.is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(load_vectors(path, self.vocab), out.with_suffix(".tmp"))
+            out.with_suffix(".tmp").replace(out)
+        return str(out)
+
+    # ---------------------------------------------------------------------------------- setup
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            return  # predict_dataloader encodes, after Lightning restored a checkpoint's vocabulary
+        self._ensure_state()
+        if stage in ("fit", "validate", "test", None) and not self._datasets.get("train"):
+            self._ensure_corpus()
+            if self._numbers is None:
+                self._numbers = self._corpus.numericalize(self._vocab)
+            index = {c: i for i, c in enumerate(self._classes)}
+            for name, documents in self._splits.items():
+                if not len(documents):
+                    continue
+                labels = self._labels[documents.numpy()]
+                unknown = sorted(set(labels.tolist()) - set(index))
+                if unknown:
+                    raise ValueError(f"{name} texts have labels the training texts lack: {unknown}")
+                targets = torch.tensor([index[c] for c in labels], dtype=torch.int64)
+                self._datasets[name] = TokenDataset(
+                    self._numbers,
+                    self._corpus.offsets,
+                    documents,
+                    targets,
+                    self.max_length,
+                    self.truncation,
+                )
+
+    def encode_texts(self, frame: pd.DataFrame | list[str]) -> TokenDataset:
+        """Raw texts (a list, or a frame with a ``text`` column) as a dataset for prediction.
+
+        An empty text still gets a prediction (from a single ``<unk>`` token), so every row of
+        the file has one; it is reported.
+        """
+        texts = frame if isinstance(frame, list) else frame["text"].fillna("").astype(str).tolist()
+        vocab = self.vocab
+        encoded = [vocab.encode(tokenize(t, self.tokenizer, self.lower)) for t in texts]
+        empty = [i for i, ids in enumerate(encoded) if not ids]
+        if empty:
+            log.warning("%d empty texts (rows %s) are predicted from <unk>", len(empty), empty[:10])
+        encoded = [ids or [vocab.unk_index] for ids in encoded]
+        self.predict_row_ids = list(range(len(encoded)))
+        offsets = torch.tensor([0, *np.cumsum([len(e) for e in encoded])], dtype=torch.int64)
+        flat = torch.tensor([i for ids in encoded for i in ids], dtype=torch.int64)
+        documents = torch.arange(len(encoded))
+        return TokenDataset(flat, offsets, documents, None, self.max_length, self.truncation)
+
+    # -------------------------------------------------------------------------------- loaders
+    def _collate(self, items: list[tuple]) -> tuple:
+        tokens, lengths = pad_batch([item[0] for item in items], self.pad_index)
+        if len(items[0]) == 1:
+            return ((tokens, lengths),)
+        return (tokens, lengths), torch.stack([torch.as_tensor(item[1]) for item in items])
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        if split not in self._datasets:
+            raise ValueError(f"no {split} texts: pass {split}_file")
+        dataset = self._datasets[split]
+        sampler = None
+        if self.bucket:
+            sampler = BucketBatchSampler(dataset.lengths, self.batch_size, shuffle, self.seed)
+        return seeded_loader(
+            dataset,
+            self.batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=self._collate,
+            batch_sampler=sampler,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        if not self.predict_file:
+            raise ValueError("dlzoo predict on texts needs --data.init_args.predict_file (a CSV)")
+        dataset = self.encode_texts(self._read_csv(self.predict_file, require_label=False))
+        # in file order (bucketing would reorder the rows of predictions.csv)
+        return seeded_loader(dataset, self.batch_size, collate_fn=self._collate)
+
+    # --------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {"vocab": self.vocab.itos, "classes": self.classes}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._vocab = Vocabulary(state_dict["vocab"])
+        self._classes = list(state_dict["classes"])
+        self._numbers = None  # numericalise again with the restored vocabulary
+        self._datasets = {}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint_path: str | Path, **overrides: Any):
+        """The DataModule of a checkpoint, with its vocabulary: encodes raw text as in training."""
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        hparams = dict(checkpoint.get("datamodule_hyper_parameters", {}))
+        accepted = {  # the CLI adds entries such as _class_path; a preset passes **kwargs on
+            name
+            for klass in cls.__mro__
+            if issubclass(klass, TextClassificationDataModule)
+            for name in inspect.signature(klass.__init__).parameters
+        }
+        hparams = {k: v for k, v in hparams.items() if k in accepted and k != "kwargs"}
+        dm = cls(**{**hparams, **overrides})
+        dm.load_state_dict(checkpoint[cls.__qualname__])
+        return dm
+
+
+ACLIMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+ACLIMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
+KAGGLE_FILES = ("Train.csv", "Valid.csv", "Test.csv")
+
+
+@register_datamodule("imdb")
+class IMDBDataModule(TextClassificationDataModule):
+    """IMDB movie reviews, positive (1) or negative (0).
+
+    Reads, in ``data_dir``: the Kaggle CSVs the book used (``Train.csv``, ``Valid.csv``,
+    ``Test.csv``; used as given), or the Stanford ``aclImdb/{train,test}/{pos,neg}/*.txt`` folders
+    (downloaded from ``url`` and extracted there when missing, checked against ``sha256``).
+
+    Args:
+        data_dir: where the data is (default ``$DLZOO_DATA/imdb``).
+        split: for aclImdb, ``book`` re-splits all 50,000 reviews 40k/5k/5k (seeded, stratified),
+            as the book's Kaggle files did; ``official`` keeps the 25k test reviews for test and
+            holds ``val_fraction`` of the 25k train reviews out for validation.
+        max_train_reviews: use only this many training reviews (stratified, seeded): the
+            CPU-sized configs.
+        url: the aclImdb archive.
+        sha256: its checksum.
+        **kwargs: tokenizer, vocabulary, vectors, batching ... of
+            :class:`TextClassificationDataModule`.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        split: Literal["book", "official"] = "book",
+        max_train_reviews: int | None = None,
+        url: str | None = ACLIMDB_URL,
+        sha256: str | None = ACLIMDB_SHA256,
+        **kwargs: Any,
+    ) -> None:
+        data_dir = data_dir or str(default_cache_dir() / "imdb")
+        super().__init__(data_dir=data_dir, **kwargs)
+        if split not in ("book", "official"):
+            raise ValueError(f"split must be 'book' or 'official', got {split!r}")
+        self.split, self.max_train_reviews = split, max_train_reviews
+        self.url, self.sha256 = url, sha256
+
+    def _layout(self) -> str:
+        if all((self.data_dir / name).is_file() for name in KAGGLE_FILES):
+            return "csv"
+        if (self.data_dir / "aclImdb" / "train" / "pos").is_dir():
+            return "aclimdb"
+        if self.url:
+            archive = download_file(self.url, self.data_dir, sha256=self.sha256)
+            extract_archive(archive, self.data_dir)
+            if (self.data_dir / "aclImdb" / "train" / "pos").is_dir():
+                return "aclimdb"
+        raise FileNotFoundError(
+            f"no IMDB reviews in {self.data_dir}: expected aclImdb/{{train,test}}/{{pos,neg}}/*.txt "
+            f"or {', '.join(KAGGLE_FILES)}. Get {ACLIMDB_URL} (sha256 {ACLIMDB_SHA256}) and "
+            "extract it there, or pass --data.init_args.data_dir"
+        )
+
+    def prepare_data(self) -> None:
+        self._layout()
+
+    def source_key(self) -> str:
+        if self._layout() == "csv":
+            return "|".join(_file_key(self.data_dir / name) for name in KAGGLE_FILES)
+        folders = [
+            self.data_dir / "aclImdb" / s / c for s in ("train", "test") for c in ("neg", "pos")
+        ]
+        counts = [sum(1 for _ in os.scandir(f)) for f in folders]
+        return "|".join(
+            f"{f.resolve()}:{f.stat().st_mtime_ns}:{n}"
+            for f, n in zip(folders, counts, strict=True)
+        )
+
+    def read_documents(self) -> pd.DataFrame:
+        if self._layout() == "csv":
+            frames = [
+                self._read_csv(str(self.data_dir / name)).assign(split=split)
+                for name, split in zip(KAGGLE_FILES, ("train", "val", "test"), strict=True)
+            ]
+            return pd.concat(frames, ignore_index=True)
+        rows = []
+        for part in ("train", "test"):
+            for label, folder in (("0", "neg"), ("1", "pos")):
+                for path in sorted((self.data_dir / "aclImdb" / part / folder).glob("*.txt")):
+                    text = path.read_text(encoding="utf-8", errors="replace")
+                    rows.append((text, label, part, str(path), 1))
+        return pd.DataFrame(rows, columns=["text", "label", "split", "source", "line"])
+
+    def assign_splits(self, split: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        split = split.copy()
+        if self.split == "book" and "val" not in split:  # aclImdb: 50k pooled, 40k/5k/5k
+            every = np.arange(len(split))
+            train, rest = train_test_split(
+                every, test_size=0.2, random_state=self.seed, stratify=labels
+            )
+            val, test = train_test_split(
+                rest, test_size=0.5, random_state=self.seed, stratify=labels[rest]
+            )
+            split[train], split[val], split[test] = "train", "val", "test"
+        elif "val" not in split:  # official: val from the 25k train reviews
+            split[split == "train"] = "pool"
+            split = super().assign_splits(split, labels)
+        if self.max_train_reviews:
+            train = np.flatnonzero(split == "train")
+            if self.max_train_reviews < len(train):
+                keep, _ = train_test_split(
+                    train,
+                    train_size=self.max_train_reviews,
+                    random_state=self.seed,
+                    stratify=labels[train],
+                )
+                split[np.setdiff1d(train, keep)] = "unused"
+        return split

@@ -1,0 +1,155 @@
+"""Recurrent text classifiers (book chapter 7): the vanilla RNN and the ImprovedRNN (BiLSTM).
+
+Both take ``(tokens, lengths)``: ``tokens`` ``(N, T)`` padded with ``pad_index``, ``lengths``
+``(N,)`` (computed from the padding when omitted). The DataModule links ``vocab_size``,
+``pad_index`` and ``pretrained_embeddings`` (vectors aligned to its vocabulary).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from dlzoo.models.base import ClassificationModule
+from dlzoo.registry import register_model
+
+
+def token_lengths(tokens: torch.Tensor, pad_index: int) -> torch.Tensor:
+    return (tokens != pad_index).sum(dim=1).clamp(min=1)
+
+
+def load_embedding_vectors(embedding: nn.Embedding, path: str, pad_index: int) -> None:
+    """Copy a ``(vocab_size, dim)`` tensor file into ``embedding`` (pad row zeroed)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(
+            f"pretrained embeddings not found: {file} (written by the DataModule from its "
+            "`vectors` file; re-run with the vectors available, or set pretrained_embeddings: null)"
+        )
+    vectors = torch.load(file, map_location="cpu", weights_only=True)
+    if tuple(vectors.shape) != tuple(embedding.weight.shape):
+        raise ValueError(
+            f"{file} holds vectors of shape {tuple(vectors.shape)}, the embedding is "
+            f"{tuple(embedding.weight.shape)} (vocab_size, embedding_dim): set embedding_dim to "
+            f"{vectors.shape[1]}"
+        )
+    with torch.no_grad():
+        embedding.weight.copy_(vectors)
+        embedding.weight[pad_index].zero_()
+    rank_zero_info(f"embedding initialised from {file}")
+
+
+@register_model("rnn")
+class RNNClassifier(ClassificationModule):
+    """The book's vanilla RNN (Listing 7-4): embedding -> ``nn.RNN`` -> last hidden state -> linear.
+
+    It reads padded batches as they are, pad tokens included, as the book did; on IMDB it stays
+    near 50 % (the book's point: a plain RNN forgets over hundreds of steps).
+
+    Args:
+        vocab_size: vocabulary size (the DataModule supplies it).
+        num_classes: 2 for binary (one logit), more for multiclass.
+        pad_index: index of ``<pad>``.
+        embedding_dim: width of the word embedding.
+        hidden_size: RNN state width.
+        **kwargs: optimiser, scheduler and L1 settings of :class:`ClassificationModule`.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int = 2,
+        pad_index: int = 1,
+        embedding_dim: int = 100,
+        hidden_size: int = 256,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_classes=num_classes, **kwargs)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim)
+        self.rnn = nn.RNN(embedding_dim, hidden_size, batch_first=True)
+        self.fc = nn.Linear(hidden_size, self.num_outputs)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        _, hidden = self.rnn(self.embedding(tokens))
+        return self.fc(hidden[-1])
+
+
+@register_model("improved_rnn")
+class ImprovedRNN(ClassificationModule):
+    """The book's ImprovedRNN (Listing 7-9): a 2-layer bidirectional LSTM over packed sequences.
+
+    Embedding (padding index, optionally from pretrained vectors, optionally frozen) ->
+    LSTM (packed, so pad tokens are never read) -> final forward and backward states of the last
+    layer, concatenated -> dropout -> linear.
+
+    Args:
+        vocab_size: vocabulary size (the DataModule supplies it).
+        num_classes: 2 for binary (one logit), more for multiclass.
+        pad_index: index of ``<pad>`` (the DataModule supplies it).
+        embedding_dim: width of the word embedding (300 for fastText/GloVe-300 vectors).
+        hidden_size: LSTM state width per direction.
+        num_layers: stacked LSTM layers.
+        bidirectional: read each text both ways.
+        dropout: between LSTM layers and before the output layer.
+        pretrained_embeddings: a ``(vocab_size, embedding_dim)`` tensor file (the DataModule
+            writes it from its ``vectors``); loaded when a run starts without a checkpoint.
+        freeze_embeddings: keep the embedding fixed.
+        packed: pack sequences by length (``False`` reads pad tokens too).
+        **kwargs: optimiser, scheduler and L1 settings of :class:`ClassificationModule`.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int = 2,
+        pad_index: int = 1,
+        embedding_dim: int = 300,
+        hidden_size: int = 256,
+        num_layers: int = 2,
+        bidirectional: bool = True,
+        dropout: float = 0.5,
+        pretrained_embeddings: str | None = None,
+        freeze_embeddings: bool = False,
+        packed: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_classes=num_classes, **kwargs)
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_index)
+        self.embedding.weight.requires_grad_(not freeze_embeddings)
+        self.lstm = nn.LSTM(
+            embedding_dim,
+            hidden_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout if num_layers > 1 else 0.0,
+            batch_first=True,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(hidden_size * (2 if bidirectional else 1), self.num_outputs)
+
+    def load_pretrained(self) -> ImprovedRNN:
+        path = self.hparams.pretrained_embeddings
+        if path:
+            load_embedding_vectors(self.embedding, path, self.hparams.pad_index)
+        self._pretrained_done = True
+        return self
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is None:
+            lengths = token_lengths(tokens, self.hparams.pad_index)
+        embedded = self.dropout(self.embedding(tokens))
+        if self.hparams.packed:
+            # pack so the LSTM skips pad tokens (book Listing 7-9); lengths must be on the CPU
+            embedded = pack_padded_sequence(
+                embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
+            )
+        _, (hidden, _) = self.lstm(embedded)
+        # the last layer's final states: forward and backward ones side by side
+        bi = self.hparams.bidirectional
+        state = torch.cat([hidden[-2], hidden[-1]], dim=1) if bi else hidden[-1]
+        return self.fc(self.dropout(state))
