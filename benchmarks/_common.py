@@ -5,10 +5,16 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
+import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+
+from dlzoo.cli import DlzooCLI, make_cli
+
+CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
 
 
 def device_line() -> str:
@@ -36,3 +42,39 @@ def write_section(out: Path, start: str, end: str, section: str) -> None:
         text = text.rstrip() + "\n\n" + section + "\n"
     out.write_text(text)
     print(f"wrote {out}")
+
+
+def build(config: str, root: Path, *overrides: str) -> DlzooCLI:
+    args = [  # run=False: no subcommand
+        "--config",
+        str(CONFIGS / f"{config}.yaml"),
+        "--trainer.default_root_dir",
+        str(root / config),
+        "--trainer.accelerator",
+        "cpu" if not torch.cuda.is_available() else "auto",
+        "--trainer.enable_progress_bar",
+        "false",
+        *overrides,
+    ]
+    shutil.rmtree(root / config, ignore_errors=True)
+    return make_cli(args, run=False)
+
+
+def fit(config: str, root: Path, *overrides: str) -> dict:
+    cli = build(config, root, *overrides)
+    cli.datamodule.setup("fit")  # reading and checking the data is not training time
+    n_train = len(cli.datamodule.train_dataloader().dataset)
+    start = time.perf_counter()
+    cli.trainer.fit(cli.model, cli.datamodule)
+    wall = time.perf_counter() - start
+    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
+    epochs = cli.trainer.current_epoch
+    print(config, f"{wall:.0f} s", {k: round(v, 4) for k, v in metrics.items()})
+    return {
+        "name": config,
+        "wall": wall,
+        "epochs": epochs,
+        "train_images": n_train,
+        "images_per_s": n_train * epochs / wall,
+        **metrics,
+    }

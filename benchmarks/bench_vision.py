@@ -25,60 +25,13 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from _common import device_line, write_section
+from _common import build, device_line, fit, write_section
 
-from dlzoo.cli import DlzooCLI
 from dlzoo.data import MNISTDataModule
 from dlzoo.models import ConvNet
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = REPO / "examples" / "configs"
 START, END = "<!-- bench:vision:start -->", "<!-- bench:vision:end -->"
-
-
-def build(config: str, root: Path, *overrides: str) -> DlzooCLI:
-    args = [  # run=False: no subcommand
-        "--config",
-        str(CONFIGS / f"{config}.yaml"),
-        "--trainer.default_root_dir",
-        str(root / config),
-        "--trainer.accelerator",
-        "cpu" if not torch.cuda.is_available() else "auto",
-        "--trainer.enable_progress_bar",
-        "false",
-        *overrides,
-    ]
-    shutil.rmtree(root / config, ignore_errors=True)
-    return DlzooCLI(
-        model_class=pl.LightningModule,
-        datamodule_class=pl.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=2020,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-        run=False,
-    )
-
-
-def fit(config: str, root: Path, *overrides: str) -> dict:
-    cli = build(config, root, *overrides)
-    cli.datamodule.setup("fit")  # reading and checking the data is not training time
-    n_train = len(cli.datamodule.train_dataloader().dataset)
-    start = time.perf_counter()
-    cli.trainer.fit(cli.model, cli.datamodule)
-    wall = time.perf_counter() - start
-    metrics = {k: float(v) for k, v in cli.trainer.callback_metrics.items()}
-    epochs = cli.trainer.current_epoch
-    print(config, f"{wall:.0f} s", {k: round(v, 4) for k, v in metrics.items()})
-    return {
-        "name": config,
-        "wall": wall,
-        "epochs": epochs,
-        "train_images": n_train,
-        "images_per_s": n_train * epochs / wall,
-        **metrics,
-    }
 
 
 def plain_epoch_seconds(dm: MNISTDataModule, epochs: int) -> float:

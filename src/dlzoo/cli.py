@@ -109,9 +109,10 @@ def _import(class_path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``dlzoo`` command (also ``python -m dlzoo``)."""
-    DlzooCLI(
+def make_cli(args: list[str] | None = None, run: bool = True) -> DlzooCLI:
+    """The ``dlzoo`` CLI on ``args``; ``run=False`` only builds the model, data and trainer
+    (then ``args`` has no subcommand)."""
+    return DlzooCLI(
         model_class=pl.LightningModule,
         datamodule_class=pl.LightningDataModule,
         subclass_mode_model=True,
@@ -119,7 +120,13 @@ def main(args: list[str] | None = None) -> None:
         seed_everything_default=2020,
         save_config_kwargs={"overwrite": True},
         args=args,
+        run=run,
     )
 
 
-__all__ = ["DlzooCLI", "default_loggers", "main"]
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``dlzoo`` command (also ``python -m dlzoo``)."""
+    make_cli(args)
+
+
+__all__ = ["DlzooCLI", "default_loggers", "main", "make_cli"]

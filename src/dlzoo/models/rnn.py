@@ -23,8 +23,14 @@ def token_lengths(tokens: torch.Tensor, pad_index: int) -> torch.Tensor:
     return (tokens != pad_index).sum(dim=1).clamp(min=1)
 
 
-def load_embedding_vectors(embedding: nn.Embedding, path: str, pad_index: int) -> None:
-    """Copy a ``(vocab_size, dim)`` tensor file into ``embedding`` (pad row zeroed)."""
+def load_embedding_vectors(model: ClassificationModule) -> ClassificationModule:
+    """``load_pretrained`` of the text models: copy the ``(vocab_size, dim)`` tensor file named by
+    ``hparams.pretrained_embeddings`` into ``model.embedding`` (pad row zeroed)."""
+    path, pad_index = model.hparams.pretrained_embeddings, model.hparams.pad_index
+    if not path:
+        model._pretrained_done = True
+        return model
+    embedding: nn.Embedding = model.embedding
     file = Path(path)
     if not file.is_file():
         raise FileNotFoundError(
@@ -42,6 +48,8 @@ def load_embedding_vectors(embedding: nn.Embedding, path: str, pad_index: int) -
         embedding.weight.copy_(vectors)
         embedding.weight[pad_index].zero_()
     rank_zero_info(f"embedding initialised from {file}")
+    model._pretrained_done = True
+    return model
 
 
 @register_model("rnn")
@@ -133,11 +141,7 @@ class ImprovedRNN(ClassificationModule):
         self.fc = nn.Linear(hidden_size * (2 if bidirectional else 1), self.num_outputs)
 
     def load_pretrained(self) -> ImprovedRNN:
-        path = self.hparams.pretrained_embeddings
-        if path:
-            load_embedding_vectors(self.embedding, path, self.hparams.pad_index)
-        self._pretrained_done = True
-        return self
+        return load_embedding_vectors(self)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if lengths is None:

@@ -76,11 +76,7 @@ class TransformerClassifier(ClassificationModule):
         self.fc = nn.Linear(embedding_dim, self.num_outputs)
 
     def load_pretrained(self) -> TransformerClassifier:
-        path = self.hparams.pretrained_embeddings
-        if path:
-            load_embedding_vectors(self.embedding, path, self.hparams.pad_index)
-        self._pretrained_done = True
-        return self
+        return load_embedding_vectors(self)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         tokens = tokens[:, : self.hparams.max_length]
