@@ -28,14 +28,12 @@ from dlzoo.data import IMDBDataModule
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench:text:start -->", "<!-- bench:text:end -->"
 CPU_DATA = [  # the vanilla RNN on the data settings of imdb_improved_rnn_cpu.yaml
-    "--data.init_args.max_train_reviews",
-    "12000",
     "--data.init_args.max_length",
-    "128",
+    "200",
     "--data.init_args.truncation",
     "tail",
     "--trainer.max_epochs",
-    "3",
+    "4",
 ]
 
 
@@ -114,8 +112,8 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     shapes = {
-        "imdb_rnn": "12,000 x last 128",
-        "imdb_improved_rnn_cpu": "12,000 x last 128",
+        "imdb_rnn": "40,000 x last 200",
+        "imdb_improved_rnn_cpu": "40,000 x last 200",
         "imdb_transformer_cpu": "20,000 x last 256",
     }
     for key in ("imdb_rnn", "imdb_improved_rnn_cpu", "imdb_transformer_cpu"):

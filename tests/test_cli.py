@@ -339,6 +339,12 @@ def test_text_fit_then_predict_raw_reviews(tmp_path: Path, monkeypatch) -> None:
     data = write_acl_imdb(tmp_path / "imdb", per_class=60)
     config = REPO / "examples" / "configs" / "imdb_improved_rnn_cpu.yaml"
     common = ["--data.init_args.data_dir", str(data), "--data.init_args.url", "null"]
+    # a tiny fastText file of the config's width (100): the DataModule aligns it to its
+    # vocabulary and the CLI links the aligned file into the model
+    vectors = tmp_path / "tiny.vec"
+    rows = "".join(f"{w} " + " ".join(["0.5"] * 100) + "\n" for w in ("great", "awful"))
+    vectors.write_text("2 100\n" + rows)
+    common += ["--data.init_args.vectors", str(vectors)]
     main(
         [
             "fit",
@@ -354,6 +360,10 @@ def test_text_fit_then_predict_raw_reviews(tmp_path: Path, monkeypatch) -> None:
         ]
     )
     (run,) = run_dirs(tmp_path / "runs")
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    linked = ckpt["hyper_parameters"]  # linked by the CLI from the DataModule
+    aligned = torch.load(linked["pretrained_embeddings"], weights_only=True)
+    assert aligned.shape == (linked["vocab_size"], 100) and int((aligned != 0).any(1).sum()) == 2
     raw = tmp_path / "new.csv"
     reviews = ["Wonderful, moving and brilliant.", "", "A dull, boring mess<br />awful."]
     pd.DataFrame({"text": reviews}).to_csv(raw, index=False)
