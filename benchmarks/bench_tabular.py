@@ -23,7 +23,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pandas as pd
 import torch
-from _common import device_line, write_section
+from _common import device_line, plain_loop_seconds, write_section
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
@@ -122,32 +122,7 @@ def lightning_epoch(dm: BankMarketingDataModule, epochs: int) -> tuple[float, fl
 def plain_epoch(dm: BankMarketingDataModule, epochs: int) -> tuple[float, float]:
     """The book's loop, doing what the Lightning fit does: train, metrics, validate, metrics."""
     pl.seed_everything(0, verbose=False)
-    model = FeedForwardNet(num_features=dm.num_features)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    train_loader, val_loader = dm.train_dataloader(), dm.val_dataloader()
-    wall, cpu = time.perf_counter(), time.process_time()
-    for epoch in range(epochs):
-        model.train()
-        train_loader.sampler.set_epoch(epoch)
-        for x, y in train_loader:
-            logits = model(x)
-            loss = model.loss(logits, y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            model.train_metrics.update(model.probabilities(logits.detach()), y)
-            model.train_loss.update(loss.detach(), weight=len(y))
-        model.train_metrics.compute(), model.train_loss.compute()
-        model.train_metrics.reset(), model.train_loss.reset()
-        model.eval()
-        with torch.no_grad():
-            for x, y in val_loader:
-                logits = model(x)
-                model.val_metrics.update(model.probabilities(logits), y)
-                model.val_loss.update(model.loss(logits, y), weight=len(y))
-        model.val_metrics.compute(), model.val_loss.compute()
-        model.val_metrics.reset(), model.val_loss.reset()
-    return (time.perf_counter() - wall) / epochs, (time.process_time() - cpu) / epochs
+    return plain_loop_seconds(FeedForwardNet(num_features=dm.num_features), dm, epochs)
 
 
 def overhead(data_dir: Path, batch_size: int, repeats: int, epochs: int) -> dict[str, float]:

@@ -21,7 +21,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from _common import device_line, fit, write_section
+from _common import device_line, fit, run_once, write_section
 
 from dlzoo.data import IMDBDataModule
 
@@ -63,10 +63,7 @@ def main() -> None:
     results: dict = json.loads(saved.read_text()) if args.reuse and saved.is_file() else {}
 
     def once(key: str, fn, *a):
-        if key not in results:
-            results[key] = fn(*a)
-            saved.write_text(json.dumps(results, indent=1))
-        return results[key]
+        return run_once(results, saved, key, fn, *a)
 
     lines = [START, "## Text (issue 4)", "", f"Device: {device_line()}.", ""]
     lines += ["Command: `nox -s bench` (`python benchmarks/bench_text.py`)."]

@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
-import torch
-from _common import build, device_line, fit, write_section
+from _common import build, device_line, fit, plain_loop_seconds, run_once, write_section
 
 from dlzoo.data import MNISTDataModule
 from dlzoo.models import ConvNet
@@ -37,34 +36,7 @@ START, END = "<!-- bench:vision:start -->", "<!-- bench:vision:end -->"
 def plain_epoch_seconds(dm: MNISTDataModule, epochs: int) -> float:
     """The book's loop over the same batches and model, with the same metric work."""
     pl.seed_everything(0, verbose=False)
-    model = ConvNet()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    train, val = dm.train_dataloader(), dm.val_dataloader()
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        train.sampler.set_epoch(epoch)
-        for batch in train:
-            x, y = dm.on_after_batch_transfer(batch, 0)
-            logits = model(x)
-            loss = model.loss(logits, y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            model.train_metrics.update(model.probabilities(logits.detach()), y)
-            model.train_loss.update(loss.detach(), weight=len(y))
-        model.train_metrics.compute(), model.train_loss.compute()
-        model.train_metrics.reset(), model.train_loss.reset()
-        model.eval()
-        with torch.no_grad():
-            for batch in val:
-                x, y = dm.on_after_batch_transfer(batch, 0)
-                logits = model(x)
-                model.val_metrics.update(model.probabilities(logits), y)
-                model.val_loss.update(model.loss(logits, y), weight=len(y))
-        model.val_metrics.compute(), model.val_loss.compute()
-        model.val_metrics.reset(), model.val_loss.reset()
-    return (time.perf_counter() - start) / epochs
+    return plain_loop_seconds(ConvNet(), dm, epochs)[0]
 
 
 def lightning_epoch_seconds(dm: MNISTDataModule, epochs: int) -> float:
@@ -162,10 +134,7 @@ def main() -> None:
     skipped: list[str] = []
 
     def once(key: str, fn, *a):
-        if key not in results:
-            results[key] = fn(*a)
-            saved.write_text(json.dumps(results, indent=1))
-        return results[key]
+        return run_once(results, saved, key, fn, *a)
 
     mnist_src = args.shared / "mnist" / "MNIST" / "raw"
     if mnist_src.is_dir():

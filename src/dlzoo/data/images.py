@@ -367,7 +367,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         if "predict" not in self._datasets:
             files = self._datasets["val"].files
-            self.predict_row_ids = [str(Path(p).relative_to(self._root())) for p in files]
+            root = self._root()
+            self.predict_row_ids = [str(Path(p).relative_to(root)) for p in files]
             return self._loader("val")
         return self._loader("predict")
 

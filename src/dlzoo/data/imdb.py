@@ -24,7 +24,12 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
 from dlzoo.data.batching import seeded_loader
-from dlzoo.data.download import default_cache_dir, download_file, extract_archive
+from dlzoo.data.download import (
+    check_sha256,
+    default_cache_dir,
+    download_file,
+    extract_archive,
+)
 from dlzoo.data.text import (
     BucketBatchSampler,
     TokenizedCorpus,
@@ -161,6 +166,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir() / "text"
         self.seed = seed
         self._vocab: Vocabulary | None = None
+        self._embeddings_file: str | None = None
         self._classes: list[str] | None = None
         self._corpus: TokenizedCorpus | None = None
         self._numbers: torch.Tensor | None = None
@@ -312,14 +318,14 @@ class TextClassificationDataModule(pl.LightningDataModule):
         """A ``.pt`` file of the vectors aligned to the vocabulary (None without ``vectors``)."""
         if not self.vectors:
             return None
+        if self._embeddings_file is not None:  # the link reads it; don't hash 2 GB twice
+            return self._embeddings_file
         source = self.vectors
         if "://" in source:
             source = str(
                 download_file(source, self.cache_dir / "vectors", sha256=self.vectors_sha256)
             )
         elif self.vectors_sha256:
-            from dlzoo.data.download import check_sha256
-
             check_sha256(source, self.vectors_sha256)
         path = Path(source)
         if not path.is_file():
@@ -330,7 +336,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
             out.parent.mkdir(parents=True, exist_ok=True)
             torch.save(load_vectors(path, self.vocab), out.with_suffix(".tmp"))
             out.with_suffix(".tmp").replace(out)
-        return str(out)
+        self._embeddings_file = str(out)
+        return self._embeddings_file
 
     # ---------------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
@@ -425,6 +432,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._vocab = Vocabulary(state_dict["vocab"])
+        self._embeddings_file = None  # aligned to the previous vocabulary
         self._classes = list(state_dict["classes"])
         self._numbers = None  # numericalise again with the restored vocabulary
         self._datasets = {}
