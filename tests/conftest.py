@@ -88,7 +88,8 @@ def run_dlzoo(
 ):
     """Run the installed ``dlzoo`` console script as a user would."""
     command = [str(Path(sys.executable).with_name("dlzoo")), *args]
-    full_env = {**os.environ, "PYTHONPATH": str(HELPERS), **(env or {})}
+    path = os.pathsep.join(p for p in (str(HELPERS), os.environ.get("PYTHONPATH")) if p)
+    full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     result = subprocess.run(
         command, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=cwd
     )

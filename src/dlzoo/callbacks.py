@@ -1,11 +1,14 @@
-"""Callbacks the ``dlzoo`` CLI adds to every run: plots and predictions on disk, exact resumes."""
+"""Callbacks the ``dlzoo`` CLI adds to every run: plots and predictions on disk, exact resumes,
+checkpoints written atomically."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
 import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
 from torchmetrics.functional.classification import (
@@ -277,3 +281,39 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.world_size > 1:
             return path.with_name(f"{path.stem}_rank{trainer.global_rank}{path.suffix}")
         return path
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside their target, synced, then renamed.
+
+    Lightning's own writer stages local files in ``$TMPDIR`` and copies them across file
+    systems, so a full disk or a kill during the copy leaves a truncated ``best-*.ckpt`` under a
+    valid name. Here a checkpoint file either is complete or does not exist; the previous one of
+    the same name stays until the new one is whole. Remote paths (``s3://`` ...) go to Lightning.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if "://" in str(path) and not str(path).startswith("file://"):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        path = Path(str(path).removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
+            directory = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)

@@ -11,16 +11,19 @@ import importlib
 import importlib.util
 import os
 import re
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 import dlzoo  # noqa: F401  (registers every model and DataModule for class_path short names)
-from dlzoo.callbacks import EpochSeed, PredictionWriter, RunArtifacts
+from dlzoo.callbacks import AtomicCheckpointIO, EpochSeed, PredictionWriter, RunArtifacts
+from dlzoo.registry import MODELS, init_arguments, resolve_class
 
 #: sizes a DataModule knows and a model needs; a link whose target a model lacks is skipped
 LINKED_SIZES = (
@@ -30,6 +33,7 @@ LINKED_SIZES = (
     "vocab_size",
     "pad_index",
     "pretrained_embeddings",
+    "max_length",
 )
 
 
@@ -51,6 +55,20 @@ def default_loggers(root: str | Path) -> list[Logger]:
 
 
 class DlzooCLI(LightningCLI):
+    """LightningCLI with dlzoo's checkpoints, callbacks and size links.
+
+    With ``--ckpt_path``, the model is rebuilt from the checkpoint's hyperparameters (only the
+    arguments its class takes; only a class registered in dlzoo or named by the config is
+    imported), and the DataModule's fitted state (scaler, category maps, vocabulary, classes) is
+    restored from the checkpoint before any size is linked into the model: validate, test,
+    predict and resume never re-fit preprocessing on the data at hand.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._checkpoint: dict[str, Any] | None = None  # of --ckpt_path, without the weights
+        self._restored: set[int] = set()  # DataModules given the checkpoint's state already
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Two checkpoints: the best by a monitored metric, and last.ckpt rewritten every epoch.
         # Lightning 2.6 writes ModelCheckpoint(save_last=True)'s last.ckpt only when a new top-k
@@ -70,7 +88,92 @@ class DlzooCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(EpochSeed, "epoch_seed")
         for size in LINKED_SIZES:
-            parser.link_arguments(f"data.{size}", f"model.init_args.{size}", apply_on="instantiate")
+            parser.link_arguments(
+                "data",
+                f"model.init_args.{size}",
+                compute_fn=partial(self._linked_size, size),
+                apply_on="instantiate",
+            )
+
+    # ---------------------------------------------------------------------------- checkpoints
+    def _parse_ckpt_path(self) -> None:
+        """Rebuild the model from the checkpoint's hyperparameters (replaces Lightning's version).
+
+        Lightning's own passes every saved key back to the model and imports whatever class the
+        checkpoint's ``_class_path`` names; here only the arguments the class takes are passed,
+        and only a dlzoo model or the class of the user's config is imported.
+        """
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return  # a URL: Lightning reads it when the run starts
+        weights_only = config.get("weights_only")
+        checkpoint = torch.load(
+            ckpt_path,
+            map_location="cpu",
+            weights_only=True if weights_only is None else weights_only,
+        )
+        for heavy in ("state_dict", "optimizer_states"):
+            checkpoint.pop(heavy, None)
+        self._checkpoint = checkpoint
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        configured = config.model.class_path if config.get("model") else None
+        class_path = hparams.pop("_class_path", None) or configured
+        if not class_path:
+            return
+        model_class = resolve_class(MODELS, class_path)
+        if model_class is None:
+            if class_path != configured:
+                raise ValueError(
+                    f"{ckpt_path} was written by model class {class_path!r}, which is neither a "
+                    f"dlzoo model nor the model of the config ({configured}); it is not imported. "
+                    f"If you trust that code, name it yourself: --model {class_path}"
+                )
+            model_class = _import(class_path)
+        accepted = init_arguments(model_class)
+        init_args = {k: v for k, v in hparams.items() if k in accepted}
+        model = {"class_path": f"{model_class.__module__}.{model_class.__qualname__}"}
+        self.config = self.parser.parse_object(
+            {subcommand: {"model": {**model, "init_args": init_args}}}, self.config
+        )
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            # jsonargparse wraps what a link's compute_fn raised (a missing CSV, a bad column):
+            # the user needs the DataModule's own error, not the link's
+            if isinstance(err.__cause__, Exception) and "compute_fn of link" in str(err):
+                raise err.__cause__ from None
+            raise
+
+    def _linked_size(self, size: str, datamodule: pl.LightningDataModule) -> Any:
+        """``datamodule.<size>`` for the model; with ``--ckpt_path``, from the checkpoint's state.
+
+        A DataModule without that size (or with ``None``) leaves the configured value as it is.
+        """
+        self._restore_datamodule(datamodule)
+        value = getattr(datamodule, size, None)
+        if value is not None:
+            return value
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        return config.model.init_args.get(size)
+
+    def _restore_datamodule(self, datamodule: pl.LightningDataModule) -> None:
+        if self._checkpoint is None or id(datamodule) in self._restored:
+            return
+        self._restored.add(id(datamodule))
+        state = self._checkpoint.get(type(datamodule).__qualname__)
+        if state is None:
+            return  # a DataModule with nothing fitted (MNIST), or a checkpoint of other data
+        check = getattr(datamodule, "check_restored_options", None)
+        if check is not None:
+            check(self._checkpoint.get("datamodule_hyper_parameters") or {})
+        datamodule.load_state_dict(state)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -101,6 +204,8 @@ class DlzooCLI(LightningCLI):
         if trainer_config.logger in (None, True) and "logger" not in kwargs:
             root = trainer_config.default_root_dir or os.getcwd()
             kwargs["logger"] = default_loggers(root)
+        if not trainer_config.get("plugins") and "plugins" not in kwargs:
+            kwargs["plugins"] = [AtomicCheckpointIO()]  # no truncated checkpoint under a valid name
         return super().instantiate_trainer(**kwargs)
 
 

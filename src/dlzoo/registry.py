@@ -6,6 +6,7 @@ above the class, creating is ``create_model("ffn", **kwargs)``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -74,3 +75,37 @@ def create_model(name: str, **kwargs: Any) -> pl.LightningModule:
 def create_datamodule(name: str, **kwargs: Any) -> pl.LightningDataModule:
     """Build a registered DataModule: ``create_datamodule("bank_marketing", batch_size=256)``."""
     return get_datamodule_class(name)(**kwargs)
+
+
+def init_arguments(cls: type) -> set[str]:
+    """Names ``cls(...)`` accepts: its ``__init__`` parameters, and those of the base classes its
+    ``**kwargs`` are forwarded to (the convention of every dlzoo model and DataModule)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names |= {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {
+            "self"
+        }
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def class_paths(cls: type) -> set[str]:
+    """Every spelling of a registered class: registry name, class name, public and module paths."""
+    spellings = {cls.__name__, f"{cls.__module__}.{cls.__qualname__}"}
+    for table, package in ((MODELS, "dlzoo.models"), (DATAMODULES, "dlzoo.data")):
+        spellings |= {name for name, registered in table.items() if registered is cls}
+        if any(registered is cls for registered in table.values()):
+            spellings.add(f"{package}.{cls.__name__}")
+    return spellings
+
+
+def resolve_class(table: dict[str, Any], name: str) -> type | None:
+    """The registered class ``name`` spells (any of :func:`class_paths`), else ``None``."""
+    for cls in table.values():
+        if name in class_paths(cls):
+            return cls
+    return None

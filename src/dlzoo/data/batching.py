@@ -1,19 +1,35 @@
-"""Batches sliced from in-memory tensors, and a shuffle that a resumed run replays exactly."""
+"""Batches sliced from in-memory tensors, and a batch order that resumes exactly and shards under DDP.
+
+Every train, val and test loader of dlzoo is a :class:`ShardedBatchSampler` (a ``DistributedSampler``
+subclass, so Lightning leaves it alone) yielding whole batches of indices. One process sees every
+batch; under DDP each rank takes its share of the same batches:
+
+- training: every rank gets the same number of batches (DDP steps in lockstep) and every row is
+  used exactly once per epoch: the batches that do not divide by the world size are merged and
+  cut into one smaller batch per rank;
+- evaluation: every row is scored on exactly one rank, nothing is repeated, so metrics synced
+  across ranks equal a single-process computation (Lightning's own ``DistributedSampler`` repeats
+  rows to even the ranks up, which skews validation metrics and the "best" checkpoint).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+
+def world() -> tuple[int, int]:
+    """``(world_size, rank)`` of the running process group, ``(1, 0)`` without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size(), torch.distributed.get_rank()
+    return 1, 0
 
 
 class TensorBatchDataset(Dataset):
-    """Like ``TensorDataset``, but a whole batch is one indexing operation.
-
-    ``DataLoader`` hands ``__getitems__`` the batch's indices, so rows are never collated one by one;
-    Lightning's ``DistributedSampler`` injection still works because batching stays the DataLoader's.
-    """
+    """Like ``TensorDataset``, but a whole batch is one indexing operation (``dataset[[i, j, ...]]``)."""
 
     def __init__(self, *tensors: torch.Tensor) -> None:
         if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
@@ -23,73 +39,147 @@ class TensorBatchDataset(Dataset):
     def __len__(self) -> int:
         return len(self.tensors[0])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+    def __getitem__(self, index: int | Sequence[int]) -> tuple[torch.Tensor, ...]:
+        if not isinstance(index, int):
+            index = torch.as_tensor(index, dtype=torch.long)
         return tuple(t[index] for t in self.tensors)
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
-        index = torch.as_tensor(indices, dtype=torch.long)
-        return tuple(t[index] for t in self.tensors)
+        return self[list(indices)]
 
 
-def keep_batch(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """``collate_fn`` for :class:`TensorBatchDataset`: the batch is already made."""
+def keep_batch(batch: Any) -> Any:
+    """``collate_fn`` of loaders whose dataset returns whole batches."""
     return batch
 
 
-class EpochShuffleSampler(RandomSampler):
-    """A random permutation that depends only on ``seed`` and the epoch.
+class Batched(Dataset):
+    """``dataset[indices]`` is the collated batch of those items (item datasets, e.g. images)."""
 
-    Lightning calls ``set_epoch`` at the start of every epoch, so a run resumed from a checkpoint sees
-    the same batches as one that never stopped. Subclassing ``RandomSampler`` tells Lightning the
-    loader shuffles, so under DDP it swaps in a shuffling ``DistributedSampler``.
+    def __init__(self, dataset: Dataset, collate_fn: Callable[[list], Any]) -> None:
+        self.dataset, self.collate_fn = dataset, collate_fn
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices: Sequence[int]) -> Any:
+        return self.collate_fn([self.dataset[i] for i in indices])
+
+
+class ShardedBatchSampler(DistributedSampler):
+    """Batches of indices in an order that depends only on ``seed`` and the epoch; this rank's share.
+
+    ``shuffle`` draws a new permutation each epoch (Lightning calls ``set_epoch``), so a resumed run
+    sees the batches an uninterrupted one would. With ``lengths`` (texts), shuffled indices are cut
+    into pools of ``batch_size * pool_batches``, each pool sorted by length and cut into batches,
+    and the batches shuffled: little padding, yet new batches every epoch; without shuffling all
+    documents are sorted by length. ``even`` (training) gives every rank the same number of batches
+    with each row used once (see the module docstring); otherwise ranks may differ by one batch.
     """
 
-    def __init__(self, data_source: Sequence, seed: int = 0) -> None:
-        super().__init__(data_source)
-        self.seed = seed
-        self.epoch = 0
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        lengths: Sequence[int] | torch.Tensor | None = None,
+        pool_batches: int = 50,
+        even: bool | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        replicas, rank = world()
+        # the base class only needs len(dataset); it keeps seed, epoch, rank and num_replicas
+        super().__init__(range(size), num_replicas=replicas, rank=rank, shuffle=shuffle, seed=seed)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.size, self.batch_size, self.batch_drop_last = size, batch_size, drop_last
+        self.lengths = None if lengths is None else torch.as_tensor(lengths)
+        if self.lengths is not None and len(self.lengths) != size:
+            raise ValueError(f"{len(self.lengths)} lengths for {size} items")
+        self.pool_batches = pool_batches
+        self.even = shuffle if even is None else even
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self) -> Iterator[int]:
+    def all_batches(self) -> list[torch.Tensor]:
+        """Every batch of this epoch, in order, before sharding across ranks."""
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
+        if self.lengths is None:
+            order = (
+                torch.randperm(self.size, generator=generator)
+                if self.shuffle
+                else torch.arange(self.size)
+            )
+            batches = list(torch.split(order, self.batch_size))
+        elif not self.shuffle:
+            order = torch.argsort(self.lengths, stable=True)
+            batches = list(torch.split(order, self.batch_size))
+        else:
+            order = torch.randperm(self.size, generator=generator)
+            pool = self.batch_size * self.pool_batches
+            batches = []
+            for start in range(0, self.size, pool):
+                chunk = order[start : start + pool]
+                chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
+                batches += list(torch.split(chunk, self.batch_size))
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+        if self.batch_drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        return batches
+
+    def _shard(self, batches: list[torch.Tensor]) -> list[torch.Tensor]:
+        replicas = self.num_replicas
+        if replicas == 1:
+            return batches
+        if not self.even:
+            return batches[self.rank :: replicas]
+        whole = len(batches) // replicas * replicas
+        mine = batches[:whole][self.rank :: replicas]
+        if whole < len(batches):
+            rest = torch.cat(batches[whole:])
+            if len(rest) < replicas:  # fewer rows left than ranks: repeat some (the only repeats)
+                rest = rest.repeat(replicas // len(rest) + 1)[:replicas]
+            mine.append(torch.tensor_split(rest, replicas)[self.rank])
+        return mine
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for batch in self._shard(self.all_batches()):
+            yield batch.tolist()
+
+    def __len__(self) -> int:
+        if self.lengths is None and not self.batch_drop_last:
+            count = -(-self.size // self.batch_size)
+        else:
+            count = len(self.all_batches())
+        if self.num_replicas == 1:
+            return count
+        if self.even:
+            return -(-count // self.num_replicas)
+        return len(range(self.rank, count, self.num_replicas))
 
 
-def tensor_loader(
-    dataset: TensorBatchDataset,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    num_workers: int = 0,
-    pin_memory: bool = False,
-) -> DataLoader:
-    """A loader over in-memory tensors: one indexing operation per batch."""
-    return seeded_loader(dataset, batch_size, shuffle, seed, num_workers, pin_memory, keep_batch)
-
-
-def seeded_loader(
+def batch_loader(
     dataset: Dataset,
     batch_size: int,
     shuffle: bool = False,
     seed: int = 0,
     num_workers: int = 0,
     pin_memory: bool = False,
-    collate_fn: Callable | None = None,
-    batch_sampler: Sampler | None = None,
+    collate_fn: Callable[[list], Any] | None = None,
+    lengths: Sequence[int] | torch.Tensor | None = None,
 ) -> DataLoader:
-    """A DataLoader whose shuffle and worker seeds depend only on ``seed`` and the epoch."""
-    sampler = EpochShuffleSampler(dataset, seed) if shuffle and batch_sampler is None else None
-    batching = (
-        {"batch_sampler": batch_sampler}
-        if batch_sampler is not None
-        else {"batch_size": batch_size, "sampler": sampler}
-    )
+    """A train/val/test loader: :class:`ShardedBatchSampler` batches, shuffled per epoch if asked.
+
+    ``dataset[list_of_indices]`` must return a batch (:class:`TensorBatchDataset`); otherwise give
+    ``collate_fn`` and items are collated. ``lengths`` buckets texts by length.
+    """
+    sampler = ShardedBatchSampler(len(dataset), batch_size, shuffle, seed, lengths=lengths)
+    if collate_fn is not None:
+        dataset = Batched(dataset, collate_fn)
     return DataLoader(
         dataset,
-        **batching,
-        collate_fn=collate_fn,
+        sampler=sampler,
+        batch_size=None,  # the sampler yields whole batches; the dataset makes them
+        collate_fn=keep_batch,
         num_workers=num_workers,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
@@ -97,4 +187,24 @@ def seeded_loader(
         # Lightning creates iterators at different moments in a resumed run, and a draw from the
         # global RNG there would shift every dropout mask after it.
         generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def ordered_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+    collate_fn: Callable[[list], Any] | None = None,
+) -> DataLoader:
+    """A predict loader: rows in file order, plain batching (Lightning tracks the indices, and
+    under DDP gives each rank its rows without repeats)."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        collate_fn=collate_fn or (keep_batch if isinstance(dataset, TensorBatchDataset) else None),
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(0),
     )

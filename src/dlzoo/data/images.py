@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,14 +24,16 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from PIL import Image
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
-from dlzoo.data.batching import TensorBatchDataset, seeded_loader, tensor_loader
+from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import (
+    MAX_EXTRACT_BYTES,
     check_sha256,
     default_cache_dir,
     download_file,
@@ -49,10 +52,32 @@ def read_image(path: str | Path) -> torch.Tensor:
     return decode_image(str(path), mode=ImageReadMode.RGB)
 
 
+def _too_large(path: str) -> str | None:
+    """Why an image is too large to decode (PIL's decompression-bomb limit), from its header alone."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.DecompressionBombError as err:
+        return f"too large to decode: {err}"
+    except (OSError, ValueError, SyntaxError):
+        return None  # not for PIL to judge: the decoder says what is wrong with it
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        return (
+            f"too large to decode: {width}x{height} pixels, more than PIL's limit of {limit} "
+            "(PIL.Image.MAX_IMAGE_PIXELS)"
+        )
+    return None
+
+
 def _check(path: str) -> str | None:
     try:
         if os.path.getsize(path) == 0:
             return "empty file (0 bytes)"
+        if reason := _too_large(path):
+            return reason
         read_image(path)
     except (RuntimeError, OSError, ValueError) as err:
         # torchvision prefixes its reasons with a C++ source location: keep the reason
@@ -279,8 +304,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
         root, classes = self._root(), self.classes
         train_files, train_labels = self._labelled_files(root / self.train_dir, classes)
         train_tf, eval_tf = self.train_transform(), self.eval_transform()
-        if self.val_dir and (root / self.val_dir).is_dir():
-            val_files, val_labels = self._labelled_files(root / self.val_dir, classes)
+        val_folder = self._val_folder(root)
+        if val_folder is not None:
+            val_files, val_labels = self._labelled_files(val_folder, classes)
         else:
             files, labels = np.array(train_files), np.array(train_labels)
             train_idx, val_idx = train_test_split(
@@ -308,6 +334,20 @@ class ImageFolderDataModule(pl.LightningDataModule):
             self._datasets["predict"] = ImageFiles(files, None, eval_tf)
             self.predict_row_ids = [str(Path(p).relative_to(folder)) for p in files]
 
+    def _val_folder(self, root: Path) -> Path | None:
+        """The validation folder, or ``None`` to hold out ``val_fraction`` of the training images."""
+        if not self.val_dir:
+            return None
+        if (root / self.val_dir).is_dir():
+            return root / self.val_dir
+        log.warning(
+            "no validation folder %s: holding out %.0f%% of %s for validation",
+            root / self.val_dir,
+            100 * self.val_fraction,
+            root / self.train_dir,
+        )
+        return None
+
     # ------------------------------------------------------------------------ cached features
     def cache_features(
         self,
@@ -326,7 +366,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
             )
         self.setup("fit")
         for split in ("train", "val"):
-            loader = seeded_loader(
+            loader = ordered_loader(
                 self._datasets[split],
                 batch_size or self.batch_size,
                 num_workers=self.num_workers,
@@ -343,16 +383,20 @@ class ImageFolderDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         if split in self._features:
-            return tensor_loader(self._features[split], self.batch_size, shuffle, self.seed)
+            return batch_loader(self._features[split], self.batch_size, shuffle, self.seed)
+        self.setup()
         if split not in self._datasets:
             raise ValueError(f"no {split} images: pass {split}_dir")
-        return seeded_loader(
+        kwargs = {"num_workers": self.num_workers, "pin_memory": torch.cuda.is_available()}
+        if split == "predict":
+            return ordered_loader(self._datasets[split], self.batch_size, **kwargs)
+        return batch_loader(
             self._datasets[split],
             self.batch_size,
             shuffle=shuffle,
             seed=self.seed,
-            num_workers=self.num_workers,
-            pin_memory=torch.cuda.is_available(),
+            collate_fn=default_collate,
+            **kwargs,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -369,7 +413,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
             files = self._datasets["val"].files
             root = self._root()
             self.predict_row_ids = [str(Path(p).relative_to(root)) for p in files]
-            return self._loader("val")
+            self._datasets["predict"] = ImageFiles(files, None, self._datasets["val"].transform)
         return self._loader("predict")
 
 
@@ -391,7 +435,9 @@ class CatsDogsDataModule(ImageFolderDataModule):
         archive: a local archive of the images to extract when ``data_dir`` has none.
         url: where to download the archive from when neither is there.
         sha256: checksum of the archive (local or downloaded).
-        val_dir: the validation folder's name (``validation`` in the Kaggle-derived archives).
+        val_dir: the validation folder's name (``validation`` in the Kaggle-derived archives). It
+            must exist unless set to ``None`` (then ``val_fraction`` of ``train`` is held out).
+        max_extract_bytes: refuse an archive that expands to more than this (``None``: no limit).
         **kwargs: image size, augmentation, batch size ... of :class:`ImageFolderDataModule`.
     """
 
@@ -402,11 +448,13 @@ class CatsDogsDataModule(ImageFolderDataModule):
         url: str | None = CATS_DOGS_URL,
         sha256: str | None = None,
         val_dir: str | None = "validation",
+        max_extract_bytes: int | None = MAX_EXTRACT_BYTES,
         **kwargs: Any,
     ) -> None:
         data_dir = data_dir or str(default_cache_dir() / "cats_dogs")
         super().__init__(data_dir=data_dir, val_dir=val_dir, **kwargs)
         self.archive, self.url, self.sha256 = archive, url, sha256
+        self.max_extract_bytes = max_extract_bytes
 
     def _has_images(self) -> bool:
         try:
@@ -433,8 +481,18 @@ class CatsDogsDataModule(ImageFolderDataModule):
                 f"no Cats-vs-Dogs images in {self.data_dir} (expected {self.train_dir}/cats, "
                 f"{self.train_dir}/dogs): pass archive or url, or extract {CATS_DOGS_URL} there"
             )
-        extract_archive(archive, self.data_dir)
+        extract_archive(archive, self.data_dir, self.max_extract_bytes)
         self._root()  # the archive must hold the expected layout
+
+    def _val_folder(self, root: Path) -> Path | None:
+        if self.val_dir and not (root / self.val_dir).is_dir():
+            # never a silent fallback split: a missing validation folder means damaged data
+            raise FileNotFoundError(
+                f"Cats-vs-Dogs data in {root} is incomplete: {root / self.val_dir} is missing "
+                f"(found {self.train_dir}). Delete {root} and run again to re-extract it, or set "
+                "val_dir: null to hold out val_fraction of the training images instead."
+            )
+        return super()._val_folder(root)
 
     @property
     def classes(self) -> list[str]:

@@ -23,15 +23,15 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
-from dlzoo.data.batching import seeded_loader
+from dlzoo.data.batching import batch_loader, ordered_loader
 from dlzoo.data.download import (
+    MAX_EXTRACT_BYTES,
     check_sha256,
     default_cache_dir,
     download_file,
     extract_archive,
 )
 from dlzoo.data.text import (
-    BucketBatchSampler,
     TokenizedCorpus,
     TokenizerName,
     Vocabulary,
@@ -64,9 +64,14 @@ class TokenDataset(Dataset):
         return len(self.documents)
 
     @property
-    def lengths(self) -> torch.Tensor:
+    def full_lengths(self) -> torch.Tensor:
+        """Token counts of the documents before ``max_length`` cuts them."""
         doc = self.documents
-        lengths = self.offsets[doc + 1] - self.offsets[doc]
+        return self.offsets[doc + 1] - self.offsets[doc]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        lengths = self.full_lengths
         return lengths.clamp(max=self.max_length) if self.max_length else lengths
 
     def __getitem__(self, index: int) -> tuple:
@@ -107,7 +112,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         lower: lower-case before tokenising.
         max_vocab_size: most frequent training tokens kept (besides ``<unk>`` and ``<pad>``).
         min_freq: least count for a token to enter the vocabulary.
-        max_length: cut texts to ``max_length`` tokens.
+        max_length: cut texts to ``max_length`` tokens (the count of texts cut is logged); a
+            bound on the time and memory one text can take. ``None``: never cut.
         truncation: keep the ``head`` (first tokens) or the ``tail`` (last tokens) of long texts.
         vectors: a fastText ``.vec`` / GloVe ``.txt`` file (or URL) of pretrained word vectors,
             aligned to the vocabulary for the model's embedding.
@@ -133,7 +139,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         lower: bool = True,
         max_vocab_size: int | None = 25_000,
         min_freq: int = 1,
-        max_length: int | None = None,
+        max_length: int | None = 2000,
         truncation: Literal["head", "tail"] = "head",
         vectors: str | None = None,
         vectors_sha256: str | None = None,
@@ -343,28 +349,49 @@ class TextClassificationDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
             return  # predict_dataloader encodes, after Lightning restored a checkpoint's vocabulary
+        self._build_datasets()
+
+    def _build_datasets(self) -> None:
+        """The labelled splits as ids of the current vocabulary (built, or restored from a
+        checkpoint: Lightning restores after ``setup()``, so loaders call this again)."""
+        if self._datasets:
+            return
         self._ensure_state()
-        if stage in ("fit", "validate", "test", None) and not self._datasets.get("train"):
-            self._ensure_corpus()
-            if self._numbers is None:
-                self._numbers = self._corpus.numericalize(self._vocab)
-            index = {c: i for i, c in enumerate(self._classes)}
-            for name, documents in self._splits.items():
-                if not len(documents):
-                    continue
-                labels = self._labels[documents.numpy()]
-                unknown = sorted(set(labels.tolist()) - set(index))
-                if unknown:
-                    raise ValueError(f"{name} texts have labels the training texts lack: {unknown}")
-                targets = torch.tensor([index[c] for c in labels], dtype=torch.int64)
-                self._datasets[name] = TokenDataset(
-                    self._numbers,
-                    self._corpus.offsets,
-                    documents,
-                    targets,
-                    self.max_length,
-                    self.truncation,
-                )
+        self._ensure_corpus()
+        if self._numbers is None:
+            self._numbers = self._corpus.numericalize(self._vocab)
+        index = {c: i for i, c in enumerate(self._classes)}
+        for name, documents in self._splits.items():
+            if not len(documents):
+                continue
+            labels = self._labels[documents.numpy()]
+            unknown = sorted(set(labels.tolist()) - set(index))
+            if unknown:
+                raise ValueError(f"{name} texts have labels the training texts lack: {unknown}")
+            targets = torch.tensor([index[c] for c in labels], dtype=torch.int64)
+            self._datasets[name] = TokenDataset(
+                self._numbers,
+                self._corpus.offsets,
+                documents,
+                targets,
+                self.max_length,
+                self.truncation,
+            )
+        self._report_cut(torch.cat([d.full_lengths for d in self._datasets.values()]), "labelled")
+
+    def _report_cut(self, lengths: torch.Tensor, what: str) -> None:
+        if self.max_length is None:
+            return
+        cut = int((lengths > self.max_length).sum())
+        if cut:
+            log.info(
+                "%d of %d %s texts are longer than max_length=%d tokens: their %s is kept",
+                cut,
+                len(lengths),
+                what,
+                self.max_length,
+                "beginning" if self.truncation == "head" else "end",
+            )
 
     def encode_texts(self, frame: pd.DataFrame | list[str]) -> TokenDataset:
         """Raw texts (a list, or a frame with a ``text`` column) as a dataset for prediction.
@@ -383,7 +410,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
         offsets = torch.tensor([0, *np.cumsum([len(e) for e in encoded])], dtype=torch.int64)
         flat = torch.tensor([i for ids in encoded for i in ids], dtype=torch.int64)
         documents = torch.arange(len(encoded))
-        return TokenDataset(flat, offsets, documents, None, self.max_length, self.truncation)
+        dataset = TokenDataset(flat, offsets, documents, None, self.max_length, self.truncation)
+        self._report_cut(dataset.full_lengths, "predict")
+        return dataset
 
     # -------------------------------------------------------------------------------- loaders
     def _collate(self, items: list[tuple]) -> tuple:
@@ -393,13 +422,11 @@ class TextClassificationDataModule(pl.LightningDataModule):
         return (tokens, lengths), torch.stack([torch.as_tensor(item[1]) for item in items])
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        self._build_datasets()
         if split not in self._datasets:
             raise ValueError(f"no {split} texts: pass {split}_file")
         dataset = self._datasets[split]
-        sampler = None
-        if self.bucket:
-            sampler = BucketBatchSampler(dataset.lengths, self.batch_size, shuffle, self.seed)
-        return seeded_loader(
+        return batch_loader(
             dataset,
             self.batch_size,
             shuffle=shuffle,
@@ -407,7 +434,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             collate_fn=self._collate,
-            batch_sampler=sampler,
+            lengths=dataset.lengths if self.bucket else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -424,17 +451,20 @@ class TextClassificationDataModule(pl.LightningDataModule):
             raise ValueError("dlzoo predict on texts needs --data.init_args.predict_file (a CSV)")
         dataset = self.encode_texts(self._read_csv(self.predict_file, require_label=False))
         # in file order (bucketing would reorder the rows of predictions.csv)
-        return seeded_loader(dataset, self.batch_size, collate_fn=self._collate)
+        return ordered_loader(dataset, self.batch_size, collate_fn=self._collate)
 
     # --------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         return {"vocab": self.vocab.itos, "classes": self.classes}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._vocab = Vocabulary(state_dict["vocab"])
+        vocab, classes = list(state_dict["vocab"]), list(state_dict["classes"])
+        if self._vocab is not None and self._vocab.itos == vocab and self._classes == classes:
+            return  # what setup() built already (a resumed fit): keep the encoded splits
+        self._vocab = Vocabulary(vocab)
         self._embeddings_file = None  # aligned to the previous vocabulary
-        self._classes = list(state_dict["classes"])
-        self._numbers = None  # numericalise again with the restored vocabulary
+        self._classes = classes
+        self._numbers = None  # the splits are encoded again, with this vocabulary, when next used
         self._datasets = {}
 
     @classmethod
@@ -476,6 +506,7 @@ class IMDBDataModule(TextClassificationDataModule):
             CPU-sized configs.
         url: the aclImdb archive.
         sha256: its checksum.
+        max_extract_bytes: refuse an archive that expands to more than this (``None``: no limit).
         **kwargs: tokenizer, vocabulary, vectors, batching ... of
             :class:`TextClassificationDataModule`.
     """
@@ -487,6 +518,7 @@ class IMDBDataModule(TextClassificationDataModule):
         max_train_reviews: int | None = None,
         url: str | None = ACLIMDB_URL,
         sha256: str | None = ACLIMDB_SHA256,
+        max_extract_bytes: int | None = MAX_EXTRACT_BYTES,
         **kwargs: Any,
     ) -> None:
         data_dir = data_dir or str(default_cache_dir() / "imdb")
@@ -495,16 +527,34 @@ class IMDBDataModule(TextClassificationDataModule):
             raise ValueError(f"split must be 'book' or 'official', got {split!r}")
         self.split, self.max_train_reviews = split, max_train_reviews
         self.url, self.sha256 = url, sha256
+        self.max_extract_bytes = max_extract_bytes
+
+    def _acl_folders(self) -> list[Path]:
+        root = self.data_dir / "aclImdb"
+        return [root / part / label for part in ("train", "test") for label in ("neg", "pos")]
+
+    def _has_acl_imdb(self) -> bool:
+        folders = self._acl_folders()
+        found = [f for f in folders if f.is_dir() and any(f.glob("*.txt"))]
+        if found and len(found) < len(folders):
+            # never train on what is left of a damaged copy
+            missing = [str(f.relative_to(self.data_dir)) for f in folders if f not in found]
+            raise FileNotFoundError(
+                f"IMDB in {self.data_dir / 'aclImdb'} is incomplete: no reviews in "
+                f"{', '.join(missing)}. Delete {self.data_dir / 'aclImdb'} and run again to "
+                f"extract it anew (or extract {ACLIMDB_URL} there yourself)."
+            )
+        return bool(found)
 
     def _layout(self) -> str:
         if all((self.data_dir / name).is_file() for name in KAGGLE_FILES):
             return "csv"
-        if (self.data_dir / "aclImdb" / "train" / "pos").is_dir():
+        if self._has_acl_imdb():
             return "aclimdb"
         if self.url:
             archive = download_file(self.url, self.data_dir, sha256=self.sha256)
-            extract_archive(archive, self.data_dir)
-            if (self.data_dir / "aclImdb" / "train" / "pos").is_dir():
+            extract_archive(archive, self.data_dir, self.max_extract_bytes)
+            if self._has_acl_imdb():
                 return "aclimdb"
         raise FileNotFoundError(
             f"no IMDB reviews in {self.data_dir}: expected aclImdb/{{train,test}}/{{pos,neg}}/*.txt "
@@ -518,9 +568,7 @@ class IMDBDataModule(TextClassificationDataModule):
     def source_key(self) -> str:
         if self._layout() == "csv":
             return "|".join(_file_key(self.data_dir / name) for name in KAGGLE_FILES)
-        folders = [
-            self.data_dir / "aclImdb" / s / c for s in ("train", "test") for c in ("neg", "pos")
-        ]
+        folders = self._acl_folders()
         counts = [sum(1 for _ in os.scandir(f)) for f in folders]
         return "|".join(
             f"{f.resolve()}:{f.stat().st_mtime_ns}:{n}"

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
-from dlzoo.data.batching import TensorBatchDataset, tensor_loader
+from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import default_cache_dir
 from dlzoo.registry import register_datamodule
 
@@ -247,7 +247,9 @@ class MNISTDataModule(pl.LightningDataModule):
                 "when reading csv_file"
             )
         hp = self.hparams
-        return tensor_loader(
+        if split == "predict":
+            return ordered_loader(self._splits[split], hp.batch_size, hp.num_workers)
+        return batch_loader(
             self._splits[split],
             hp.batch_size,
             shuffle=shuffle,
@@ -266,9 +268,10 @@ class MNISTDataModule(pl.LightningDataModule):
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        if "predict" in self._splits:
-            return self._loader("predict")
-        return self._loader("test" if "test" in self._splits else "val")
+        if "predict" not in self._splits:
+            split = "test" if "test" in self._splits else "val"
+            self._splits["predict"] = TensorBatchDataset(self._splits[split].tensors[0])
+        return self._loader("predict")
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, *rest = batch

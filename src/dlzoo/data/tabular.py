@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
-from dlzoo.data.batching import TensorBatchDataset, tensor_loader
+from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import default_cache_dir, download_file
 from dlzoo.registry import register_datamodule
 
@@ -402,7 +402,7 @@ class TabularDataModule(pl.LightningDataModule):
                 self._tensors[name] = TensorBatchDataset(*self.transform(frame, f"{name} split"))
 
     def _loader(self, dataset: TensorBatchDataset, shuffle: bool = False) -> DataLoader:
-        return tensor_loader(
+        return batch_loader(
             dataset, self.batch_size, shuffle=shuffle, seed=self.seed, num_workers=self.num_workers
         )
 
@@ -435,7 +435,7 @@ class TabularDataModule(pl.LightningDataModule):
             frame = self._read_new_rows(path, "predict CSV", require_target=False)
             dataset = TensorBatchDataset(*self.transform(frame, str(path)))
             self.predict_row_ids = frame.index.tolist()
-        return self._loader(dataset)
+        return ordered_loader(dataset, self.batch_size, num_workers=self.num_workers)
 
     # ---------------------------------------------------------- saved with every checkpoint
     def state_dict(self) -> dict[str, Any]:

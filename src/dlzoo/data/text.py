@@ -17,18 +17,18 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import math
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Literal
 
 import torch
-from torch.utils.data import Sampler
 from tqdm.auto import tqdm
+
+from dlzoo.data.batching import ShardedBatchSampler
 
 log = logging.getLogger(__name__)
 
@@ -298,14 +298,8 @@ def load_vectors(path: str | Path, vocab: Vocabulary, progress: bool = True) -> 
     return matrix
 
 
-class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of documents of similar length, in a random order that depends on seed and epoch.
-
-    Shuffled indices are cut into pools of ``batch_size * pool_batches``; each pool is sorted by
-    length and cut into batches, and the batches are shuffled. Padding per batch then stays small
-    without always showing the model the same batches. ``shuffle=False`` sorts all documents by
-    length (fast, deterministic evaluation). Under DDP each rank takes every ``world``-th batch.
-    """
+class BucketBatchSampler(ShardedBatchSampler):
+    """Batches of documents of similar length (see :class:`ShardedBatchSampler`, ``lengths``)."""
 
     def __init__(
         self,
@@ -316,44 +310,9 @@ class BucketBatchSampler(Sampler[list[int]]):
         pool_batches: int = 50,
         drop_last: bool = False,
     ) -> None:
-        self.lengths = torch.as_tensor(lengths)
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.pool_batches, self.drop_last, self.epoch = pool_batches, drop_last, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _batches(self) -> list[list[int]]:
-        n = len(self.lengths)
-        if not self.shuffle:
-            order = torch.argsort(self.lengths, stable=True)
-            batches = list(torch.split(order, self.batch_size))
-        else:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(n, generator=generator)
-            pool = self.batch_size * self.pool_batches
-            batches = []
-            for start in range(0, n, pool):
-                chunk = order[start : start + pool]
-                chunk = chunk[torch.argsort(self.lengths[chunk], stable=True)]
-                batches += list(torch.split(chunk, self.batch_size))
-            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
-            batches = batches[: len(batches) // world * world][rank::world]
-        return [b.tolist() for b in batches]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self._batches()
-
-    def __len__(self) -> int:
-        n = len(self.lengths)
-        count = n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            count //= torch.distributed.get_world_size()
-        return count
+        super().__init__(
+            len(lengths), batch_size, shuffle, seed, lengths, pool_batches, drop_last=drop_last
+        )
 
 
 def pad_batch(

@@ -20,6 +20,7 @@ from dlzoo.models.base import (
     OptimizerName,
     SchedulerName,
     configure_optimizers,
+    keep_own_hparams,
     make_activation,
 )
 from dlzoo.registry import register_model
@@ -87,6 +88,7 @@ class AutoEncoder(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        keep_own_hparams(self)
         if architecture not in ("mlp", "conv"):
             raise ValueError(f"architecture must be mlp or conv, got {architecture!r}")
         if loss not in ("mse", "bce"):

@@ -27,6 +27,8 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from dlzoo.registry import init_arguments
+
 OptimizerName = Literal["adam", "adamw", "sgd", "rmsprop"]
 SchedulerName = Literal["none", "cosine", "step", "plateau", "onecycle"]
 
@@ -102,6 +104,7 @@ class ClassificationModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        keep_own_hparams(self)
         if num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
         if optimizer not in _OPTIMIZERS:
@@ -241,6 +244,19 @@ class ClassificationModule(pl.LightningModule):
 
     def on_predict_start(self) -> None:
         self._ensure_pretrained()
+
+
+def keep_own_hparams(module: pl.LightningModule) -> None:
+    """Drop saved hyperparameters the module's class does not take.
+
+    The CLI offers every model every size the DataModule knows (``num_features``, ``vocab_size``
+    ...); Lightning records all of them, and a checkpoint whose hyperparameters hold an argument
+    the class lacks could not be rebuilt from them (``--ckpt_path``, ``load_from_checkpoint``).
+    """
+    accepted = init_arguments(type(module))
+    for hparams in (module._hparams, getattr(module, "_hparams_initial", {})):
+        for key in [k for k in hparams if k not in accepted and not k.startswith("_")]:
+            del hparams[key]
 
 
 def call_with(module: nn.Module, x: Any) -> Any:

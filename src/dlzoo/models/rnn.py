@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from dlzoo.models.base import ClassificationModule
 from dlzoo.registry import register_model
@@ -21,6 +21,20 @@ from dlzoo.registry import register_model
 
 def token_lengths(tokens: torch.Tensor, pad_index: int) -> torch.Tensor:
     return (tokens != pad_index).sum(dim=1).clamp(min=1)
+
+
+def run_recurrent(layer: nn.RNNBase, inputs: torch.Tensor | PackedSequence) -> Any:
+    """``layer(inputs)``, in float32 when CPU autocast (``bf16-mixed``, ``16-mixed``) is on.
+
+    oneDNN, which runs recurrent layers on CPUs, has no reduced-precision training kernels for
+    them ("could not create a primitive descriptor for the LSTM forward propagation primitive");
+    on GPUs cuDNN has, so autocast keeps its speed there.
+    """
+    device = (inputs.data if isinstance(inputs, PackedSequence) else inputs).device
+    if device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        with torch.autocast("cpu", enabled=False):
+            return layer(inputs.float())
+    return layer(inputs)
 
 
 def load_embedding_vectors(model: ClassificationModule) -> ClassificationModule:
@@ -83,7 +97,7 @@ class RNNClassifier(ClassificationModule):
         self.fc = nn.Linear(hidden_size, self.num_outputs)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        _, hidden = self.rnn(self.embedding(tokens))
+        _, hidden = run_recurrent(self.rnn, self.embedding(tokens))
         return self.fc(hidden[-1])
 
 
@@ -152,7 +166,7 @@ class ImprovedRNN(ClassificationModule):
             embedded = pack_padded_sequence(
                 embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
             )
-        _, (hidden, _) = self.lstm(embedded)
+        _, (hidden, _) = run_recurrent(self.lstm, embedded)
         # the last layer's final states: forward and backward ones side by side
         bi = self.hparams.bidirectional
         state = torch.cat([hidden[-2], hidden[-1]], dim=1) if bi else hidden[-1]

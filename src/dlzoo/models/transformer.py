@@ -46,7 +46,7 @@ class TransformerClassifier(ClassificationModule):
         num_layers: int = 2,
         feedforward_dim: int = 256,
         dropout: float = 0.1,
-        max_length: int = 512,
+        max_length: int = 2000,
         pooling: Literal["mean", "cls"] = "mean",
         pretrained_embeddings: str | None = None,
         freeze_embeddings: bool = False,
