@@ -5,9 +5,14 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import os
 import pickle
+import subprocess
+import sys
 import threading
 from pathlib import Path
+
+import lightning.pytorch as pl
 
 import pandas as pd
 import pytest
@@ -15,9 +20,11 @@ import torch
 import yaml
 
 from conftest import (
+    HELPERS,
     REPO,
     last_metrics,
     make_frame,
+    make_reviews,
     run_dirs,
     run_dlzoo,
     write_acl_imdb,
@@ -25,7 +32,8 @@ from conftest import (
     write_image_tree,
     write_mnist_idx,
 )
-from dlzoo.cli import default_loggers, main
+from dlzoo.callbacks import AtomicCheckpointIO
+from dlzoo.cli import default_loggers, main, make_cli
 from dlzoo.data import IMDBDataModule, TabularDataModule
 from dlzoo.models import FeedForwardNet, ImprovedRNN
 
@@ -204,32 +212,6 @@ def test_bf16_mixed_from_the_cli(config_file: Path, tmp_path: Path) -> None:
     assert last_metrics(run)["val_auroc"] > 0.8
 
 
-def test_killed_fit_resumes_to_the_same_result(csv_file: Path, tmp_path: Path) -> None:
-    # Exact equality is expected: the shuffle depends only on (seed, epoch) and the EpochSeed
-    # callback re-seeds dropout at every epoch start, so epochs 2-3 replay bit for bit.
-    whole = write_config(tmp_path / "whole.yaml", csv_file, tmp_path / "whole", max_epochs=4)
-    run_dlzoo("fit", "--config", str(whole))
-    broken = write_config(tmp_path / "broken.yaml", csv_file, tmp_path / "broken", max_epochs=4)
-    killer = '[{"class_path": "killer.KillAtEpoch", "init_args": {"epoch": 2}}]'
-    crashed = run_dlzoo("fit", "--config", str(broken), "--trainer.callbacks", killer, check=False)
-    assert crashed.returncode == -9  # SIGKILL, no clean shutdown
-    (first,) = run_dirs(tmp_path / "broken")
-    assert last_metrics(first)["epoch"] == 1
-    last = first / "checkpoints" / "last.ckpt"
-    run_dlzoo("fit", "--config", str(broken), "--ckpt_path", str(last))
-    resumed_run = run_dirs(tmp_path / "broken")[-1]
-    (whole_run,) = run_dirs(tmp_path / "whole")
-    resumed, uninterrupted = last_metrics(resumed_run), last_metrics(whole_run)
-    assert resumed["epoch"] == uninterrupted["epoch"] == 3
-    for key in ("val_loss", "val_acc", "val_auroc", "train_loss"):
-        assert resumed[key] == uninterrupted[key], key
-    a = torch.load(resumed_run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    b = torch.load(whole_run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    for name in b:
-        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
-    assert (resumed_run / "loss.png").is_file()
-
-
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     csv = tmp_path / "even.csv"
     make_frame(n=400).to_csv(csv, index=False)  # 80 val rows: no padding by DistributedSampler
@@ -391,3 +373,104 @@ def test_text_fit_then_predict_raw_reviews(tmp_path: Path, monkeypatch) -> None:
         torch.tensor(table["prob_1"].to_numpy()).float(), expected, atol=1e-6, rtol=0
     )
     assert ((table["prob_1"] >= 0.5) == (table["label"] == 1)).all()
+
+
+def test_ddp_metrics_equal_one_process_for_odd_and_even_splits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tabular, image folder and text on 2 CPU processes: every validation and test row is scored
+    # once (no padding repeats), text batches are sharded, and the logged metrics equal a
+    # single-process computation with the same weights over the same splits
+    monkeypatch.syspath_prepend(str(HELPERS))
+    from setups import SETUPS
+
+    make_frame(n=95).to_csv(tmp_path / "rows.csv", index=False)
+    write_image_tree(
+        tmp_path / "images", {"train": 6, "validation": 3, "test": 4}, classes=("a", "b", "c")
+    )
+    make_reviews(115).to_csv(tmp_path / "reviews.csv", index=False)
+    make_reviews(20, seed=4).to_csv(tmp_path / "test_reviews.csv", index=False)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), *sys.path])}
+    result = subprocess.run(
+        [sys.executable, str(HELPERS / "ddp_metrics.py"), str(tmp_path), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    for kind, build in SETUPS.items():
+        logged = json.loads((out / f"{kind}.json").read_text())
+        model, datamodule = build(tmp_path)
+        model.load_state_dict(torch.load(out / f"{kind}.pt", weights_only=True))
+        trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
+        single = {}
+        for run in (trainer.validate, trainer.test):
+            single.update(run(model, datamodule=datamodule, verbose=False)[0])
+        for key in ("val_loss", "val_acc", "val_auroc", "test_loss", "test_acc", "test_auroc"):
+            assert logged[key] == pytest.approx(single[key], abs=1e-5), (kind, key)
+
+
+def _fitted_checkpoint(config_file: Path, tmp_path: Path) -> Path:
+    main(["fit", "--config", str(config_file), "--trainer.max_epochs", "1"])
+    return run_dirs(tmp_path / "runs")[0] / "checkpoints" / "last.ckpt"
+
+
+def test_checkpoint_naming_a_foreign_class_is_not_imported(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    last = _fitted_checkpoint(config_file, tmp_path)
+    checkpoint = torch.load(last, weights_only=True)
+    checkpoint["hyper_parameters"]["_class_path"] = "planted.Planted"  # weights-only safe
+    torch.save(checkpoint, tmp_path / "planted.ckpt")
+    monkeypatch.syspath_prepend(str(HELPERS))
+    monkeypatch.setenv("PLANTED_MARK", str(tmp_path / "mark"))
+    with pytest.raises(ValueError, match=r"'planted.Planted', which is neither a dlzoo model"):
+        main(
+            [
+                "validate",
+                "--config",
+                str(config_file),
+                "--ckpt_path",
+                str(tmp_path / "planted.ckpt"),
+            ]
+        )
+    assert not (tmp_path / "mark").exists()  # nothing of it ran
+
+
+def test_weights_only_false_is_honoured(config_file: Path, tmp_path: Path) -> None:
+    last = _fitted_checkpoint(config_file, tmp_path)
+    checkpoint = torch.load(last, weights_only=True)
+    checkpoint["note"] = Payload()  # an object only full unpickling can restore
+    torch.save(checkpoint, tmp_path / "trusted.ckpt")
+    args = ["validate", "--config", str(config_file), "--ckpt_path", str(tmp_path / "trusted.ckpt")]
+    with pytest.raises(pickle.UnpicklingError, match="weights_only"):
+        main(args)
+    main([*args, "--weights_only", "false"])  # the user vouches for the file: it loads
+    assert "val_auroc" in last_metrics(run_dirs(tmp_path / "runs")[-1])
+
+
+def test_checkpoints_are_written_atomically(
+    tmp_path: Path, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = make_cli(["--config", str(config_file)], run=False)
+    io = cli.trainer.strategy.checkpoint_io
+    assert isinstance(io, AtomicCheckpointIO)
+    target = tmp_path / "ckpts" / "best.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, target)
+    good = target.read_bytes()
+
+    def disk_full(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, target)
+    assert target.read_bytes() == good  # the previous checkpoint is untouched
+    with pytest.raises(OSError, match="No space left"):
+        io.save_checkpoint({"state_dict": {}}, tmp_path / "ckpts" / "new.ckpt")
+    assert sorted(p.name for p in target.parent.iterdir()) == ["best.ckpt"]  # no partial file

@@ -186,6 +186,7 @@ def test_checkpoint_resumes_exactly_and_serves_every_subcommand(
             assert got[key] == pytest.approx(expected[key], rel=1e-6, abs=1e-7), key
     a = torch.load(resumed / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(whole / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert (resumed / "loss.png").is_file()
     assert a.keys() == b.keys()
     for name in b:
         torch.testing.assert_close(a[name], b[name], rtol=1e-6, atol=1e-7, msg=name)

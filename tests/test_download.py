@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import random
+import signal
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from dlzoo.data.download import (
+    ArchiveTooLargeError,
     ChecksumError,
     DownloadError,
     default_cache_dir,
     download_file,
     extract_archive,
+    extraction_marker,
 )
 
 
@@ -116,3 +122,74 @@ def test_not_an_archive(tmp_path: Path) -> None:
     path.write_text("<html>404 Not Found</html>")
     with pytest.raises(ValueError, match="not a tar or zip"):
         extract_archive(path, tmp_path / "out")
+
+
+def _zip_of_zeros(path: Path, size: int) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("zeros.bin", b"\0" * size)
+    return path
+
+
+def test_archive_expanding_past_the_limit_is_refused_before_writing(tmp_path: Path) -> None:
+    bomb = _zip_of_zeros(tmp_path / "bomb.zip", 4 << 20)  # 4 MB of zeros: a few kB zipped
+    assert bomb.stat().st_size < 50_000
+    out = tmp_path / "out"
+    with pytest.raises(
+        ArchiveTooLargeError, match=r"would expand to 4.0 MiB .*limit of 1.0 MiB.*max_extract_bytes"
+    ):
+        extract_archive(bomb, out, max_bytes=1 << 20)
+    assert [p.name for p in out.iterdir()] == [".bomb.zip.lock"]  # nothing extracted
+    extract_archive(bomb, out, max_bytes=None)  # the override
+    assert (out / "zeros.bin").stat().st_size == 4 << 20
+
+
+def _archive_of_tree(tmp_path: Path, files: int = 300) -> Path:
+    """A tar with two top-level folders of many small files (slow enough to be killed midway)."""
+    src = tmp_path / "src"
+    for split in ("train", "validation"):
+        for i in range(files):
+            path = src / split / "x" / f"{i}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(os.urandom(2048))
+    archive = tmp_path / "tree.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split in ("train", "validation"):
+            tar.add(src / split, arcname=split)
+    return archive
+
+
+def test_extraction_killed_at_random_points_is_redone_never_used_half_done(
+    tmp_path: Path,
+) -> None:
+    archive = _archive_of_tree(tmp_path)
+    rng = random.Random(0)
+    for attempt in range(5):
+        out = tmp_path / f"out{attempt}"
+        pid = os.fork()
+        if pid == 0:  # the child extracts until it is killed (no cleanup, like a real crash)
+            try:
+                extract_archive(archive, out)
+            finally:
+                os._exit(0)
+        time.sleep(rng.uniform(0.0, 0.25))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        # whatever the kill left, nothing of it looks like data: no top-level entry is there
+        # unless the extraction finished (its marker written)
+        if not extraction_marker(archive, out).exists():
+            leftovers = [p for p in out.iterdir() if p.name in ("train", "validation")]
+            journal = out / ".tree.tar.gz.extracting"
+            assert not leftovers or journal.exists(), (attempt, leftovers)
+        extract_archive(archive, out)  # the next run completes the extraction
+        for split in ("train", "validation"):
+            assert len(list((out / split / "x").iterdir())) == 300
+        assert not list(out.glob(".partial-*"))
+        assert extraction_marker(archive, out).is_file()
+
+
+def test_leftover_of_an_old_unfinished_extraction_is_named(tmp_path: Path) -> None:
+    archive = _archive_of_tree(tmp_path, files=3)
+    out = tmp_path / "out"
+    (out / "train").mkdir(parents=True)  # written by something else, not a complete extraction
+    with pytest.raises(FileExistsError, match=r"train already there .* Delete it"):
+        extract_archive(archive, out)

@@ -132,3 +132,39 @@ def test_cats_dogs_missing_everywhere_says_where(tmp_path: Path) -> None:
         CatsDogsDataModule(data_dir=str(tmp_path / "empty"), url=None).prepare_data()
     with pytest.raises(FileNotFoundError, match="archive not found"):
         CatsDogsDataModule(data_dir=str(tmp_path / "e2"), archive=str(tmp_path / "x.zip")).classes
+
+
+def test_images_over_the_decompression_bomb_limit_are_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    root = write_image_tree(tmp_path / "imgs", {"train": 4, "val": 2})
+    huge = root / "train" / "cats" / "huge.png"
+    Image.new("RGB", (120, 100)).save(huge)
+    # PIL's limit, scaled down: a 12,000-pixel image stands for a 20000x20000 one
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    dm = ImageFolderDataModule(data_dir=str(root), val_dir="val", **_small())
+    dm.setup("fit")
+    assert str(huge) in dm.skipped
+    assert "too large to decode: 120x100 pixels" in dm.skipped[str(huge)]
+    assert len(dm._datasets["train"]) == 8
+
+
+def test_cats_dogs_without_its_validation_folder_is_an_error_not_a_split(tmp_path: Path) -> None:
+    # what an extraction killed before its validation folder was written used to leave behind
+    write_image_tree(tmp_path / "cd" / "cats_and_dogs", {"train": 3})
+    dm = CatsDogsDataModule(data_dir=str(tmp_path / "cd"), url=None, **_small())
+    with pytest.raises(FileNotFoundError, match=r"incomplete: .*validation is missing"):
+        dm.setup("fit")
+    split = CatsDogsDataModule(data_dir=str(tmp_path / "cd"), url=None, val_dir=None, **_small())
+    split.setup("fit")  # asked for explicitly: hold out part of train
+    assert len(split._datasets["val"]) > 0
+
+
+def test_plain_image_folder_without_val_folder_says_it_splits(tmp_path: Path, caplog) -> None:
+    root = write_image_tree(tmp_path / "imgs", {"train": 5})
+    dm = ImageFolderDataModule(data_dir=str(root), **_small())
+    with caplog.at_level(logging.WARNING, logger="dlzoo.data.images"):
+        dm.setup("fit")
+    assert "no validation folder" in caplog.text and "holding out 20%" in caplog.text

@@ -167,3 +167,33 @@ def test_aclimdb_archive_is_downloaded_checked_and_extracted(tmp_path: Path) -> 
     assert dm.num_classes == 2 and (target / "aclImdb" / "test" / "neg").is_dir()
     with pytest.raises(FileNotFoundError, match=r"no IMDB reviews in .*aclImdb_v1\.tar\.gz"):
         IMDBDataModule(data_dir=str(tmp_path / "empty"), url=None).prepare_data()
+
+
+def test_texts_are_cut_at_2000_tokens_by_default_and_it_is_logged(tmp_path: Path, caplog) -> None:
+    frame = make_reviews(60)
+    frame.loc[0, "text"] = "great " * 5000  # one huge review: bounded time and memory
+    frame.to_csv(tmp_path / "long.csv", index=False)
+    dm = TextClassificationDataModule(train_file=str(tmp_path / "long.csv"), tokenizer="simple")
+    with caplog.at_level(logging.INFO, logger="dlzoo.data.imdb"):
+        dm.setup("fit")
+    assert dm.max_length == 2000
+    assert "1 of 60 labelled texts are longer than max_length=2000" in caplog.text
+    longest = max(int(d.lengths.max()) for d in dm._datasets.values())
+    assert longest == 2000
+
+
+def test_restored_vocabulary_rebuilds_the_splits(tmp_path: Path) -> None:
+    # Lightning restores a checkpoint's DataModule state after setup(): validate, test and a
+    # resumed fit must still find their texts, encoded with the restored vocabulary
+    dm = TextClassificationDataModule(train_file=str(_csv(tmp_path)), batch_size=50)
+    dm.setup("fit")
+    before = next(iter(dm.val_dataloader()))
+    dm.load_state_dict(dm.state_dict())  # the same vocabulary: nothing to redo
+    torch.testing.assert_close(next(iter(dm.val_dataloader())), before)
+    other = dm.state_dict()
+    other["vocab"] = [UNK, PAD, *reversed(other["vocab"][2:])]
+    dm.load_state_dict(other)
+    (tokens, lengths), labels = next(iter(dm.val_dataloader()))
+    torch.testing.assert_close(lengths, before[0][1])
+    torch.testing.assert_close(labels, before[1])
+    assert not torch.equal(tokens, before[0][0])  # the ids of the restored vocabulary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 import dlzoo
 from dlzoo.models.base import ClassificationModule, call_with
@@ -118,3 +119,26 @@ def test_checkpoint_round_trip(name: str, tmp_path) -> None:
     x = make_input(5)
     assert dict(restored.hparams) == dict(model.hparams)
     torch.testing.assert_close(call_with(restored, x), call_with(model, x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+@pytest.mark.parametrize("name", sorted(MODEL_EXAMPLES))
+def test_trains_under_mixed_precision(name: str, precision: str) -> None:
+    # on CPU, Lightning runs 16-mixed as bf16-mixed; recurrent layers must still train (oneDNN
+    # has no reduced-precision LSTM kernels: they run in float32 inside autocast)
+    torch.manual_seed(0)
+    kwargs, make_input = MODEL_EXAMPLES[name]
+    model = dlzoo.create_model(name, **kwargs)
+    batches = [(make_input(8), torch.arange(8) % kwargs.get("num_classes", 2)) for _ in range(3)]
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        precision=precision,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
+    assert trainer.global_step == 3
+    assert torch.isfinite(trainer.callback_metrics["train_loss"])

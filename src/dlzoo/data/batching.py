@@ -133,10 +133,12 @@ class ShardedBatchSampler(DistributedSampler):
         if not self.even:
             return batches[self.rank :: replicas]
         whole = len(batches) // replicas * replicas
+        if whole < len(batches) and sum(len(b) for b in batches[whole:]) < replicas and whole:
+            whole -= replicas  # too few rows left for every rank: re-cut the last round too
         mine = batches[:whole][self.rank :: replicas]
         if whole < len(batches):
             rest = torch.cat(batches[whole:])
-            if len(rest) < replicas:  # fewer rows left than ranks: repeat some (the only repeats)
+            if len(rest) < replicas:  # fewer rows than ranks in all: the only repeats
                 rest = rest.repeat(replicas // len(rest) + 1)[:replicas]
             mine.append(torch.tensor_split(rest, replicas)[self.rank])
         return mine
@@ -153,7 +155,7 @@ class ShardedBatchSampler(DistributedSampler):
         if self.num_replicas == 1:
             return count
         if self.even:
-            return -(-count // self.num_replicas)
+            return len(self._shard(self.all_batches()))
         return len(range(self.rank, count, self.num_replicas))
 
 

@@ -118,6 +118,13 @@ def _safe_target(root: Path, name: str) -> Path:
 MAX_EXTRACT_BYTES = 8 << 30
 
 
+def _size(count: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):.1f} {unit} ({count:,} bytes)"
+    return f"{count:,} bytes"
+
+
 class ArchiveTooLargeError(ValueError):
     """An archive would expand to more bytes than allowed (a zip bomb, or a larger data set)."""
 
@@ -228,15 +235,15 @@ def _extract(archive: Path, root: Path, max_bytes: int | None) -> None:
     total = _checked_members(archive, root)
     if max_bytes is not None and total > max_bytes:
         raise ArchiveTooLargeError(
-            f"{archive} would expand to {total / 2**30:.2f} GiB, more than the limit of "
-            f"{max_bytes / 2**30:.2f} GiB: a damaged or malicious archive (a zip bomb), or a larger "
-            "data set than expected. If you trust it, raise the limit (max_extract_bytes)."
+            f"{archive} would expand to {_size(total)}, more than the limit of {_size(max_bytes)}: "
+            "a damaged or malicious archive (a zip bomb), or a larger data set than expected. "
+            "If you trust it, raise the limit (max_extract_bytes, or null for none)."
         )
     free = shutil.disk_usage(root).free
     if total > free:
         raise OSError(
-            f"{archive} expands to {total / 2**30:.2f} GiB but {root} has {free / 2**30:.2f} GiB "
-            "free: make room or extract elsewhere"
+            f"{archive} expands to {_size(total)} but {root} has {_size(free)} free: make room "
+            "or extract elsewhere"
         )
     staging = Path(tempfile.mkdtemp(prefix=f".partial-{archive.name}-", dir=root))
     try:
