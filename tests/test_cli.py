@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 import lightning.pytorch as pl
-
 import pandas as pd
 import pytest
 import torch

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-
 from setups import SETUPS
 
 data, out = Path(sys.argv[1]), Path(sys.argv[2])
