@@ -473,3 +473,23 @@ def test_checkpoints_are_written_atomically(
     with pytest.raises(OSError, match="No space left"):
         io.save_checkpoint({"state_dict": {}}, tmp_path / "ckpts" / "new.ckpt")
     assert sorted(p.name for p in target.parent.iterdir()) == ["best.ckpt"]  # no partial file
+
+
+def test_predict_restores_preprocessing_and_refuses_options_that_change_the_input(
+    config_file: Path, tmp_path: Path, csv_file: Path
+) -> None:
+    last = _fitted_checkpoint(config_file, tmp_path)
+    run = last.parents[1]
+    raw = make_frame(n=6, seed=9).drop(columns="target")
+    raw.loc[2, "x1"] = None  # an empty cell in a new row
+    raw.to_csv(tmp_path / "new.csv", index=False)
+    csv_file.unlink()  # the training CSV is gone: nothing is re-fitted
+    args = ["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(last)]
+    args += ["--data.init_args.predict_file", str(tmp_path / "new.csv")]
+    out = ["--prediction_writer.output", str(tmp_path / "p.csv")]
+    with pytest.raises(ValueError, match=r"column 'x1' has 1 empty value"):
+        main([*args, *out])
+    main([*args, *out, "--data.init_args.missing_values", "impute"])  # only concerns new rows
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 6
+    with pytest.raises(ValueError, match=r"drop_columns=\['x2'\] \(the checkpoint's model was"):
+        main([*args, *out, "--data.init_args.drop_columns", "[x2]"])

@@ -215,3 +215,85 @@ def test_checkpoint_resumes_exactly_and_serves_every_subcommand(
     table = pd.read_csv(output)
     assert len(table) > 0
     assert "mse" in table.columns if family == "autoencoder" else "label" in table.columns
+
+
+def test_predict_from_the_checkpoint_alone_in_a_fresh_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # tabular, text and image models: predict needs the checkpoint and the new inputs only; the
+    # training data (and its folder) are gone, and the predictions are those made before
+    monkeypatch.setenv("DLZOO_DATA", str(tmp_path / "dlzoo_cache"))
+    jobs = {}
+    for family in ("ffn", "improved_rnn", "vgg16_finetune"):
+        data = tmp_path / family / "data"
+        data.mkdir(parents=True)
+        sections, predict_args = _family_config(family, data)
+        config = tmp_path / family / "config.yaml"
+        config.write_text(yaml.safe_dump({**COMMON, **sections}))
+        root = tmp_path / family / "runs"
+        main(
+            [
+                "fit",
+                "--config",
+                str(config),
+                "--trainer.max_epochs",
+                "1",
+                "--trainer.default_root_dir",
+                str(root),
+            ]
+        )
+        (run,) = run_dirs(root)
+        before = tmp_path / family / "before.csv"
+        main(
+            [
+                "predict",
+                "--config",
+                str(run / "config.yaml"),
+                "--ckpt_path",
+                str(run / "checkpoints" / "last.ckpt"),
+                "--prediction_writer.output",
+                str(before),
+                *predict_args,
+            ]
+        )
+        # a fresh folder: the checkpoint, the run's config and the new inputs, nothing else
+        fresh = tmp_path / family / "fresh"
+        fresh.mkdir()
+        (fresh / "model.ckpt").write_bytes((run / "checkpoints" / "last.ckpt").read_bytes())
+        (fresh / "config.yaml").write_text((run / "config.yaml").read_text())
+        new_inputs = Path(predict_args[1])
+        moved = fresh / new_inputs.name
+        new_inputs.rename(moved)
+        for path in sorted(data.rglob("*"), reverse=True):  # the training data is gone
+            path.rmdir() if path.is_dir() else path.unlink()
+        data.rmdir()
+        command = [
+            str(Path(sys.executable).with_name("dlzoo")),
+            "predict",
+            "--config",
+            "config.yaml",
+            "--ckpt_path",
+            "model.ckpt",
+            "--prediction_writer.output",
+            "after.csv",
+            predict_args[0],
+            str(moved),
+        ]
+        jobs[family] = (
+            before,
+            fresh,
+            subprocess.Popen(
+                command,
+                cwd=fresh,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env={**os.environ, "DLZOO_DATA": str(fresh / "cache")},
+            ),
+        )
+    for family, (before, fresh, process) in jobs.items():
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{family}\n{output[-4000:]}"
+        expected, got = pd.read_csv(before), pd.read_csv(fresh / "after.csv")
+        assert list(got.columns) == list(expected.columns) and len(got) == len(expected) > 0
+        pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=1e-6)

@@ -155,8 +155,13 @@ class DlzooCLI(LightningCLI):
         """``datamodule.<size>`` for the model; with ``--ckpt_path``, from the checkpoint's state.
 
         A DataModule without that size (or with ``None``) leaves the configured value as it is.
+        With a checkpoint, the checkpoint's value wins: the weights were trained for it (and
+        nothing is read from training data or word-vector files that may not be here).
         """
         self._restore_datamodule(datamodule)
+        saved = (self._checkpoint or {}).get("hyper_parameters") or {}
+        if size in saved:
+            return saved[size]
         value = getattr(datamodule, size, None)
         if value is not None:
             return value

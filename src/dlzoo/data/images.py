@@ -39,6 +39,7 @@ from dlzoo.data.download import (
     download_file,
     extract_archive,
 )
+from dlzoo.data.tabular import refuse_changed_options
 from dlzoo.registry import register_datamodule
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self.preprocessing, self.mean, self.std = preprocessing, tuple(mean), tuple(std)
         self.batch_size, self.seed = batch_size, seed
         self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
+        self._classes: list[str] | None = None  # from the training folders, or a checkpoint
         self._datasets: dict[str, Dataset] = {}
         self._features: dict[str, TensorBatchDataset] = {}
         self.skipped: dict[str, str] = {}  # unreadable files and why, once set up
@@ -221,7 +223,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     @property
     def classes(self) -> list[str]:
-        return find_classes(self._root() / self.train_dir)[0]
+        if self._classes is None:
+            self._classes = find_classes(self._root() / self.train_dir)[0]
+        return list(self._classes)
 
     @property
     def num_classes(self) -> int:
@@ -299,7 +303,10 @@ class ImageFolderDataModule(pl.LightningDataModule):
         return [files[i] for i in keep], None if labels is None else [labels[i] for i in keep]
 
     def setup(self, stage: str | None = None) -> None:
-        if self._datasets:
+        if stage == "predict" and self.predict_dir:
+            self._predict_files()  # new images only: no training folders needed
+            return
+        if "train" in self._datasets:
             return
         root, classes = self._root(), self.classes
         train_files, train_labels = self._labelled_files(root / self.train_dir, classes)
@@ -324,15 +331,20 @@ class ImageFolderDataModule(pl.LightningDataModule):
                 *self._labelled_files(root / self.test_dir, classes), eval_tf
             )
         if self.predict_dir:
-            folder = Path(self.predict_dir)
-            if not folder.is_dir():
-                raise FileNotFoundError(f"predict_dir not found: {folder}")
-            files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
-            if not files:
-                raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in {folder}")
-            files, _ = self._readable(files, None, folder)
-            self._datasets["predict"] = ImageFiles(files, None, eval_tf)
-            self.predict_row_ids = [str(Path(p).relative_to(folder)) for p in files]
+            self._predict_files()
+
+    def _predict_files(self) -> None:
+        if "predict" in self._datasets:
+            return
+        folder = Path(self.predict_dir)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"predict_dir not found: {folder}")
+        files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+        if not files:
+            raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in {folder}")
+        files, _ = self._readable(files, None, folder)
+        self._datasets["predict"] = ImageFiles(files, None, self.eval_transform())
+        self.predict_row_ids = [str(Path(p).relative_to(folder)) for p in files]
 
     def _val_folder(self, root: Path) -> Path | None:
         """The validation folder, or ``None`` to hold out ``val_fraction`` of the training images."""
@@ -384,7 +396,8 @@ class ImageFolderDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         if split in self._features:
             return batch_loader(self._features[split], self.batch_size, shuffle, self.seed)
-        self.setup()
+        if split not in self._datasets:
+            self.setup("fit")
         if split not in self._datasets:
             raise ValueError(f"no {split} images: pass {split}_dir")
         kwargs = {"num_workers": self.num_workers, "pin_memory": torch.cuda.is_available()}
@@ -409,12 +422,28 @@ class ImageFolderDataModule(pl.LightningDataModule):
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
+        if self.predict_dir:
+            self._predict_files()
         if "predict" not in self._datasets:
+            self.setup("fit")
             files = self._datasets["val"].files
             root = self._root()
             self.predict_row_ids = [str(Path(p).relative_to(root)) for p in files]
             self._datasets["predict"] = ImageFiles(files, None, self._datasets["val"].transform)
         return self._loader("predict")
+
+    # ---------------------------------------------------------- saved with every checkpoint
+    #: options that decide what the model sees: fixed by a checkpoint
+    input_options = ("image_size", "resize_size", "preprocessing", "mean", "std")
+
+    def check_restored_options(self, saved: dict[str, Any]) -> None:
+        refuse_changed_options(self, saved, self.input_options)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"classes": self.classes}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._classes = list(state_dict["classes"])
 
 
 #: Google's cats_and_dogs_filtered (2,000 train + 1,000 validation Kaggle images)
@@ -496,5 +525,6 @@ class CatsDogsDataModule(ImageFolderDataModule):
 
     @property
     def classes(self) -> list[str]:
-        self.prepare_data()  # the CLI reads num_classes before fit: make sure the images exist
+        if self._classes is None:
+            self.prepare_data()  # the CLI reads num_classes before fit: the images must exist
         return super().classes

@@ -31,6 +31,7 @@ from dlzoo.data.download import (
     download_file,
     extract_archive,
 )
+from dlzoo.data.tabular import refuse_changed_options
 from dlzoo.data.text import (
     TokenizedCorpus,
     TokenizerName,
@@ -105,7 +106,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         val_file: a labelled CSV for validation; without it ``val_fraction`` of ``train_file``
             is held out, stratified and seeded.
         test_file: a labelled CSV for ``dlzoo test``.
-        predict_file: a CSV of raw texts (label optional) for ``dlzoo predict``.
+        predict_file: a CSV of raw texts (label optional) for ``dlzoo predict``; default: the
+            validation split.
         val_fraction: see ``val_file``.
         tokenizer: ``spacy`` (rule-based English, ``spacy.blank("en")``) or ``simple`` (a
             regular expression, faster).
@@ -447,13 +449,25 @@ class TextClassificationDataModule(pl.LightningDataModule):
         return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        if not self.predict_file:
-            raise ValueError("dlzoo predict on texts needs --data.init_args.predict_file (a CSV)")
+        if not self.predict_file:  # as every dlzoo DataModule: the validation split
+            self._build_datasets()
+            val = self._datasets["val"]
+            dataset = TokenDataset(
+                val.ids, val.offsets, val.documents, None, self.max_length, self.truncation
+            )
+            self.predict_row_ids = val.documents.tolist()  # document numbers of the corpus
+            return ordered_loader(dataset, self.batch_size, collate_fn=self._collate)
         dataset = self.encode_texts(self._read_csv(self.predict_file, require_label=False))
         # in file order (bucketing would reorder the rows of predictions.csv)
         return ordered_loader(dataset, self.batch_size, collate_fn=self._collate)
 
     # --------------------------------------------------------------------------- checkpoints
+    #: options that decide the model's input: fixed by a checkpoint's vocabulary
+    input_options = ("tokenizer", "lower")
+
+    def check_restored_options(self, saved: dict[str, Any]) -> None:
+        refuse_changed_options(self, saved, self.input_options)
+
     def state_dict(self) -> dict[str, Any]:
         return {"vocab": self.vocab.itos, "classes": self.classes}
 

@@ -167,6 +167,8 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def prepare_data(self) -> None:
         hp = self.hparams
+        if self.trainer is not None and self.trainer.predicting and hp.predict_file:
+            return  # predicting new digits needs no training files
         if hp.csv_file:
             for path in (hp.csv_file, hp.test_file, hp.predict_file):
                 if path and not Path(path).is_file():
@@ -210,9 +212,15 @@ class MNISTDataModule(pl.LightningDataModule):
         return images.unsqueeze(1), labels.long()
 
     def setup(self, stage: str | None = None) -> None:
-        if self._splits:
-            return
         hp = self.hparams
+        if stage == "predict" and hp.predict_file:
+            # new digits only: no training files needed
+            self._splits["predict"] = TensorBatchDataset(
+                read_digits_csv(hp.predict_file, require_label=False)[0]
+            )
+            return
+        if "train" in self._splits:
+            return
         if hp.csv_file:
             images, labels = read_digits_csv(hp.csv_file)
             test = read_digits_csv(hp.test_file) if hp.test_file else None

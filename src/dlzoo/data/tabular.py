@@ -50,6 +50,28 @@ def read_csv(path: str | Path, what: str = "CSV file") -> pd.DataFrame:
     return frame
 
 
+def refuse_changed_options(
+    datamodule: pl.LightningDataModule, saved: dict[str, Any], names: tuple[str, ...]
+) -> None:
+    """Raise if any of ``names`` differs between ``datamodule`` and a checkpoint's ``saved``
+    DataModule hyperparameters: the model was trained on inputs those options produced."""
+    changed = []
+    for name in names:
+        if name not in saved:
+            continue
+        now, then = getattr(datamodule, name, None), saved[name]
+        if isinstance(now, tuple | list) or isinstance(then, tuple | list):
+            now, then = list(now or []), list(then or [])
+        if now != then:
+            changed.append(f"{name}={now!r} (the checkpoint's model was trained with {then!r})")
+    if changed:
+        raise ValueError(
+            "these options would change the model's input from what the checkpoint was trained "
+            f"on: {'; '.join(changed)}. Leave them as they were (use the run's config.yaml); "
+            "options that only concern new rows (predict_file, missing_values ...) may change."
+        )
+
+
 def _lines(index: pd.Index, limit: int = 5) -> str:
     # pandas row i is line i + 2 of the file (line 1 is the header)
     shown = ", ".join(str(i + 2) for i in index[:limit])
@@ -438,6 +460,14 @@ class TabularDataModule(pl.LightningDataModule):
         return ordered_loader(dataset, self.batch_size, num_workers=self.num_workers)
 
     # ---------------------------------------------------------- saved with every checkpoint
+    #: options that decide the model's input: fixed by a checkpoint's fitted preprocessing
+    input_options = ("target", "categorical_columns", "numeric_columns", "drop_columns")
+
+    def check_restored_options(self, saved: dict[str, Any]) -> None:
+        """Refuse options that would change the model's input from what a checkpoint was fitted
+        with (``saved``: its DataModule hyperparameters); options for new rows may change."""
+        refuse_changed_options(self, saved, self.input_options)
+
     def state_dict(self) -> dict[str, Any]:
         return {"preprocessing": self._ensure_state()}
 
