@@ -493,3 +493,51 @@ def test_predict_restores_preprocessing_and_refuses_options_that_change_the_inpu
     assert len(pd.read_csv(tmp_path / "p.csv")) == 6
     with pytest.raises(ValueError, match=r"drop_columns=\['x2'\] \(the checkpoint's model was"):
         main([*args, *out, "--data.init_args.drop_columns", "[x2]"])
+
+
+def test_registered_names_class_names_and_paths_all_work(csv_file: Path, tmp_path: Path) -> None:
+    data = ["--data.init_args.filename", str(csv_file), "--data.init_args.target", "target"]
+    common = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", *data]
+    for i, (model, dm) in enumerate(
+        [
+            ("ffn", "tabular"),
+            ("FeedForwardNet", "TabularDataModule"),
+            ("dlzoo.models.FeedForwardNet", "dlzoo.data.tabular.TabularDataModule"),
+        ]
+    ):
+        root = ["--trainer.default_root_dir", str(tmp_path / f"runs{i}")]
+        main(["fit", "--model", model, f"--data={dm}", *common, *root])
+        saved = yaml.safe_load((run_dirs(tmp_path / f"runs{i}")[0] / "config.yaml").read_text())
+        assert saved["model"]["class_path"] == "dlzoo.models.ffn.FeedForwardNet"
+    config = tmp_path / "short.yaml"
+    config.write_text(yaml.safe_dump({"model": "ffn", "data": {"class_path": "tabular"}}))
+    main(
+        ["fit", "--config", str(config), *common, "--trainer.default_root_dir", str(tmp_path / "y")]
+    )
+    assert (run_dirs(tmp_path / "y")[0] / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_help_lists_registered_models_and_datamodules(capsys: pytest.CaptureFixture) -> None:
+    for args in (["--help"], ["fit", "--help"]):
+        with pytest.raises(SystemExit):
+            main(args)
+        shown = capsys.readouterr().out
+        assert "  ffn             FeedForwardNet: " in shown
+        assert "  text_csv        TextClassificationDataModule: " in shown
+
+
+def test_a_data_error_is_one_message_without_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # main() without arguments is the dlzoo command (the console script calls exactly that)
+    config = write_config(tmp_path / "c.yaml", tmp_path / "missing.csv", tmp_path / "runs")
+    monkeypatch.setattr(sys, "argv", ["dlzoo", "fit", "--config", str(config)])
+    monkeypatch.delenv("DLZOO_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "dlzoo: error: training CSV not found:" in err and "DLZOO_TRACEBACK=1" in err
+    monkeypatch.setenv("DLZOO_TRACEBACK", "1")  # asked for: the exception and its traceback
+    with pytest.raises(FileNotFoundError, match="training CSV not found"):
+        main()

@@ -1,6 +1,7 @@
 """Every model family through the ``dlzoo`` command: fit, crash, resume, validate, test, predict.
 
-The trained checkpoint is what every later use starts from, so each registered model is fitted on
+Configs name models and DataModules by their registered names. The trained checkpoint is what
+every later use starts from, so each registered model is fitted on
 tiny data, killed mid-epoch (SIGKILL, a real subprocess), resumed from ``last.ckpt``, and the
 result must equal an uninterrupted run; ``validate``, ``test`` and ``predict`` then run from the
 checkpoint with the run's own ``config.yaml``.
@@ -49,11 +50,11 @@ def _family_config(family: str, data: Path) -> tuple[dict, list[str]]:
         make_frame(n=330).to_csv(data / "train.csv", index=False)  # 66 val and 66 test rows
         make_frame(n=7, seed=3).drop(columns="target").to_csv(data / "new.csv", index=False)
         model = {
-            "class_path": "FeedForwardNet",
+            "class_path": "ffn",
             "init_args": {"hidden_sizes": [16], "dropout": 0.2},
         }
         dm = {
-            "class_path": "TabularDataModule",
+            "class_path": "tabular",
             "init_args": {
                 "filename": str(data / "train.csv"),
                 "target": "target",
@@ -73,8 +74,8 @@ def _family_config(family: str, data: Path) -> tuple[dict, list[str]]:
         else:
             model = {"hidden_sizes": [32], "latent_dim": 8}
             init["normalize"] = False
-        dm = {"class_path": "MNISTDataModule", "init_args": init}
-        model = {"class_path": MODELS[family].__name__, "init_args": model}
+        dm = {"class_path": "mnist", "init_args": init}
+        model = {"class_path": family, "init_args": model}
         return {"model": model, "data": dm}, []
     if family in ("rnn", "improved_rnn", "transformer"):
         make_reviews(160).to_csv(data / "train.csv", index=False)
@@ -86,7 +87,7 @@ def _family_config(family: str, data: Path) -> tuple[dict, list[str]]:
         else:
             sizes.update(hidden_size=8)
         dm = {
-            "class_path": "TextClassificationDataModule",
+            "class_path": "text_csv",
             "init_args": {
                 "train_file": str(data / "train.csv"),
                 "test_file": str(data / "test.csv"),
@@ -96,14 +97,14 @@ def _family_config(family: str, data: Path) -> tuple[dict, list[str]]:
                 "cache_dir": str(data / "cache"),
             },
         }
-        model = {"class_path": MODELS[family].__name__, "init_args": sizes}
+        model = {"class_path": family, "init_args": sizes}
         config = {"model": model, "data": dm}
         return config, ["--data.init_args.predict_file", str(data / "new.csv")]
     if family == "vgg16_finetune":
         write_image_tree(data / "images", {"train": 8, "validation": 3, "new": 2})
         model = {"backbone": "resnet18", "weights": None, "head_sizes": [8]}
         dm = {
-            "class_path": "ImageFolderDataModule",
+            "class_path": "image_folder",
             "init_args": {
                 "data_dir": str(data / "images"),
                 "val_dir": "validation",
@@ -114,7 +115,7 @@ def _family_config(family: str, data: Path) -> tuple[dict, list[str]]:
                 "num_workers": 0,
             },
         }
-        config = {"model": {"class_path": "FineTuneClassifier", "init_args": model}, "data": dm}
+        config = {"model": {"class_path": "vgg16_finetune", "init_args": model}, "data": dm}
         return config, ["--data.init_args.predict_dir", str(data / "images" / "new")]
     raise AssertionError(f"no round-trip setup for model family {family!r}: add one here")
 

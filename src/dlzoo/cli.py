@@ -10,20 +10,26 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import pickle
 import re
+import sys
+from argparse import RawDescriptionHelpFormatter
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+import yaml
+from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 import dlzoo  # noqa: F401  (registers every model and DataModule for class_path short names)
 from dlzoo.callbacks import AtomicCheckpointIO, EpochSeed, PredictionWriter, RunArtifacts
-from dlzoo.registry import MODELS, init_arguments, resolve_class
+from dlzoo.data.download import ChecksumError, DownloadError
+from dlzoo.registry import DATAMODULES, MODELS, init_arguments, resolve_class
 
 #: sizes a DataModule knows and a model needs; a link whose target a model lacks is skipped
 LINKED_SIZES = (
@@ -94,6 +100,19 @@ class DlzooCLI(LightningCLI):
                 compute_fn=partial(self._linked_size, size),
                 apply_on="instantiate",
             )
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse, after turning registered names (``--model ffn``, ``class_path: tabular``) into
+        import paths: registry names, class names and import paths all work."""
+        if isinstance(args, dict | type(None)) and args is not None:
+            super().parse_arguments(parser, args)
+            return
+        given = list(sys.argv[1:] if args is None else args)
+        expanded = expand_registered_names(given)
+        if args is None and expanded == given:
+            super().parse_arguments(parser, None)
+        else:
+            self.config = parser.parse_args(expanded)
 
     # ---------------------------------------------------------------------------- checkpoints
     def _parse_ckpt_path(self) -> None:
@@ -214,6 +233,74 @@ class DlzooCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
+def _full_path(table: dict[str, type], name: Any) -> Any:
+    cls = resolve_class(table, name) if isinstance(name, str) else None
+    return f"{cls.__module__}.{cls.__qualname__}" if cls is not None else name
+
+
+def _expand_section(section: Any, table: dict[str, type]) -> Any:
+    if isinstance(section, str):
+        return _full_path(table, section)
+    if isinstance(section, dict) and "class_path" in section:
+        return {**section, "class_path": _full_path(table, section["class_path"])}
+    return section
+
+
+def expand_registered_names(args: list[str]) -> list[str]:
+    """``args`` with registered model and DataModule names (``ffn``, ``FeedForwardNet``) spelled
+    as import paths, in ``--model X``, ``--data=X``, ``--model.class_path X`` and in the
+    ``model``/``data`` sections of ``--config`` files (then passed on as YAML text)."""
+    tables = {"model": MODELS, "data": DATAMODULES}
+    out: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        key, eq, value = arg.partition("=")
+        has_value = bool(eq) or index + 1 < len(args)
+        value = value if eq else (args[index + 1] if index + 1 < len(args) else "")
+        section = key.removeprefix("--").removesuffix(".class_path")
+        if key.startswith("--") and section in tables and has_value:
+            out += [key, _full_path(tables[section], value)]
+        elif key == "--config" and has_value and Path(value).is_file():
+            config = yaml.safe_load(Path(value).read_text()) or {}
+            if isinstance(config, dict) and any(k in config for k in tables):
+                expanded = {
+                    k: _expand_section(v, tables[k]) if k in tables else v
+                    for k, v in config.items()
+                }
+                if expanded != config:
+                    value = yaml.safe_dump(expanded, sort_keys=False)
+            out += [key, value]
+        else:
+            out.append(arg)
+            index += 1
+            continue
+        index += 1 if eq else 2
+    return out
+
+
+def _summary(table: dict[str, type]) -> str:
+    lines = []
+    for name, cls in sorted(table.items()):
+        doc = (cls.__doc__ or "").strip().splitlines()
+        line = f"  {name:<15} {cls.__name__}: {doc[0].replace('``', '') if doc else ''}"
+        lines.append(line if len(line) <= 100 else line[:97] + "...")
+    return "\n".join(lines)
+
+
+class _HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):
+    """jsonargparse's help, with the description's lines kept as written."""
+
+
+def registered_help() -> str:
+    """What ``dlzoo --help`` lists: every registered model and DataModule, one line each."""
+    return (
+        "Train, evaluate and use dlzoo's models from a YAML config (LightningCLI).\n"
+        "--model and --data take a registered name, a class name or an import path.\n\n"
+        f"models:\n{_summary(MODELS)}\n\nDataModules:\n{_summary(DATAMODULES)}"
+    )
+
+
 def _import(class_path: str) -> type:
     module, _, name = class_path.rpartition(".")
     return getattr(importlib.import_module(module), name)
@@ -222,6 +309,12 @@ def _import(class_path: str) -> type:
 def make_cli(args: list[str] | None = None, run: bool = True) -> DlzooCLI:
     """The ``dlzoo`` CLI on ``args``; ``run=False`` only builds the model, data and trainer
     (then ``args`` has no subcommand)."""
+    text = registered_help()
+    subcommands = ("fit", "validate", "test", "predict")
+    kwargs = {"description": text, "formatter_class": _HelpFormatter}
+    parser_kwargs: dict[str, Any] = dict(kwargs)
+    if run:
+        parser_kwargs.update({name: dict(kwargs) for name in subcommands})
     return DlzooCLI(
         model_class=pl.LightningModule,
         datamodule_class=pl.LightningDataModule,
@@ -229,14 +322,43 @@ def make_cli(args: list[str] | None = None, run: bool = True) -> DlzooCLI:
         subclass_mode_data=True,
         seed_everything_default=2020,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs=parser_kwargs,
         args=args,
         run=run,
     )
 
 
+#: errors that mean "fix your data or config": one line for the user, no traceback
+USER_ERRORS = (
+    FileNotFoundError,
+    NotADirectoryError,
+    PermissionError,
+    ValueError,
+    KeyError,
+    DownloadError,
+    ChecksumError,
+    pickle.UnpicklingError,
+)
+
+
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``dlzoo`` command (also ``python -m dlzoo``)."""
-    make_cli(args)
+    """Entry point of the ``dlzoo`` command (also ``python -m dlzoo``).
+
+    Called with ``args`` (from Python), errors propagate. As the command, a data or config error
+    prints dlzoo's one message and exits with status 1; ``DLZOO_TRACEBACK=1`` shows the traceback.
+    """
+    if args is not None:
+        make_cli(args)
+        return
+    try:
+        make_cli(None)
+    except USER_ERRORS as err:
+        if os.environ.get("DLZOO_TRACEBACK", "") not in ("", "0"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"dlzoo: error: {message}", file=sys.stderr)
+        print("(DLZOO_TRACEBACK=1 shows where it happened)", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
-__all__ = ["DlzooCLI", "default_loggers", "main", "make_cli"]
+__all__ = ["DlzooCLI", "default_loggers", "expand_registered_names", "main", "make_cli"]
