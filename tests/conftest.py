@@ -101,8 +101,9 @@ def run_dlzoo(
     return result
 
 
-def run_dirs(root: Path) -> list[Path]:
-    return sorted((root / "lightning_logs").glob("version_*"))
+def run_dirs(root: Path, kind: str = "lightning_logs") -> list[Path]:
+    """Training runs (``lightning_logs``), or ``validate`` / ``test`` runs, under ``root``."""
+    return sorted((root / kind).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
 
 
 def last_metrics(run: Path) -> dict[str, float]:

@@ -74,7 +74,9 @@ def test_fit_then_predict_as_subprocesses(config_file: Path, tmp_path: Path) -> 
         str(raw),
         cwd=tmp_path,
     )
-    (predictions,) = (tmp_path / "runs").glob("lightning_logs/version_1/predictions.csv")
+    # beside the training runs, never inside one; the training run stays as it was
+    predictions = tmp_path / "runs" / "predictions.csv"
+    assert run_dirs(tmp_path / "runs") == [run] and not (run / "predictions.csv").exists()
     assert "predictions for 9 rows written to" in result.stdout + result.stderr
     table = pd.read_csv(predictions)
     assert list(table.columns) == ["row", "prob_yes", "label"] and len(table) == 9
@@ -266,7 +268,12 @@ def test_validate_and_test_subcommands(csv_file: Path, tmp_path: Path) -> None:
     last = run_dirs(tmp_path / "runs")[0] / "checkpoints" / "last.ckpt"
     main(["validate", "--config", str(config), *split, "--ckpt_path", str(last)])
     main(["test", "--config", str(config), *split, "--ckpt_path", str(last)])
-    fitted, validated, tested = run_dirs(tmp_path / "runs")
+    (fitted,) = run_dirs(tmp_path / "runs")  # the training run folder got nothing new
+    (validated,) = run_dirs(tmp_path / "runs", "validate")
+    (tested,) = run_dirs(tmp_path / "runs", "test")
+    assert sorted(p.name for p in (fitted / "checkpoints").iterdir()) == sorted(
+        p.name for p in last.parent.iterdir()
+    )
     assert last_metrics(validated)["val_auroc"] == pytest.approx(last_metrics(fitted)["val_auroc"])
     test_metrics = last_metrics(tested)
     assert {f"test_{m}" for m in ("loss", "acc", "precision", "recall", "f1", "auroc")} <= set(
@@ -360,7 +367,7 @@ def test_text_fit_then_predict_raw_reviews(tmp_path: Path, monkeypatch) -> None:
         env={"DLZOO_DATA": str(tmp_path / "cache")},
         cwd=tmp_path,
     )
-    table = pd.read_csv(tmp_path / "runs" / "lightning_logs" / "version_1" / "predictions.csv")
+    table = pd.read_csv(tmp_path / "runs" / "predictions.csv")
     assert list(table.columns) == ["row", "prob_1", "label"] and table["row"].tolist() == [0, 1, 2]
     # the same numbers as a reload by hand, from the checkpoint alone
     model = ImprovedRNN.load_from_checkpoint(last, weights_only=True).eval()
@@ -449,7 +456,7 @@ def test_weights_only_false_is_honoured(config_file: Path, tmp_path: Path) -> No
     with pytest.raises(pickle.UnpicklingError, match="weights_only"):
         main(args)
     main([*args, "--weights_only", "false"])  # the user vouches for the file: it loads
-    assert "val_auroc" in last_metrics(run_dirs(tmp_path / "runs")[-1])
+    assert "val_auroc" in last_metrics(run_dirs(tmp_path / "runs", "validate")[-1])
 
 
 def test_checkpoints_are_written_atomically(

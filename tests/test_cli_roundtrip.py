@@ -195,7 +195,8 @@ def test_checkpoint_resumes_exactly_and_serves_every_subcommand(
     checkpoint = resumed / "checkpoints" / "last.ckpt"
     for subcommand in ("validate", "test"):
         main([subcommand, "--config", str(resumed / "config.yaml"), "--ckpt_path", str(checkpoint)])
-    validated, tested = run_dirs(root / "killed")[-2:]
+    (validated,) = run_dirs(root / "killed", "validate")
+    (tested,) = run_dirs(root / "killed", "test")
     stage = "val_loss" if family == "autoencoder" else "val_auroc"
     assert last_metrics(validated)[stage] == pytest.approx(expected[stage], rel=1e-5)
     assert any(k.startswith("test_") for k in last_metrics(tested))

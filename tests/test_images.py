@@ -55,12 +55,18 @@ def test_unreadable_images_are_skipped_and_reported(tmp_path: Path, caplog) -> N
     (root / "train" / "dogs" / "text.jpg").write_text("not an image")
     good = (root / "train" / "dogs" / "dogs.0.jpg").read_bytes()
     (root / "train" / "dogs" / "truncated.jpg").write_bytes(good[: len(good) // 2])
-    (root / "train" / "cats" / "notes.txt").write_text("ignored: not an image extension")
+    (root / "train" / "cats" / "notes.txt").write_text("not an image extension: reported too")
     dm = ImageFolderDataModule(data_dir=str(root), val_dir="validation", **_small())
     with caplog.at_level(logging.WARNING):
         dm.setup("fit")
     assert "skipped 3 unreadable images" in caplog.text
-    assert {Path(p).name for p in dm.skipped} == {"empty.jpg", "text.jpg", "truncated.jpg"}
+    assert "skipped 1 non-image files" in caplog.text
+    assert {Path(p).name for p in dm.skipped} == {
+        "empty.jpg",
+        "text.jpg",
+        "truncated.jpg",
+        "notes.txt",
+    }
     assert "0 bytes" in dm.skipped[str(root / "train" / "cats" / "empty.jpg")]
     assert "truncated" in dm.skipped[str(root / "train" / "dogs" / "truncated.jpg")]
     # a whole epoch runs over the readable ones
@@ -168,3 +174,23 @@ def test_plain_image_folder_without_val_folder_says_it_splits(tmp_path: Path, ca
     with caplog.at_level(logging.WARNING, logger="dlzoo.data.images"):
         dm.setup("fit")
     assert "no validation folder" in caplog.text and "holding out 20%" in caplog.text
+
+
+def test_gif_palette_and_alpha_images_are_used_other_files_reported(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = write_image_tree(tmp_path / "imgs", {"train": 4, "val": 2})
+    cats = root / "train" / "cats"
+    Image.new("P", (30, 20), color=3).save(cats / "palette.gif")
+    Image.new("RGBA", (30, 20), (200, 60, 50, 128)).save(cats / "alpha.png")
+    Image.new("RGB", (30, 20), (200, 60, 50)).save(cats / "plain.bmp")
+    Image.new("RGB", (30, 20), (200, 60, 50)).save(cats / "photo.webp")
+    (cats / "notes.txt").write_text("not an image")
+    dm = ImageFolderDataModule(data_dir=str(root), val_dir="val", **_small())
+    dm.setup("fit")
+    used = set(dm._datasets["train"].files)
+    for name in ("palette.gif", "alpha.png", "plain.bmp", "photo.webp"):
+        assert str(cats / name) in used
+    assert "not an image file dlzoo reads" in dm.skipped[str(cats / "notes.txt")]
+    images, _ = next(iter(dm.train_dataloader()))
+    assert images.shape[1:] == (3, 32, 32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pandas as pd
@@ -118,3 +119,26 @@ def test_augmentation_only_changes_training_batches(tmp_path: Path) -> None:
     assert not torch.equal(augmented, plain)
     # a small affine change: most of the image stays where it was
     assert (augmented - plain).abs().mean() < plain.abs().mean()
+
+
+def test_bad_labels_and_corrupt_gzip_are_named_before_training(tmp_path: Path) -> None:
+    root = write_mnist_idx(tmp_path / "m", n_train=100, n_test=10)
+    raw = root / "MNIST" / "raw"
+    labels = gzip.decompress((raw / "train-labels-idx1-ubyte.gz").read_bytes())
+    bad = labels[: 8 + 5] + bytes([200]) + labels[8 + 6 :]
+    (raw / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bad))
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte: label 200 of image 5"):
+        MNISTDataModule(data_dir=str(root)).setup("fit")
+    images = raw / "t10k-images-idx3-ubyte"
+    images.unlink()
+    gz = raw / "t10k-images-idx3-ubyte.gz"
+    good = gz.read_bytes()
+    gz.write_bytes(good[: len(good) // 2])  # a truncated download
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte.gz is not a valid gzip file"):
+        MNISTDataModule(data_dir=str(root)).prepare_data()
+    assert not images.exists() and not images.with_suffix(".part").exists()
+    gz.write_bytes(good)  # fixed: used at once
+    (raw / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(labels))
+    dm = MNISTDataModule(data_dir=str(root))
+    dm.setup("fit")
+    assert len(dm._splits["test"]) == 10

@@ -270,3 +270,80 @@ def test_bank_marketing_preset_ships_its_csv() -> None:
     realistic = BankMarketingDataModule(drop_columns=["duration"])
     assert "duration" in dm.feature_names and "duration" not in realistic.feature_names
     assert realistic.num_features == dm.num_features - 1
+
+
+def _write(frame: pd.DataFrame, path: Path) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_question_marks_are_missing_with_na_values_and_warned_about_without(
+    tmp_path: Path, caplog
+) -> None:
+    frame = make_frame()
+    frame.loc[[3, 10], "color"] = "?"  # the UCI census files' missing marker
+    path = _write(frame, tmp_path / "q.csv")
+    with caplog.at_level(logging.WARNING, logger="dlzoo.data.tabular"):
+        dm_for(path).num_features
+    assert "column 'color' holds '?' in 2 row(s)" in caplog.text and "na_values" in caplog.text
+    dm = dm_for(path, na_values=["?"], missing_values="impute")
+    assert "color=?" not in dm.feature_names and "color=<missing>" in dm.feature_names
+    with pytest.raises(
+        ValueError, match=r"column 'color' has 2 empty value\(s\) on line\(s\) 5, 12"
+    ):
+        dm_for(path, na_values=["?"]).num_features
+
+
+def test_a_stray_string_in_a_numeric_column_is_named_not_one_hot_encoded(tmp_path: Path) -> None:
+    frame = make_frame().astype({"x2": object})
+    frame.loc[57, "x2"] = "1,234"
+    path = _write(frame, tmp_path / "stray.csv")
+    with pytest.raises(ValueError, match=r"column 'x2' holds numbers but not on line\(s\) 59"):
+        dm_for(path).num_features
+    # declared numeric, the stray value anywhere (here: whichever split it lands in)
+    with pytest.raises(
+        ValueError, match=r"'x2' holds numbers but not on line\(s\) 59, e.g. '1,234'"
+    ):
+        dm_for(path, numeric_columns=["x2"]).setup("fit")
+
+
+def test_non_finite_and_huge_values_are_refused(tmp_path: Path) -> None:
+    frame = make_frame()
+    frame.loc[8, "x1"] = 1e300  # squared by the scaler: inf, then NaN losses
+    with pytest.raises(ValueError, match=r"column 'x1' holds a non-finite or huge value .* 10"):
+        dm_for(_write(frame, tmp_path / "huge.csv")).num_features
+    dm = dm_for(_write(make_frame(), tmp_path / "ok.csv"))
+    new = make_frame(n=4, seed=2).drop(columns="target")
+    new.loc[1, "x2"] = float("inf")
+    with pytest.raises(
+        ValueError, match=r"new rows: column 'x2' holds a non-finite .* line\(s\) 3"
+    ):
+        dm.transform(new, "new rows")
+
+
+def test_a_target_typo_is_not_a_third_class(tmp_path: Path) -> None:
+    frame = make_frame()
+    frame.loc[20, "target"] = "Yes"
+    with pytest.raises(ValueError, match=r"'Yes' on line\(s\) 22 looks like a typo of 'yes'"):
+        dm_for(_write(frame, tmp_path / "typo.csv")).num_classes
+
+
+def test_non_utf8_file_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("x1,color,target\n1,red,yes\n2,gr\xfcn,no\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.csv is not UTF-8 text: line 3 reads .2,gr.n,no."):
+        dm_for(path).num_features
+
+
+def test_an_id_column_is_warned_about_and_one_hot_stays_linear(tmp_path: Path, caplog) -> None:
+    frame = make_frame(n=400)
+    frame["customer"] = [f"c{i:05d}" for i in range(400)]
+    path = _write(frame, tmp_path / "ids.csv")
+    with caplog.at_level(logging.WARNING, logger="dlzoo.data.tabular"):
+        dm = dm_for(path)
+        dm.setup("fit")
+    assert "column 'customer' has 320 distinct values in 320 training rows" in caplog.text
+    assert "drop_columns: [customer]" in caplog.text
+    x, _ = dm._split("train").tensors
+    assert x.shape == (320, 2 + 1 + 4 + 321) and x.dtype == torch.float32
+    assert torch.equal(x[:, -321:].sum(1), torch.ones(320))  # one slot per row

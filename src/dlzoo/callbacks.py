@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, TQDMProgressBar
 from lightning.pytorch.plugins import TorchCheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
 from matplotlib.figure import Figure
@@ -209,13 +209,20 @@ class PredictionWriter(BasePredictionWriter):
     """Write ``dlzoo predict`` results to a CSV: row, class probabilities, predicted label.
 
     Args:
-        output: the CSV to write; default ``predictions.csv`` in the run directory. Under DDP each
-            rank writes its share to ``<stem>_rank<N>.csv``.
+        output: the CSV to write; default ``predictions.csv`` in ``trainer.default_root_dir``.
+            Under DDP each rank writes its share to ``<stem>_rank<N>.csv``.
     """
 
     def __init__(self, output: str | None = None) -> None:
         super().__init__(write_interval="epoch")
         self.output = output
+
+    def path(self, trainer: pl.Trainer) -> Path:
+        """``output``, else ``predictions.csv`` in ``default_root_dir`` (beside, never inside, the
+        training runs under ``lightning_logs``)."""
+        return (
+            Path(self.output) if self.output else Path(trainer.default_root_dir) / "predictions.csv"
+        )
 
     def write_on_epoch_end(
         self,
@@ -224,7 +231,7 @@ class PredictionWriter(BasePredictionWriter):
         predictions: Any,
         batch_indices: Any,
     ) -> None:
-        path = Path(self.output) if self.output else run_dir(trainer) / "predictions.csv"
+        path = self.path(trainer)
         if not predictions or not isinstance(predictions[0], dict):
             return  # not a dlzoo model's predictions: nothing we know how to write
         if "latent" in predictions[0]:  # an autoencoder: reconstruction error and the code
@@ -281,6 +288,15 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.world_size > 1:
             return path.with_name(f"{path.stem}_rank{trainer.global_rank}{path.suffix}")
         return path
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's progress bar without ``v_num`` (the run's version, shown as a metric)."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

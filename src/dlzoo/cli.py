@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import pickle
 import re
 import sys
+import warnings
 from argparse import RawDescriptionHelpFormatter
 from functools import partial
 from pathlib import Path
@@ -22,12 +24,23 @@ import lightning.pytorch as pl
 import torch
 import yaml
 from jsonargparse import DefaultHelpFormatter
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.cli import (
+    ArgsType,
+    LightningArgumentParser,
+    LightningCLI,
+    SaveConfigCallback,
+)
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 import dlzoo  # noqa: F401  (registers every model and DataModule for class_path short names)
-from dlzoo.callbacks import AtomicCheckpointIO, EpochSeed, PredictionWriter, RunArtifacts
+from dlzoo.callbacks import (
+    AtomicCheckpointIO,
+    EpochSeed,
+    PredictionWriter,
+    ProgressBar,
+    RunArtifacts,
+)
 from dlzoo.data.download import ChecksumError, DownloadError
 from dlzoo.registry import DATAMODULES, MODELS, init_arguments, resolve_class
 
@@ -43,20 +56,18 @@ LINKED_SIZES = (
 )
 
 
-def default_loggers(root: str | Path) -> list[Logger]:
-    """CSVLogger (and TensorBoard when installed) sharing one ``lightning_logs/version_N``."""
+def default_loggers(root: str | Path, name: str = "lightning_logs") -> list[Logger]:
+    """CSVLogger (and TensorBoard when installed) sharing one ``<name>/version_N``."""
     root = Path(root)
     versions = [
         int(m.group(1))
-        for p in (root / "lightning_logs").glob("version_*")
+        for p in (root / name).glob("version_*")
         if (m := re.fullmatch(r"version_(\d+)", p.name))
     ]
     version = max(versions, default=-1) + 1
-    loggers: list[Logger] = [CSVLogger(root, name="lightning_logs", version=version)]
+    loggers: list[Logger] = [CSVLogger(root, name=name, version=version)]
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
-        loggers.append(
-            TensorBoardLogger(root, name="lightning_logs", version=version, default_hp_metric=False)
-        )
+        loggers.append(TensorBoardLogger(root, name=name, version=version, default_hp_metric=False))
     return loggers
 
 
@@ -225,12 +236,31 @@ class DlzooCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         trainer_config = config.trainer
+        evaluating = self.subcommand in ("validate", "test", "predict")
         if trainer_config.logger in (None, True) and "logger" not in kwargs:
+            # training runs in lightning_logs/version_N; validate/test in validate|test/version_N;
+            # predict logs nothing (its output is predictions.csv, where the user says)
             root = trainer_config.default_root_dir or os.getcwd()
-            kwargs["logger"] = default_loggers(root)
+            name = self.subcommand if evaluating else "lightning_logs"
+            kwargs["logger"] = (
+                False if self.subcommand == "predict" else default_loggers(root, name)
+            )
         if not trainer_config.get("plugins") and "plugins" not in kwargs:
             kwargs["plugins"] = [AtomicCheckpointIO()]  # no truncated checkpoint under a valid name
-        return super().instantiate_trainer(**kwargs)
+        if trainer_config.get("enable_model_summary") is None:
+            kwargs["enable_model_summary"] = False  # the model logs its parameter counts instead
+        callbacks = list(trainer_config.get("callbacks") or [])
+        if trainer_config.get("enable_progress_bar") is not False and not any(
+            isinstance(c, TQDMProgressBar | RichProgressBar) for c in callbacks
+        ):
+            kwargs["callbacks"] = [*callbacks, ProgressBar()]
+        trainer = super().instantiate_trainer(**kwargs)
+        if evaluating:
+            # nothing to checkpoint, and the training run's checkpoints stay as they are
+            # (predict has no run folder for a config.yaml either)
+            drop = (ModelCheckpoint,) if trainer.loggers else (ModelCheckpoint, SaveConfigCallback)
+            trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, drop)]
+        return trainer
 
 
 def _full_path(table: dict[str, type], name: Any) -> Any:
@@ -301,6 +331,26 @@ def registered_help() -> str:
     )
 
 
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")  # Lightning's product advertisements
+
+
+def _hide_known_noise() -> None:
+    """Silence, by message, what a dlzoo user cannot act on (called by the command only)."""
+    for message in (
+        r".*isinstance\(treespec, LeafSpec\)",  # a deprecation inside lightning 2.6
+        r"The number of training batches \(\d+\) is smaller than the logging interval",  # we
+        # log once per epoch, not per step
+        # validate/test/predict run without the checkpoint callbacks on purpose
+        r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint",
+    ):
+        warnings.filterwarnings("ignore", message=message)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropTips())
+
+
 def _import(class_path: str) -> type:
     module, _, name = class_path.rpartition(".")
     return getattr(importlib.import_module(module), name)
@@ -309,6 +359,7 @@ def _import(class_path: str) -> type:
 def make_cli(args: list[str] | None = None, run: bool = True) -> DlzooCLI:
     """The ``dlzoo`` CLI on ``args``; ``run=False`` only builds the model, data and trainer
     (then ``args`` has no subcommand)."""
+    _hide_known_noise()
     text = registered_help()
     subcommands = ("fit", "validate", "test", "predict")
     kwargs = {"description": text, "formatter_class": _HelpFormatter}

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
+from torchvision.transforms.v2.functional import pil_to_tensor
 
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import (
@@ -48,9 +49,19 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+#: what dlzoo reads from image folders: torchvision's list, and GIF
+IMAGE_EXTENSIONS = (*IMG_EXTENSIONS, ".gif")
+_FAST = (".jpg", ".jpeg", ".png")  # decoded by torchvision (libjpeg-turbo, libpng)
+
+
 def read_image(path: str | Path) -> torch.Tensor:
-    """An image file as a ``(3, H, W)`` uint8 tensor (grey and RGBA become RGB)."""
-    return decode_image(str(path), mode=ImageReadMode.RGB)
+    """An image file as a ``(3, H, W)`` uint8 tensor: grey, palette and alpha images become RGB
+    (GIF: the first frame). JPEG and PNG are decoded by torchvision, the rest by PIL."""
+    if str(path).lower().endswith(_FAST):
+        return decode_image(str(path), mode=ImageReadMode.RGB)
+    with Image.open(path) as image:
+        image.seek(0)
+        return pil_to_tensor(image.convert("RGB"))
 
 
 def _too_large(path: str) -> str | None:
@@ -80,7 +91,7 @@ def _check(path: str) -> str | None:
         if reason := _too_large(path):
             return reason
         read_image(path)
-    except (RuntimeError, OSError, ValueError) as err:
+    except (RuntimeError, OSError, ValueError, SyntaxError) as err:
         # torchvision prefixes its reasons with a C++ source location: keep the reason
         reason = re.sub(r"^.*\.cpp:\d+,\s*", "", " ".join(str(err).split())) or type(err).__name__
         return f"cannot be decoded: {reason[:100]}"
@@ -283,8 +294,20 @@ class ImageFolderDataModule(pl.LightningDataModule):
                 "every split needs the same class folders"
             )
         samples = make_dataset(
-            str(folder), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS
+            str(folder), {c: i for i, c in enumerate(classes)}, extensions=IMAGE_EXTENSIONS
         )
+        used = {p for p, _ in samples}
+        other = {
+            str(p): f"not an image file dlzoo reads (extension {p.suffix or 'none'!r})"
+            for c in classes
+            for p in sorted((folder / c).rglob("*"))
+            if p.is_file() and str(p) not in used
+        }
+        if other:
+            self.skipped.update(other)
+            shown = ", ".join(Path(p).name for p in list(other)[:5])
+            more = f" (and {len(other) - 5} more)" if len(other) > 5 else ""
+            log.warning("skipped %d non-image files in %s: %s%s", len(other), folder, shown, more)
         return self._readable([p for p, _ in samples], [label for _, label in samples], folder)
 
     def _readable(
@@ -339,9 +362,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
         folder = Path(self.predict_dir)
         if not folder.is_dir():
             raise FileNotFoundError(f"predict_dir not found: {folder}")
-        files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMG_EXTENSIONS)
+        files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
-            raise ValueError(f"no images ({', '.join(IMG_EXTENSIONS)}) in {folder}")
+            raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
         files, _ = self._readable(files, None, folder)
         self._datasets["predict"] = ImageFiles(files, None, self.eval_transform())
         self.predict_row_ids = [str(Path(p).relative_to(folder)) for p in files]

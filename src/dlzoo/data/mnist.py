@@ -11,6 +11,7 @@ import gzip
 import logging
 import math
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -159,10 +160,20 @@ class MNISTDataModule(pl.LightningDataModule):
         names = [name for split in splits for name in IDX_FILES[split]]
         for name in names:  # accept the .gz files alone: extract them as torchvision would
             gz, raw = self.raw_dir / f"{name}.gz", self.raw_dir / name
-            if not raw.is_file() and gz.is_file():
-                with gzip.open(gz, "rb") as src, open(raw.with_suffix(".part"), "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                raw.with_suffix(".part").replace(raw)
+            # a .gz newer than its extracted file replaces it (a fixed or re-downloaded file)
+            stale = raw.is_file() and gz.is_file() and gz.stat().st_mtime > raw.stat().st_mtime
+            if (not raw.is_file() or stale) and gz.is_file():
+                part = raw.with_suffix(".part")
+                try:
+                    with gzip.open(gz, "rb") as src, open(part, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                except (OSError, EOFError, zlib.error) as err:
+                    part.unlink(missing_ok=True)
+                    raise ValueError(
+                        f"{gz} is not a valid gzip file ({type(err).__name__}: {err}): delete it "
+                        f"and download it again from {MNIST_URL}{name}.gz"
+                    ) from None
+                part.replace(raw)
         return [name for name in names if not (self.raw_dir / name).is_file()]
 
     def prepare_data(self) -> None:
@@ -208,6 +219,12 @@ class MNISTDataModule(pl.LightningDataModule):
         if len(images) != len(labels):
             raise ValueError(
                 f"{self.raw_dir}: {len(images)} {split} images but {len(labels)} labels"
+            )
+        bad = torch.nonzero(labels > 9).flatten()
+        if len(bad):
+            raise ValueError(
+                f"{self.raw_dir / labels_name}: label {int(labels[bad[0]])} of image {int(bad[0])} "
+                f"(and {len(bad) - 1} more) is not a digit 0-9: the file is damaged or not MNIST"
             )
         return images.unsqueeze(1), labels.long()
 

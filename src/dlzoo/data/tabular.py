@@ -27,6 +27,10 @@ from dlzoo.registry import register_datamodule
 
 log = logging.getLogger(__name__)
 
+#: cell values that often mean "missing" in real CSVs (pandas already reads NA, N/A, null, nan)
+MISSING_MARKERS = {"?", "-", "--", "none", "missing", "n.a.", "na."}
+#: a text column whose values are numbers but for this share of cells is a typo'd numeric column
+NUMERIC_SHARE = 0.95
 UNKNOWN = "<unknown>"  # one-hot slot 0 of every categorical column: values never seen in training
 MISSING = "<missing>"  # the category of empty cells when missing_values="impute"
 _YES_NO = {"yes": 1.0, "no": 0.0}
@@ -34,13 +38,21 @@ _YES_NO = {"yes": 1.0, "no": 0.0}
 MissingValues = Literal["error", "drop", "impute"]
 
 
-def read_csv(path: str | Path, what: str = "CSV file") -> pd.DataFrame:
-    """Read a CSV with errors that name the file and the problem."""
+def read_csv(
+    path: str | Path, what: str = "CSV file", na_values: list[str] | None = None
+) -> pd.DataFrame:
+    """Read a CSV with errors that name the file and the problem; ``na_values`` as in pandas."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        frame = pd.read_csv(path, skipinitialspace=True)
+        frame = pd.read_csv(path, skipinitialspace=True, na_values=na_values)
+    except UnicodeDecodeError as err:
+        line, text = _first_non_utf8_line(path)
+        raise ValueError(
+            f"{what} {path} is not UTF-8 text: line {line} reads {text!r} ({err.reason}). "
+            "Re-save the file as UTF-8 (e.g. from Latin-1: iconv -f latin1 -t utf-8)."
+        ) from None
     except pd.errors.EmptyDataError:
         raise ValueError(f"{what} {path} is empty: expected a header line and data rows") from None
     except pd.errors.ParserError as err:
@@ -48,6 +60,16 @@ def read_csv(path: str | Path, what: str = "CSV file") -> pd.DataFrame:
     if frame.empty:
         raise ValueError(f"{what} {path} has a header but no data rows")
     return frame
+
+
+def _first_non_utf8_line(path: Path) -> tuple[int, str]:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number, raw.decode("utf-8", errors="replace").rstrip()[:80]
+    return 0, ""
 
 
 def refuse_changed_options(
@@ -113,6 +135,8 @@ class TabularDataModule(pl.LightningDataModule):
         test_fraction: share of rows held out for ``dlzoo test`` (0: use ``test_file``).
         missing_values: what to do with empty cells: ``error`` (say where they are), ``drop`` the
             rows, or ``impute`` (training median for numbers, an own category for text).
+        na_values: more cell values that mean "missing" (pandas' ``na_values``), e.g. ``["?"]``
+            for the UCI census files; a categorical column holding a likely marker is warned about.
         test_file: a separate labelled CSV for ``dlzoo test``.
         predict_file: a CSV of raw rows (target column optional) for ``dlzoo predict``; default: the
             validation split.
@@ -133,6 +157,7 @@ class TabularDataModule(pl.LightningDataModule):
         val_fraction: float = 0.2,
         test_fraction: float = 0.0,
         missing_values: MissingValues = "error",
+        na_values: list[str] | None = None,
         test_file: str | None = None,
         predict_file: str | None = None,
         url: str | None = None,
@@ -159,6 +184,7 @@ class TabularDataModule(pl.LightningDataModule):
         self.drop_columns = list(drop_columns or [])
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.missing_values = missing_values
+        self.na_values = list(na_values) if na_values else None
         self.test_file, self.predict_file = test_file, predict_file
         self.url, self.sha256 = url, sha256
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
@@ -210,7 +236,7 @@ class TabularDataModule(pl.LightningDataModule):
             return self._splits
         if self.url and not self.csv_path.is_file():
             self.prepare_data()  # used outside a Trainer (e.g. dm.num_features right away)
-        frame = read_csv(self.csv_path, "training CSV")
+        frame = read_csv(self.csv_path, "training CSV", self.na_values)
         if self.target not in frame.columns:
             raise ValueError(
                 f"target column {self.target!r} is not in {self.csv_path}; "
@@ -220,6 +246,7 @@ class TabularDataModule(pl.LightningDataModule):
             frame, self.csv_path, require_target=True, columns=self._feature_columns(frame)
         )
         counts = frame[self.target].value_counts()
+        self._check_target_spellings(frame, counts)
         if len(counts) < 2:
             raise ValueError(
                 f"target column {self.target!r} has a single class: {counts.index[0]!r}"
@@ -245,6 +272,22 @@ class TabularDataModule(pl.LightningDataModule):
         self._splits = splits
         return splits
 
+    def _check_target_spellings(self, frame: pd.DataFrame, counts: pd.Series) -> None:
+        """Refuse classes that differ only in case or spaces (``Yes`` among ``yes``): a typo would
+        silently become a class of its own."""
+        spelled: dict[str, list] = {}
+        for label in counts.index:
+            spelled.setdefault(str(label).strip().lower(), []).append(label)
+        for variants in spelled.values():
+            if len(variants) > 1:
+                rare = min(variants, key=lambda v: counts[v])
+                lines = frame.index[frame[self.target] == rare]
+                raise ValueError(
+                    f"{self.csv_path}: target {self.target!r} has {variants} (differing only in "
+                    f"case or spaces); {rare!r} on line(s) {_lines(lines)} looks like a typo of "
+                    f"{max(variants, key=lambda v: counts[v])!r}. Fix those cells."
+                )
+
     def _feature_columns(self, frame: pd.DataFrame) -> list[str]:
         named = [*self.categorical_columns, *self.numeric_columns, *self.drop_columns]
         unknown = [c for c in named if c not in frame.columns]
@@ -258,7 +301,7 @@ class TabularDataModule(pl.LightningDataModule):
 
     def _read_new_rows(self, path: Path, what: str, require_target: bool) -> pd.DataFrame:
         """A test or predict CSV, with ``missing_values`` applied to the columns the model reads."""
-        frame = read_csv(path, what)
+        frame = read_csv(path, what, self.na_values)
         state = self._ensure_state()
         used = {*state["numeric"], *state["binary"], *state["categories"]}
         columns = [c for c in frame.columns if c in used]
@@ -308,11 +351,7 @@ class TabularDataModule(pl.LightningDataModule):
         for column in columns:
             series = train[column]
             if column in forced_numeric:
-                if not pd.api.types.is_numeric_dtype(series):
-                    raise ValueError(
-                        f"numeric column {column!r} holds non-numbers, e.g. "
-                        f"{series[pd.to_numeric(series, errors='coerce').isna()].iloc[0]!r}"
-                    )
+                self._refuse_non_numbers(series, column)
                 numeric.append(column)
             elif column in forced_categorical:
                 categorical.append(column)
@@ -321,9 +360,14 @@ class TabularDataModule(pl.LightningDataModule):
             elif pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
                 numeric.append(column)
             else:
+                parsed = pd.to_numeric(series.dropna(), errors="coerce")
+                if len(parsed) and parsed.notna().mean() >= NUMERIC_SHARE:
+                    self._refuse_non_numbers(series, column)  # numbers, and a few stray strings
+                self._warn_about_category_values(series, column, len(train))
                 categorical.append(column)
 
-        values = train[numeric].astype("float64")
+        values = train[numeric].apply(pd.to_numeric, errors="coerce").astype("float64")
+        self._refuse_non_finite(values)
         fill = values.median().fillna(0.0).tolist()
         binary_fill = [
             float(train[c].dropna().astype(str).str.strip().str.lower().map(_YES_NO).mean() >= 0.5)
@@ -354,6 +398,53 @@ class TabularDataModule(pl.LightningDataModule):
             "feature_names": feature_names,
         }
 
+    def _refuse_non_numbers(self, series: pd.Series, column: str) -> None:
+        bad = series.index[pd.to_numeric(series, errors="coerce").isna() & series.notna()]
+        if len(bad):
+            raise ValueError(
+                f"{self.csv_path}: column {column!r} holds numbers but not on line(s) "
+                f"{_lines(bad)}, e.g. {series[bad[0]]!r}. Fix those cells, declare the marker "
+                f"missing (na_values: [{str(series[bad[0]])!r}]), or list {column!r} in "
+                "categorical_columns if it really is a category."
+            )
+
+    def _refuse_non_finite(self, values: pd.DataFrame, source: str | None = None) -> None:
+        # infinities, and numbers so large that scaling them overflows (1e300 squared)
+        bad = ~np.isfinite(values.to_numpy()) | (values.abs().to_numpy() > 1e150)
+        bad &= values.notna().to_numpy()
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            column = values.columns[col]
+            lines = values.index[bad[:, col]]
+            raise ValueError(
+                f"{source or self.csv_path}: column {column!r} holds a non-finite or huge value "
+                f"{values.iloc[row, col]!r} on line(s) {_lines(lines)}; fix or remove those rows"
+            )
+
+    def _warn_about_category_values(self, series: pd.Series, column: str, rows: int) -> None:
+        values = series.dropna().astype(str)
+        markers = sorted({v for v in values.unique() if v.strip().lower() in MISSING_MARKERS})
+        if markers:
+            log.warning(
+                "column %r holds %s in %d row(s): if that marks a missing value, set na_values: %s",
+                column,
+                " and ".join(repr(m) for m in markers),
+                int(values.isin(markers).sum()),
+                markers,
+            )
+        distinct = values.nunique()
+        if distinct > 100 and distinct > 0.5 * rows:
+            log.warning(
+                "column %r has %d distinct values in %d training rows: it looks like an "
+                "identifier and becomes %d one-hot features that cannot generalise; leave it out "
+                "with drop_columns: [%s]",
+                column,
+                distinct,
+                rows,
+                distinct + 1,
+                column,
+            )
+
     def transform(self, frame: pd.DataFrame, source: str = "data") -> tuple[torch.Tensor, ...]:
         """Preprocess raw rows with the fitted state: ``(features, targets)`` or ``(features,)``."""
         state = self._ensure_state()
@@ -374,6 +465,7 @@ class TabularDataModule(pl.LightningDataModule):
                         f"{source}: column {column!r} is not a number on line(s) "
                         f"{_lines(bad)}, e.g. {raw[1][bad[0]]!r}"
                     )
+            self._refuse_non_finite(values, source)
             values = values.fillna(dict(zip(state["numeric"], state["fill"], strict=True)))
             parts.append((values.to_numpy(np.float64) - state["mean"]) / state["scale"])
         for column, default in zip(state["binary"], state["binary_fill"], strict=True):
@@ -398,8 +490,10 @@ class TabularDataModule(pl.LightningDataModule):
                     column,
                     UNKNOWN,
                 )
-            parts.append(np.eye(len(known) + 1)[codes])
-        features = torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float32))
+            one_hot = np.zeros((len(codes), len(known) + 1), dtype=np.float32)
+            one_hot[np.arange(len(codes)), codes] = 1.0  # rows x categories, nothing quadratic
+            parts.append(one_hot)
+        features = torch.from_numpy(np.concatenate(parts, axis=1, dtype=np.float32))
         if state["target"] not in frame.columns:
             return (features,)
         codes = pd.Index(state["classes"]).get_indexer(_as_labels(frame[state["target"]]))
@@ -516,6 +610,7 @@ class BankMarketingDataModule(TabularDataModule):
         val_fraction: float = 0.2,
         test_fraction: float = 0.0,
         missing_values: MissingValues = "error",
+        na_values: list[str] | None = None,
         test_file: str | None = None,
         predict_file: str | None = None,
         batch_size: int = 128,
@@ -530,6 +625,7 @@ class BankMarketingDataModule(TabularDataModule):
             val_fraction=val_fraction,
             test_fraction=test_fraction,
             missing_values=missing_values,
+            na_values=na_values,
             test_file=test_file,
             predict_file=predict_file,
             batch_size=batch_size,

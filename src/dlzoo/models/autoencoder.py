@@ -21,6 +21,7 @@ from dlzoo.models.base import (
     SchedulerName,
     configure_optimizers,
     keep_own_hparams,
+    log_parameter_counts,
     make_activation,
 )
 from dlzoo.registry import register_model
@@ -178,6 +179,9 @@ class AutoEncoder(pl.LightningModule):
             recon = torch.sigmoid(logits) if self.hparams.output_activation == "sigmoid" else logits
             self.val_mse.update(F.mse_loss(recon.float(), x.float()).detach(), weight=len(x))
         return loss
+
+    def on_fit_start(self) -> None:
+        log_parameter_counts(self)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")

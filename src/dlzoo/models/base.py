@@ -12,6 +12,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
@@ -235,6 +236,7 @@ class ClassificationModule(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self._ensure_pretrained()
+        log_parameter_counts(self)
 
     def on_validation_start(self) -> None:
         self._ensure_pretrained()
@@ -244,6 +246,16 @@ class ClassificationModule(pl.LightningModule):
 
     def on_predict_start(self) -> None:
         self._ensure_pretrained()
+
+
+def log_parameter_counts(module: nn.Module) -> None:
+    """One line instead of Lightning's module table (which lists metric objects with 0 FLOPs)."""
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    name = type(module).__name__
+    if getattr(module, "hparams", {}).get("backbone"):
+        name += f"({module.hparams.backbone})"
+    rank_zero_info(f"{name}: {total:,} parameters, {trainable:,} trainable")
 
 
 def keep_own_hparams(module: pl.LightningModule) -> None:

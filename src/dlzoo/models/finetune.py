@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 import torch
 import torchvision
 from lightning.pytorch.callbacks import BackboneFinetuning
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from dlzoo.models.base import ClassificationModule, make_activation
@@ -217,13 +217,7 @@ class FineTuneClassifier(ClassificationModule):
         ]
 
     def on_fit_start(self) -> None:
-        super().on_fit_start()
-        total = sum(p.numel() for p in self.parameters())
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
-        rank_zero_info(
-            f"FineTuneClassifier({self.hparams.backbone}): {total:,} parameters, "
-            f"{trainable:,} trainable"
-        )
+        super().on_fit_start()  # logs the parameter counts
         if self.hparams.cache_features:
             datamodule = self.trainer.datamodule
             if not hasattr(datamodule, "cache_features"):
