@@ -250,8 +250,11 @@ class ClassificationModule(pl.LightningModule):
 
 def log_parameter_counts(module: nn.Module) -> None:
     """One line instead of Lightning's module table (which lists metric objects with 0 FLOPs)."""
-    total = sum(p.numel() for p in module.parameters())
-    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    sized = [
+        p for p in module.parameters() if not isinstance(p, nn.parameter.UninitializedParameter)
+    ]
+    total = sum(p.numel() for p in sized)
+    trainable = sum(p.numel() for p in sized if p.requires_grad)
     name = type(module).__name__
     if getattr(module, "hparams", {}).get("backbone"):
         name += f"({module.hparams.backbone})"
