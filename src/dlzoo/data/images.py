@@ -125,7 +125,8 @@ def find_unreadable(
     if cache_file is not None and todo:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         keep = {p: cached[p] for p in paths}
-        tmp = cache_file.with_suffix(".tmp")
+        # a temporary file per process: DDP ranks check the same folders at the same time
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(keep))
         tmp.replace(cache_file)
     return {p: cached[p][2] for p in paths if cached[p][2] is not None}
