@@ -342,8 +342,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
         out = self.cache_dir / "vectors" / f"{path.stem}-{vocab_hash}.pt"
         if not out.is_file():
             out.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(load_vectors(path, self.vocab), out.with_suffix(".tmp"))
-            out.with_suffix(".tmp").replace(out)
+            tmp = out.with_suffix(f".{os.getpid()}.tmp")  # one per process (DDP ranks)
+            torch.save(load_vectors(path, self.vocab), tmp)
+            tmp.replace(out)
         self._embeddings_file = str(out)
         return self._embeddings_file
 

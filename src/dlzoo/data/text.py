@@ -138,7 +138,7 @@ class TokenizedCorpus:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process (DDP ranks)
         state = {
             "tokens": self.tokens,
             "ids": self.ids,
