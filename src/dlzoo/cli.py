@@ -42,7 +42,11 @@ from dlzoo.callbacks import (
     RunArtifacts,
 )
 from dlzoo.data.download import ChecksumError, DownloadError
+from dlzoo.export import ExportFormat, export_model, restore_checkpoint
 from dlzoo.registry import DATAMODULES, MODELS, init_arguments, resolve_class
+
+#: subcommands that use a trained model (they need --ckpt_path and leave its run as it is)
+EVALUATING = ("validate", "test", "predict", "export", "serve")
 
 #: sizes a DataModule knows and a model needs; a link whose target a model lacks is skipped
 LINKED_SIZES = (
@@ -71,6 +75,87 @@ def default_loggers(root: str | Path, name: str = "lightning_logs") -> list[Logg
     return loggers
 
 
+class DlzooTrainer(pl.Trainer):
+    """Lightning's Trainer, plus the two deployment subcommands of ``dlzoo``: export and serve."""
+
+    def export(
+        self,
+        model: pl.LightningModule,
+        datamodule: pl.LightningDataModule,
+        ckpt_path: str | None = None,
+        output: str = "export",
+        format: ExportFormat = "onnx",
+        weights_only: bool | None = True,
+    ) -> Path:
+        """Write a trained model and its preprocessing as a bundle (ONNX or TorchScript).
+
+        Args:
+            model: the model of the run's config (its weights come from ``ckpt_path``).
+            datamodule: the DataModule of the run's config (its fitted state, too).
+            ckpt_path: a checkpoint written by ``dlzoo fit``.
+            output: the bundle folder: the model file, ``dlzoo-bundle.json`` and any files the
+                preprocessing needs (``vocab.json``).
+            format: ``onnx`` (run with ONNX Runtime) or ``torchscript`` (``torch.jit.load``).
+            weights_only: load the checkpoint with ``torch.load(weights_only=True)`` (default).
+        """
+        if ckpt_path is None:
+            raise ValueError("dlzoo export needs --ckpt_path")
+        restore_checkpoint(model, datamodule, ckpt_path, weights_only=weights_only is not False)
+        path = export_model(model, datamodule, output, format, checkpoint=ckpt_path)
+        print(f"dlzoo: exported {type(model).__name__} ({format}) to {path.parent}")
+        return path
+
+    def serve(
+        self,
+        model: pl.LightningModule,
+        datamodule: pl.LightningDataModule,
+        ckpt_path: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        accelerator: str = "auto",
+        workers_per_device: int = 1,
+        max_batch_size: int = 64,
+        batch_timeout: float = 0.005,
+        max_inputs: int = 256,
+        max_request_mb: float = 16.0,
+        weights_only: bool | None = True,
+    ) -> None:
+        """Serve a trained model over HTTP (LitServe): POST /predict with raw inputs.
+
+        Args:
+            model: the model of the run's config (its weights come from ``ckpt_path``).
+            datamodule: the DataModule of the run's config (its fitted state, too).
+            ckpt_path: a checkpoint written by ``dlzoo fit``.
+            host: the address to bind; loopback unless told otherwise (``0.0.0.0``: every
+                interface).
+            port: the TCP port.
+            accelerator: ``cpu``, ``cuda`` or ``auto``.
+            workers_per_device: inference processes per device.
+            max_batch_size: requests run together as one batch (1: no batching).
+            batch_timeout: seconds to wait for a batch to fill.
+            max_inputs: most inputs in one request.
+            max_request_mb: largest request body, in MiB.
+            weights_only: load the checkpoint with ``torch.load(weights_only=True)`` (default).
+        """
+        if ckpt_path is None:
+            raise ValueError("dlzoo serve needs --ckpt_path")
+        from dlzoo.serve import serve
+
+        restore_checkpoint(model, datamodule, ckpt_path, weights_only=weights_only is not False)
+        serve(
+            model,
+            datamodule,
+            host=host,
+            port=port,
+            accelerator=accelerator,
+            workers_per_device=workers_per_device,
+            max_batch_size=max_batch_size,
+            batch_timeout=batch_timeout,
+            max_inputs=max_inputs,
+            max_request_bytes=int(max_request_mb * 1024 * 1024),
+        )
+
+
 class DlzooCLI(LightningCLI):
     """LightningCLI with dlzoo's checkpoints, callbacks and size links.
 
@@ -85,6 +170,15 @@ class DlzooCLI(LightningCLI):
         self._checkpoint: dict[str, Any] | None = None  # of --ckpt_path, without the weights
         self._restored: set[int] = set()  # DataModules given the checkpoint's state already
         super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's four, and ``export`` and ``serve`` (methods of :class:`DlzooTrainer`)."""
+        return {
+            **LightningCLI.subcommands(),
+            "export": {"model", "datamodule"},
+            "serve": {"model", "datamodule"},
+        }
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Two checkpoints: the best by a monitored metric, and last.ckpt rewritten every epoch.
@@ -212,7 +306,7 @@ class DlzooCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if self.subcommand in ("validate", "test", "predict") and not config.get("ckpt_path"):
+        if self.subcommand in EVALUATING and not config.get("ckpt_path"):
             # without a checkpoint the model's weights are random: refuse rather than report
             # metrics or predictions of an untrained network
             raise ValueError(
@@ -236,14 +330,16 @@ class DlzooCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
         trainer_config = config.trainer
-        evaluating = self.subcommand in ("validate", "test", "predict")
+        evaluating = self.subcommand in EVALUATING
         if trainer_config.logger in (None, True) and "logger" not in kwargs:
             # training runs in lightning_logs/version_N; validate/test in validate|test/version_N;
-            # predict logs nothing (its output is predictions.csv, where the user says)
+            # predict, export and serve log nothing (their outputs go where the user says)
             root = trainer_config.default_root_dir or os.getcwd()
             name = self.subcommand if evaluating else "lightning_logs"
             kwargs["logger"] = (
-                False if self.subcommand == "predict" else default_loggers(root, name)
+                False
+                if self.subcommand in ("predict", "export", "serve")
+                else default_loggers(root, name)
             )
         if not trainer_config.get("plugins") and "plugins" not in kwargs:
             kwargs["plugins"] = [AtomicCheckpointIO()]  # no truncated checkpoint under a valid name
@@ -361,7 +457,7 @@ def make_cli(args: list[str] | None = None, run: bool = True) -> DlzooCLI:
     (then ``args`` has no subcommand)."""
     _hide_known_noise()
     text = registered_help()
-    subcommands = ("fit", "validate", "test", "predict")
+    subcommands = tuple(DlzooCLI.subcommands())
     kwargs = {"description": text, "formatter_class": _HelpFormatter}
     parser_kwargs: dict[str, Any] = dict(kwargs)
     if run:
@@ -373,6 +469,7 @@ def make_cli(args: list[str] | None = None, run: bool = True) -> DlzooCLI:
         subclass_mode_data=True,
         seed_everything_default=2020,
         save_config_kwargs={"overwrite": True},
+        trainer_class=DlzooTrainer,
         parser_kwargs=parser_kwargs,
         args=args,
         run=run,
@@ -412,4 +509,11 @@ def main(args: list[str] | None = None) -> None:
         raise SystemExit(1) from None
 
 
-__all__ = ["DlzooCLI", "default_loggers", "expand_registered_names", "main", "make_cli"]
+__all__ = [
+    "DlzooCLI",
+    "DlzooTrainer",
+    "default_loggers",
+    "expand_registered_names",
+    "main",
+    "make_cli",
+]

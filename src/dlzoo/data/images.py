@@ -11,6 +11,7 @@ and modification time.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.io import ImageReadMode, decode_image
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
@@ -52,24 +53,31 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: what dlzoo reads from image folders: torchvision's list, and GIF
 IMAGE_EXTENSIONS = (*IMG_EXTENSIONS, ".gif")
 _FAST = (".jpg", ".jpeg", ".png")  # decoded by torchvision (libjpeg-turbo, libpng)
+_FAST_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG and PNG files start so
 
 
-def read_image(path: str | Path) -> torch.Tensor:
-    """An image file as a ``(3, H, W)`` uint8 tensor: grey, palette and alpha images become RGB
-    (GIF: the first frame). JPEG and PNG are decoded by torchvision, the rest by PIL."""
-    if str(path).lower().endswith(_FAST):
-        return decode_image(str(path), mode=ImageReadMode.RGB)
-    with Image.open(path) as image:
+def read_image(source: str | Path | bytes) -> torch.Tensor:
+    """An image file (a path, or the file's bytes) as a ``(3, H, W)`` uint8 tensor: grey,
+    palette and alpha images become RGB (GIF: the first frame). JPEG and PNG are decoded by
+    torchvision, the rest by PIL."""
+    if isinstance(source, bytes):
+        if source.startswith(_FAST_MAGIC):
+            data = torch.frombuffer(bytearray(source), dtype=torch.uint8)
+            return decode_image(data, mode=ImageReadMode.RGB)
+        source = io.BytesIO(source)
+    elif str(source).lower().endswith(_FAST):
+        return decode_image(str(source), mode=ImageReadMode.RGB)
+    with Image.open(source) as image:
         image.seek(0)
         return pil_to_tensor(image.convert("RGB"))
 
 
-def _too_large(path: str) -> str | None:
+def _too_large(source: str | io.BytesIO) -> str | None:
     """Why an image is too large to decode (PIL's decompression-bomb limit), from its header alone."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 width, height = image.size
     except Image.DecompressionBombError as err:
         return f"too large to decode: {err}"
@@ -84,13 +92,14 @@ def _too_large(path: str) -> str | None:
     return None
 
 
-def _check(path: str) -> str | None:
+def why_unreadable(source: str | bytes) -> str | None:
+    """Why an image file (a path, or its bytes) cannot be used, or ``None`` if it can."""
     try:
-        if os.path.getsize(path) == 0:
+        if (len(source) if isinstance(source, bytes) else os.path.getsize(source)) == 0:
             return "empty file (0 bytes)"
-        if reason := _too_large(path):
+        if reason := _too_large(io.BytesIO(source) if isinstance(source, bytes) else source):
             return reason
-        read_image(path)
+        read_image(source)
     except (RuntimeError, OSError, ValueError, SyntaxError) as err:
         # torchvision prefixes its reasons with a C++ source location: keep the reason
         reason = re.sub(r"^.*\.cpp:\d+,\s*", "", " ".join(str(err).split())) or type(err).__name__
@@ -120,7 +129,7 @@ def find_unreadable(
     if todo:
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(workers) as pool:
-            for path, reason in zip(todo, pool.map(_check, todo), strict=True):
+            for path, reason in zip(todo, pool.map(why_unreadable, todo), strict=True):
                 cached[path] = [*stamps[path], reason]
     if cache_file is not None and todo:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -247,7 +256,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return (3, self.image_size, self.image_size)
+        return (3, self.eval_settings()["crop_size"], self.eval_settings()["crop_size"])
 
     # ---------------------------------------------------------------------------- transforms
     def _weights_transforms(self) -> Callable:
@@ -261,30 +270,97 @@ class ImageFolderDataModule(pl.LightningDataModule):
                 "e.g. VGG16_Weights.IMAGENET1K_V1 or ResNet18_Weights.IMAGENET1K_V1"
             ) from None
 
-    def eval_transform(self) -> Callable:
-        """The transforms of validation, test and predict images (and of cached features)."""
+    def eval_settings(self) -> dict[str, Any]:
+        """How evaluation images are prepared, decided here only: resize the shorter side to
+        ``resize_size`` (``interpolation``), centre-crop ``crop_size``, scale to [0, 1],
+        normalise with ``mean``/``std``. From ``preprocessing`` (a weights entry) when given."""
         if self.preprocessing is not None:
-            return self._weights_transforms()
+            preset = self._weights_transforms()
+            return {
+                "resize_size": int(preset.resize_size[0]),
+                "crop_size": int(preset.crop_size[0]),
+                "interpolation": preset.interpolation.value,
+                "mean": [float(m) for m in preset.mean],
+                "std": [float(s) for s in preset.std],
+            }
+        return {
+            "resize_size": self.resize_size,
+            "crop_size": self.image_size,
+            "interpolation": InterpolationMode.BILINEAR.value,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    def eval_transform(self) -> Callable:
+        """The transforms of validation, test, predict and served images (and cached features)."""
+        settings = self.eval_settings()
         return v2.Compose(
             [
-                v2.Resize(self.resize_size, antialias=True),
-                v2.CenterCrop(self.image_size),
+                v2.Resize(
+                    settings["resize_size"],
+                    interpolation=InterpolationMode(settings["interpolation"]),
+                    antialias=True,
+                ),
+                v2.CenterCrop(settings["crop_size"]),
                 v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(self.mean, self.std),
+                v2.Normalize(settings["mean"], settings["std"]),
             ]
         )
 
     def train_transform(self) -> Callable:
+        """Evaluation transforms, or with ``augment`` a random crop and flip of the same size and
+        normalisation."""
         if not self.augment:
             return self.eval_transform()
+        settings = self.eval_settings()
         return v2.Compose(
             [
-                v2.RandomResizedCrop(self.image_size, antialias=True),
+                v2.RandomResizedCrop(
+                    settings["crop_size"],
+                    interpolation=InterpolationMode(settings["interpolation"]),
+                    antialias=True,
+                ),
                 v2.RandomHorizontalFlip(),
                 v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(self.mean, self.std),
+                v2.Normalize(settings["mean"], settings["std"]),
             ]
         )
+
+    # ------------------------------------------------------- raw inputs (serve, export)
+    #: what a raw input is: an image file's bytes
+    input_kind = "image"
+
+    def encode_inputs(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        """Image files (their bytes, or paths) as model-ready tensors: the checks and transforms
+        of the predict images."""
+        transform, images = self.eval_transform(), []
+        for number, source in enumerate(inputs):
+            if not isinstance(source, bytes | str | Path):
+                raise ValueError(
+                    f"input {number}: an image is a file's bytes, got {type(source).__name__}"
+                )
+            if reason := why_unreadable(source):
+                raise ValueError(f"input {number}: not a usable image: {reason}")
+            images.append(transform(read_image(source)))
+        return images
+
+    def collate_inputs(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Images as the model's input batch ``(N, 3, crop_size, crop_size)``."""
+        return torch.stack(list(items))
+
+    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
+        """The evaluation transforms, as numbers (for a bundle's JSON)."""
+        return {
+            "kind": "image",
+            **self.eval_settings(),
+            "steps": [
+                "decode the file as RGB (grey, palette and alpha images converted; GIF: frame 1)",
+                "resize the shorter side to resize_size (interpolation, antialiased)",
+                "centre-crop crop_size x crop_size",
+                "scale to [0, 1] (divide by 255), channels first (3, H, W)",
+                "subtract mean and divide by std, per channel",
+            ],
+        }
 
     # ---------------------------------------------------------------------------------- data
     def _labelled_files(self, folder: Path, classes: list[str]) -> tuple[list[str], list[int]]:

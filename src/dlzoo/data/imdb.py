@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,6 +35,8 @@ from dlzoo.data.download import (
 )
 from dlzoo.data.tabular import refuse_changed_options
 from dlzoo.data.text import (
+    HTML_BREAK,
+    SIMPLE_TOKEN,
     TokenizedCorpus,
     TokenizerName,
     Vocabulary,
@@ -416,6 +420,50 @@ class TextClassificationDataModule(pl.LightningDataModule):
         dataset = TokenDataset(flat, offsets, documents, None, self.max_length, self.truncation)
         self._report_cut(dataset.full_lengths, "predict")
         return dataset
+
+    # ------------------------------------------------------- raw inputs (serve, export)
+    #: what a raw input is: a text
+    input_kind = "text"
+
+    def encode_inputs(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        """Raw texts as token ids (cut to ``max_length``), with the same code as a predict CSV."""
+        for number, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise ValueError(f"input {number}: a text is a string, got {type(text).__name__}")
+        dataset = self.encode_texts(list(inputs))
+        return [dataset[i][0] for i in range(len(dataset))]
+
+    def collate_inputs(self, items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids as the model's input: ``(tokens (N, T) padded, lengths (N,))``."""
+        return self._collate([(ids,) for ids in items])[0]
+
+    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
+        """Tokenizer settings, and the vocabulary written beside the bundle (``vocab.json``:
+        the token of each index, in order)."""
+        vocab_file = Path(directory) / "vocab.json"
+        vocab_file.write_text(json.dumps(self.vocab.itos, ensure_ascii=False))
+        return {
+            "kind": "text",
+            "tokenizer": self.tokenizer,
+            # how a text becomes tokens: clean_text, lower-case, then the tokenizer
+            "steps": [
+                f"replace the regular expression {HTML_BREAK.pattern!r} with a space",
+                "lower-case" if self.lower else "keep the case",
+                'spacy.blank("en").tokenizer, whitespace tokens dropped'
+                if self.tokenizer == "spacy"
+                else f"tokens = re.findall({SIMPLE_TOKEN.pattern!r}, text)",
+                "token -> index in the vocabulary, unknown tokens -> unk_index",
+                f"keep the {'first' if self.truncation == 'head' else 'last'} max_length tokens",
+            ],
+            "lower": self.lower,
+            "max_length": self.max_length,
+            "truncation": self.truncation,
+            "pad_index": self.pad_index,
+            "unk_index": self.vocab.unk_index,
+            "vocabulary_file": vocab_file.name,
+            "vocab_size": len(self.vocab),
+            "empty_text": "one unk token",
+        }
 
     # -------------------------------------------------------------------------------- loaders
     def _collate(self, items: list[tuple]) -> tuple:

@@ -12,6 +12,7 @@ import logging
 import math
 import shutil
 import zlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -58,12 +59,7 @@ def read_digits_csv(path: str | Path, require_label: bool = True) -> tuple[torch
             f"{path} has {pixels.shape[1]} pixel columns; a 28x28 digit needs {PIXELS} "
             "(label, pixel0 ... pixel783)"
         )
-    values = pixels.to_numpy()
-    bad = ~np.isfinite(values.astype(float)) | (values < 0) | (values > 255)
-    if bad.any():
-        row = int(np.argwhere(bad)[0][0])
-        raise ValueError(f"{path} line {row + 2}: pixel values must be 0-255")
-    images = torch.from_numpy(values.astype(np.uint8)).reshape(-1, 1, 28, 28)
+    images = pixels_to_images(pixels.to_numpy(), lambda row: f"{path} line {row + 2}")
     if not has_label:
         return (images,)
     labels = frame["label"].to_numpy()
@@ -91,6 +87,21 @@ def random_affine(
     )
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
+
+
+def pixels_to_images(values: np.ndarray, where: Callable[[int], str]) -> torch.Tensor:
+    """Rows of 784 pixel values 0-255 as ``(N, 1, 28, 28)`` uint8 images; ``where(row)`` names a
+    bad row in the error."""
+    try:
+        numbers = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where(0)}: pixel values must be numbers 0-255") from None
+    if numbers.shape[1] != PIXELS:
+        raise ValueError(f"{where(0)}: a 28x28 digit has {PIXELS} pixels, got {numbers.shape[1]}")
+    bad = ~np.isfinite(numbers) | (numbers < 0) | (numbers > 255)
+    if bad.any():
+        raise ValueError(f"{where(int(np.argwhere(bad)[0][0]))}: pixel values must be 0-255")
+    return torch.from_numpy(numbers.astype(np.uint8)).reshape(-1, 1, 28, 28)
 
 
 @register_datamodule("mnist")
@@ -298,11 +309,42 @@ class MNISTDataModule(pl.LightningDataModule):
             self._splits["predict"] = TensorBatchDataset(self._splits[split].tensors[0])
         return self._loader("predict")
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, *rest = batch
+    def scale(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
+        """uint8 digits as the model's input: [0, 1], augmented when training, normalised."""
         images = images.float().div_(255)
-        if self.hparams.augment and self.trainer is not None and self.trainer.training:
+        if augment:
             images = random_affine(images)
         if self.hparams.normalize:
             images = (images - MNIST_MEAN) / MNIST_STD
-        return (images, *rest)
+        return images
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, *rest = batch
+        training = self.trainer is not None and self.trainer.training
+        return (self.scale(images, augment=self.hparams.augment and training), *rest)
+
+    # ------------------------------------------------------- raw inputs (serve, export)
+    #: what a raw input is: 784 pixel values 0-255 (a flat list, or 28 rows of 28)
+    input_kind = "digits"
+
+    def encode_inputs(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        """Digits as the model's input images ``(1, 28, 28)``: the checks of a digits CSV, the
+        scaling of every batch."""
+        images = [
+            pixels_to_images(np.asarray([pixels], dtype=object), lambda _, n=n: f"input {n}")
+            for n, pixels in enumerate(inputs)
+        ]
+        return list(self.scale(torch.cat(images))) if images else []
+
+    def collate_inputs(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(list(items))
+
+    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
+        return {
+            "kind": "digits",
+            "shape": [1, 28, 28],
+            "steps": ["784 pixel values 0-255, row by row", "divide by 255"]
+            + (["subtract mean, divide by std"] if self.hparams.normalize else []),
+            "mean": MNIST_MEAN if self.hparams.normalize else 0.0,
+            "std": MNIST_STD if self.hparams.normalize else 1.0,
+        }

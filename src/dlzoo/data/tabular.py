@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -95,9 +96,11 @@ def refuse_changed_options(
 
 
 def _lines(index: pd.Index, limit: int = 5) -> str:
-    # pandas row i is line i + 2 of the file (line 1 is the header)
-    shown = ", ".join(str(i + 2) for i in index[:limit])
-    return shown + (f" and {len(index) - limit} more" if len(index) > limit else "")
+    """``line(s) 5, 11`` of a CSV (pandas row i is line i + 2: line 1 is the header), or
+    ``input(s) 0, 3`` of rows sent as JSON (an index named ``input``)."""
+    offset, unit = (0, "input(s)") if index.name == "input" else (2, "line(s)")
+    shown = ", ".join(str(i + offset) for i in index[:limit])
+    return f"{unit} {shown}" + (f" and {len(index) - limit} more" if len(index) > limit else "")
 
 
 def _as_labels(series: pd.Series) -> pd.Series:
@@ -284,7 +287,7 @@ class TabularDataModule(pl.LightningDataModule):
                 lines = frame.index[frame[self.target] == rare]
                 raise ValueError(
                     f"{self.csv_path}: target {self.target!r} has {variants} (differing only in "
-                    f"case or spaces); {rare!r} on line(s) {_lines(lines)} looks like a typo of "
+                    f"case or spaces); {rare!r} on {_lines(lines)} looks like a typo of "
                     f"{max(variants, key=lambda v: counts[v])!r}. Fix those cells."
                 )
 
@@ -317,7 +320,7 @@ class TabularDataModule(pl.LightningDataModule):
             bad = frame.index[frame[target].isna()]
             if len(bad) and self.missing_values != "drop":
                 raise ValueError(
-                    f"{path}: target {target!r} is empty on line(s) {_lines(bad)}; fill or remove "
+                    f"{path}: target {target!r} is empty on {_lines(bad)}; fill or remove "
                     "those rows, or set missing_values='drop'"
                 )
         if self.missing_values == "error":
@@ -325,7 +328,7 @@ class TabularDataModule(pl.LightningDataModule):
                 bad = frame.index[frame[column].isna()]
                 if len(bad):
                     raise ValueError(
-                        f"{path}: column {column!r} has {len(bad)} empty value(s) on line(s) "
+                        f"{path}: column {column!r} has {len(bad)} empty value(s) on "
                         f"{_lines(bad)}; fix the file or set missing_values to 'drop' or 'impute'"
                     )
         elif self.missing_values == "drop":
@@ -333,7 +336,7 @@ class TabularDataModule(pl.LightningDataModule):
             keep = frame[checked].notna().all(axis=1)
             if (~keep).any():
                 log.warning(
-                    "%s: dropped %d row(s) with empty values (lines %s)",
+                    "%s: dropped %d row(s) with empty values (%s)",
                     path,
                     int((~keep).sum()),
                     _lines(frame.index[~keep]),
@@ -402,7 +405,7 @@ class TabularDataModule(pl.LightningDataModule):
         bad = series.index[pd.to_numeric(series, errors="coerce").isna() & series.notna()]
         if len(bad):
             raise ValueError(
-                f"{self.csv_path}: column {column!r} holds numbers but not on line(s) "
+                f"{self.csv_path}: column {column!r} holds numbers but not on "
                 f"{_lines(bad)}, e.g. {series[bad[0]]!r}. Fix those cells, declare the marker "
                 f"missing (na_values: [{str(series[bad[0]])!r}]), or list {column!r} in "
                 "categorical_columns if it really is a category."
@@ -418,7 +421,7 @@ class TabularDataModule(pl.LightningDataModule):
             lines = values.index[bad[:, col]]
             raise ValueError(
                 f"{source or self.csv_path}: column {column!r} holds a non-finite or huge value "
-                f"{values.iloc[row, col]!r} on line(s) {_lines(lines)}; fix or remove those rows"
+                f"{values.iloc[row, col]!r} on {_lines(lines)}; fix or remove those rows"
             )
 
     def _warn_about_category_values(self, series: pd.Series, column: str, rows: int) -> None:
@@ -462,7 +465,7 @@ class TabularDataModule(pl.LightningDataModule):
                 bad = frame.index[values[column].isna() & raw[1].notna()]
                 if len(bad):
                     raise ValueError(
-                        f"{source}: column {column!r} is not a number on line(s) "
+                        f"{source}: column {column!r} is not a number on "
                         f"{_lines(bad)}, e.g. {raw[1][bad[0]]!r}"
                     )
             self._refuse_non_finite(values, source)
@@ -475,7 +478,7 @@ class TabularDataModule(pl.LightningDataModule):
             if len(bad):
                 raise ValueError(
                     f"{source}: column {column!r} should be yes or no, found "
-                    f"{frame[column][bad[0]]!r} on line(s) {_lines(bad)}"
+                    f"{frame[column][bad[0]]!r} on {_lines(bad)}"
                 )
             parts.append(text.map(_YES_NO).to_numpy(np.float64)[:, None])
         for column, known in state["categories"].items():
@@ -500,10 +503,76 @@ class TabularDataModule(pl.LightningDataModule):
         bad = frame.index[codes < 0]
         if len(bad):
             raise ValueError(
-                f"{source}: target value {frame[state['target']][bad[0]]!r} on line(s) "
+                f"{source}: target value {frame[state['target']][bad[0]]!r} on "
                 f"{_lines(bad)} is not one of the training classes {state['classes']}"
             )
         return features, torch.from_numpy(codes.astype(np.int64))
+
+    # ------------------------------------------------------- raw inputs (serve, export)
+    #: what a raw input is: a row, as a JSON object of column -> value
+    input_kind = "tabular"
+
+    def encode_inputs(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        """Raw rows (dicts of column -> value, as JSON has them) as preprocessed feature vectors,
+        with the fitted state and the same code as a predict CSV (``missing_values`` applies)."""
+        for number, row in enumerate(inputs):
+            if not isinstance(row, dict):
+                raise ValueError(
+                    f"input {number}: a tabular row is an object of column -> value, "
+                    f"got {type(row).__name__}"
+                )
+            for column, value in row.items():
+                if not isinstance(value, str | int | float | bool | type(None)):
+                    raise ValueError(
+                        f"input {number}: column {column!r} holds a {type(value).__name__}; "
+                        "a value is a number, a string or null"
+                    )
+        frame = pd.DataFrame.from_records(list(inputs))
+        frame.index = pd.RangeIndex(len(frame), name="input")
+        # as in a CSV: an empty string, or a declared marker, is a missing value
+        frame = frame.replace(["", *(self.na_values or [])], np.nan)
+        state = self._ensure_state()
+        used = [c for c in frame.columns if c in {*state["numeric"], *state["binary"]}]
+        used += [c for c in frame.columns if c in state["categories"]]
+        frame = self._handle_missing(frame, "request", False, used)
+        if len(frame) != len(inputs):  # missing_values="drop": a served row always gets an answer
+            raise ValueError("request: rows with empty values cannot be scored (missing_values)")
+        return list(self.transform(frame, "request")[0])
+
+    def collate_inputs(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Encoded rows as the model's input batch ``(N, num_features)``."""
+        return torch.stack(list(items))
+
+    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
+        """What a caller outside dlzoo needs to turn a row into the model's input (for a bundle's
+        JSON): column kinds in feature order, scaler statistics, fill values, category lists."""
+        state = self._ensure_state()
+        return {
+            "kind": "tabular",
+            "target": state["target"],
+            "feature_names": state["feature_names"],
+            "numeric": {
+                "columns": state["numeric"],
+                "mean": state["mean"],
+                "scale": state["scale"],
+                "fill": state["fill"],
+                "formula": "(value - mean) / scale; an empty value becomes fill first",
+            },
+            "binary": {
+                "columns": state["binary"],
+                "values": _YES_NO,
+                "fill": state["binary_fill"],
+            },
+            "categorical": {
+                "columns": list(state["categories"]),
+                "categories": {c: [UNKNOWN, *v] for c, v in state["categories"].items()},
+                "unknown_index": 0,
+                "missing_category": MISSING if self.missing_values == "impute" else None,
+                "formula": "one-hot over categories; a value never seen in training: index 0",
+            },
+            "missing_values": self.missing_values,
+            "na_values": self.na_values or [],
+        }
 
     # --------------------------------------------------------------------------- Lightning
     def setup(self, stage: str | None = None) -> None:

@@ -34,15 +34,15 @@ log = logging.getLogger(__name__)
 
 TokenizerName = Literal["spacy", "simple"]
 UNK, PAD = "<unk>", "<pad>"
-_BREAKS = re.compile(r"<br\s*/?>", re.IGNORECASE)
-_SIMPLE = re.compile(r"[\w]+(?:'[\w]+)?|[^\w\s]")
+HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+SIMPLE_TOKEN = re.compile(r"[\w]+(?:'[\w]+)?|[^\w\s]")
 #: bump when tokenisation changes, so old caches are not reused
 TOKENIZER_VERSION = 1
 
 
 def clean_text(text: str) -> str:
     """HTML line breaks (``<br />``, common in IMDB reviews) become spaces."""
-    return _BREAKS.sub(" ", text)
+    return HTML_BREAK.sub(" ", text)
 
 
 _SPACY = {}
@@ -64,7 +64,7 @@ def tokenize(text: str, tokenizer: TokenizerName = "spacy", lower: bool = True) 
     if tokenizer == "spacy":
         return [t.text for t in _spacy_tokenizer()(text) if not t.is_space]
     if tokenizer == "simple":
-        return _SIMPLE.findall(text)
+        return SIMPLE_TOKEN.findall(text)
     raise ValueError(f"tokenizer must be 'spacy' or 'simple', got {tokenizer!r}")
 
 

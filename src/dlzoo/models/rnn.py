@@ -66,6 +66,60 @@ def load_embedding_vectors(model: ClassificationModule) -> ClassificationModule:
     return model
 
 
+class PaddedLSTM(nn.Module):
+    """What an ``nn.LSTM`` computes over packed sequences, from padded input and lengths.
+
+    Exporters (ONNX, TorchScript tracing) cannot carry a ``PackedSequence``. This module shares
+    the LSTM's parameters and runs each layer and direction as a one-layer LSTM over the padded
+    batch: forward directions read steps ``0 .. length-1`` (the pad steps after them cannot
+    change those outputs), backward directions read each text reversed within its own length
+    (pad steps stay at the end), and the final state is taken at step ``length - 1``. Its
+    ``forward`` returns ``h_n`` as the packed LSTM does (eval mode: no dropout between layers).
+    """
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__()
+        if not lstm.batch_first or lstm.proj_size:
+            raise ValueError("PaddedLSTM needs a batch_first LSTM without projections")
+        directions = 2 if lstm.bidirectional else 1
+        self.directions = directions
+        self.cells = nn.ModuleList()
+        for layer in range(lstm.num_layers):
+            size = lstm.input_size if layer == 0 else lstm.hidden_size * directions
+            for direction in range(directions):
+                cell = nn.LSTM(size, lstm.hidden_size, bias=lstm.bias, batch_first=True)
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[
+                    : 4 if lstm.bias else 2
+                ]:
+                    setattr(cell, f"{name}_l0", getattr(lstm, f"{name}{suffix}"))
+                self.cells.append(cell)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        steps = torch.arange(x.shape[1], device=x.device)[None, :]
+        lengths = lengths.to(x.device)[:, None]
+        # reverses the first `length` steps of each row and keeps its pad steps where they are
+        reverse = torch.where(steps < lengths, lengths - 1 - steps, steps)
+        last = (lengths[:, 0] - 1).clamp(min=0)
+        rows = torch.arange(x.shape[0], device=x.device)
+        finals = []
+        for layer in range(len(self.cells) // self.directions):
+            outputs = []
+            for direction in range(self.directions):
+                cell = self.cells[layer * self.directions + direction]
+                source = x if direction == 0 else _gather_steps(x, reverse)
+                out, _ = cell(source)
+                finals.append(out[rows, last])
+                outputs.append(out if direction == 0 else _gather_steps(out, reverse))
+            x = torch.cat(outputs, dim=2)
+        return torch.stack(finals)
+
+
+def _gather_steps(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[n, index[n, t]]`` for every row ``n`` and step ``t``."""
+    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))
+
+
 @register_model("rnn")
 class RNNClassifier(ClassificationModule):
     """The book's vanilla RNN (Listing 7-4): embedding -> ``nn.RNN`` -> last hidden state -> linear.
@@ -161,12 +215,15 @@ class ImprovedRNN(ClassificationModule):
         if lengths is None:
             lengths = token_lengths(tokens, self.hparams.pad_index)
         embedded = self.dropout(self.embedding(tokens))
-        if self.hparams.packed:
-            # pack so the LSTM skips pad tokens (book Listing 7-9); lengths must be on the CPU
-            embedded = pack_padded_sequence(
-                embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
-            )
-        _, (hidden, _) = run_recurrent(self.lstm, embedded)
+        if isinstance(self.lstm, PaddedLSTM):  # an exported copy (see dlzoo.export)
+            hidden = self.lstm(embedded, lengths)
+        else:
+            if self.hparams.packed:
+                # pack so the LSTM skips pad tokens (book Listing 7-9); lengths on the CPU
+                embedded = pack_padded_sequence(
+                    embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
+                )
+            _, (hidden, _) = run_recurrent(self.lstm, embedded)
         # the last layer's final states: forward and backward ones side by side
         bi = self.hparams.bidirectional
         state = torch.cat([hidden[-2], hidden[-1]], dim=1) if bi else hidden[-1]

@@ -1,0 +1,339 @@
+"""``dlzoo serve``: a trained model behind an HTTP API, on LitServe.
+
+``POST /predict`` takes raw inputs as a user has them, ``{"inputs": [...]}``: tabular rows as
+objects (column -> value), texts as strings, images as base64 strings (or files uploaded as
+``multipart/form-data``), MNIST digits as 784 pixel values. Each input becomes the model's input
+through the DataModule's own ``encode_inputs`` / ``collate_inputs``, the code ``dlzoo predict``
+uses, with the fitted state restored from the checkpoint (no training data needed). The answer
+is ``{"predictions": [...]}``: per input the class probabilities by class name and the label
+(autoencoders: the reconstruction error and the latent code).
+
+Requests are batched across clients (LitServe's ``max_batch_size`` / ``batch_timeout``). A bad
+request gets a 4xx answer that names the problem and never disturbs the requests batched with it.
+``GET /health`` answers ``ok`` once the model is loaded.
+"""
+
+# no `from __future__ import annotations`: LitServe reads decode_request's annotation as a type
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+import litserve as ls
+import torch
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+#: most inputs one request may carry (more: 413)
+MAX_INPUTS = 256
+#: largest request body in bytes (more: 413)
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+class RequestError(ValueError):
+    """A request that cannot be answered; ``status`` is its HTTP status (4xx)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class _Encoded:
+    items: list[torch.Tensor]  # one preprocessed tensor per input
+
+
+@dataclass
+class _Rejected:
+    status: int
+    message: str
+
+
+def request_inputs(body: Any, kind: str, max_inputs: int = MAX_INPUTS) -> list[Any]:
+    """The raw inputs of a request body ``{"inputs": [...]}``, as ``encode_inputs`` takes them
+    (images: base64 decoded to bytes). Raises :class:`RequestError`."""
+    if not isinstance(body, dict) or "inputs" not in body:
+        raise RequestError(
+            400, 'the body must be a JSON object {"inputs": [...]} with one entry per input'
+        )
+    inputs = body["inputs"]
+    if not isinstance(inputs, list):
+        raise RequestError(400, f'"inputs" must be a list, got {type(inputs).__name__}')
+    if not inputs:
+        raise RequestError(400, '"inputs" is empty: send at least one input')
+    if len(inputs) > max_inputs:
+        raise RequestError(
+            413, f"too many inputs in one request: {len(inputs)}, at most {max_inputs}"
+        )
+    if kind != "image":
+        return inputs
+    images = []
+    for number, value in enumerate(inputs):
+        if isinstance(value, dict):  # {"image": "<base64>"} (or "data")
+            value = value.get("image", value.get("data"))
+        if not isinstance(value, str):
+            raise RequestError(
+                422, f"input {number}: an image is a base64 string, got {type(value).__name__}"
+            )
+        if value.startswith("data:") and "," in value:  # a data URL
+            value = value.split(",", 1)[1]
+        try:
+            images.append(base64.b64decode(value, validate=True))
+        except (binascii.Error, ValueError) as err:
+            raise RequestError(422, f"input {number}: not valid base64 ({err})") from None
+    return images
+
+
+class PredictionAPI(ls.LitAPI):
+    """The LitServe API of a dlzoo model and its DataModule (fitted state restored).
+
+    Args:
+        model: a dlzoo classifier or autoencoder with trained weights.
+        datamodule: its DataModule, with the checkpoint's preprocessing state.
+        max_batch_size: inputs of up to this many requests are run as one batch.
+        batch_timeout: seconds to wait for more requests to fill a batch.
+        max_inputs: most inputs in one request.
+    """
+
+    def __init__(
+        self,
+        model: pl.LightningModule,
+        datamodule: pl.LightningDataModule,
+        max_batch_size: int = 64,
+        batch_timeout: float = 0.005,
+        max_inputs: int = MAX_INPUTS,
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+        for name in ("input_kind", "encode_inputs", "collate_inputs"):
+            if not hasattr(datamodule, name):
+                raise ValueError(
+                    f"{type(datamodule).__name__} cannot turn raw inputs into tensors "
+                    f"({name} missing); serve a dlzoo DataModule"
+                )
+        self.model = model.cpu().eval()
+        self.datamodule = datamodule
+        self.max_inputs = max_inputs
+        self.classes = [str(c) for c in getattr(datamodule, "classes", None) or []]
+        self.device = torch.device("cpu")
+
+    def setup(self, device: str) -> None:
+        self.device = torch.device(device)
+        self.model.to(self.device).eval()
+
+    def decode_request(self, request: dict) -> Any:
+        """Raw inputs -> preprocessed tensors, or the reason they cannot be (never raises: a bad
+        request must not fail the others batched with it)."""
+        try:
+            inputs = request_inputs(request, self.datamodule.input_kind, self.max_inputs)
+            return _Encoded(self.datamodule.encode_inputs(inputs))
+        except RequestError as err:
+            return _Rejected(err.status, str(err))
+        except (ValueError, KeyError, TypeError) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            return _Rejected(422, str(message))
+
+    def batch(self, inputs: list) -> list:
+        return list(inputs)  # requests keep their own inputs; predict() concatenates them
+
+    def unbatch(self, output: list) -> list:
+        return output
+
+    def predict(self, x: Any) -> Any:
+        requests = x if isinstance(x, list) else [x]
+        items = [item for r in requests if isinstance(r, _Encoded) for item in r.items]
+        rows: list[dict] = []
+        if items:
+            batch = self.datamodule.collate_inputs(items)
+            batch = (
+                tuple(t.to(self.device) for t in batch)
+                if isinstance(batch, tuple)
+                else batch.to(self.device)
+            )
+            with torch.inference_mode():
+                rows = self._rows(self.model.predict_step((batch,), 0))
+        answers: list[Any] = []
+        start = 0
+        for request in requests:
+            if isinstance(request, _Rejected):
+                answers.append(request)
+                continue
+            answers.append(rows[start : start + len(request.items)])
+            start += len(request.items)
+        return answers if isinstance(x, list) else answers[0]
+
+    def _rows(self, out: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        """``predict_step``'s tensors as one JSON object per input."""
+        if "latent" in out:
+            return [
+                {"reconstruction_error": float(e), "latent": z}
+                for e, z in zip(
+                    out["mse"].float().tolist(), out["latent"].float().tolist(), strict=True
+                )
+            ]
+        probs = out["probs"].float().cpu()
+        if probs.ndim == 1:  # binary: the probability of the positive class
+            probs = torch.stack([1 - probs, probs], dim=1)
+        classes = self.classes if len(self.classes) == probs.shape[1] else None
+        classes = classes or [str(i) for i in range(probs.shape[1])]
+        return [
+            {"label": classes[pred], "probabilities": dict(zip(classes, p, strict=True))}
+            for p, pred in zip(probs.tolist(), out["preds"].tolist(), strict=True)
+        ]
+
+    def encode_response(self, output: Any) -> Any:
+        if isinstance(output, _Rejected):
+            return JSONResponse({"detail": output.message}, status_code=output.status)
+        return {"predictions": output}
+
+
+class RequestChecks:
+    """ASGI middleware in front of ``/predict``: an empty, over-size or malformed body gets its
+    4xx here, and uploaded files (``multipart/form-data``, images) become the JSON body
+    ``{"inputs": [<base64>, ...]}`` the API reads."""
+
+    def __init__(
+        self, app: ASGIApp, path: str = "/predict", max_bytes: int = MAX_REQUEST_BYTES
+    ) -> None:
+        self.app, self.path, self.max_bytes = app, path, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body, content_type = await self._read(scope, receive)
+        except RequestError as err:
+            await JSONResponse({"detail": str(err)}, status_code=err.status)(scope, receive, send)
+            return
+        headers = [
+            (k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")
+        ]
+        headers += [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()  # e.g. the client disconnecting
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app({**scope, "headers": headers}, replay, send)
+
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, bytes]:
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            raise RequestError(413, self._too_large(int(declared)))
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestError(400, "the client disconnected before the body was complete")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise RequestError(413, self._too_large(size))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if not body.strip():
+            raise RequestError(
+                400,
+                'empty body: send JSON {"inputs": [...]} (Content-Type: application/json), '
+                "or image files as multipart/form-data",
+            )
+        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        if content_type.startswith(b"multipart/form-data"):
+            return await self._files_as_json(scope, body), b"application/json"
+        try:
+            json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RequestError(400, f"the body is not valid JSON: {err}") from None
+        return body, b"application/json"
+
+    async def _files_as_json(self, scope: Scope, body: bytes) -> bytes:
+        async def once() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(scope, once).form(max_files=MAX_INPUTS, max_fields=MAX_INPUTS)
+        except Exception as err:  # starlette's multipart parser raises several types
+            raise RequestError(400, f"the multipart body cannot be read: {err}") from None
+        files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+        if not files:
+            raise RequestError(400, "the multipart body holds no files (use curl -F file=@x.jpg)")
+        encoded = [base64.b64encode(await f.read()).decode("ascii") for f in files]
+        return json.dumps({"inputs": encoded}).encode()
+
+    def _too_large(self, size: int) -> str:
+        return f"request body too large: {size:,} bytes, at most {self.max_bytes:,}"
+
+
+def build_server(
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    workers_per_device: int = 1,
+    max_batch_size: int = 64,
+    batch_timeout: float = 0.005,
+    max_inputs: int = MAX_INPUTS,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+    timeout: float = 30.0,
+) -> ls.LitServer:
+    """The LitServer for ``model`` (trained weights) and ``datamodule`` (fitted state).
+    ``max_batch_size=1`` turns batching off."""
+    api = PredictionAPI(
+        model,
+        datamodule,
+        max_batch_size=max_batch_size,
+        batch_timeout=batch_timeout if max_batch_size > 1 else 0.0,
+        max_inputs=max_inputs,
+    )
+    return ls.LitServer(
+        api,
+        accelerator=accelerator,
+        devices=devices,
+        workers_per_device=workers_per_device,
+        timeout=timeout,
+        middlewares=[(RequestChecks, {"path": api.api_path, "max_bytes": max_request_bytes})],
+    )
+
+
+def serve(
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    **kwargs: Any,
+) -> None:
+    """Serve until interrupted; binds to ``host`` (loopback unless told otherwise).
+    ``kwargs`` go to :func:`build_server`."""
+    server = build_server(model, datamodule, **kwargs)
+    log.info("serving %s on http://%s:%d/predict", type(model).__name__, host, port)
+    server.run(
+        host=host,
+        port=port,
+        generate_client_file=False,
+        log_level="warning",
+        num_api_servers=1,
+    )
+
+
+__all__: Sequence[str] = [
+    "PredictionAPI",
+    "RequestChecks",
+    "build_server",
+    "request_inputs",
+    "serve",
+]
