@@ -71,7 +71,7 @@ class InferenceNetwork(nn.Module):
         # what Lightning's own to_torchscript sets: `model.trainer` reads as None, not an error
         # (tracers look up every attribute of every submodule)
         model._jit_is_scripting = True
-        self.model = model
+        self.model = model.requires_grad_(False)
         self.autoencoder = isinstance(model, AutoEncoder)
 
     def forward(self, *inputs: torch.Tensor) -> Any:
@@ -262,7 +262,10 @@ class ExportedModel:
             )
             self.input_names = [i.name for i in self._session.get_inputs()]
         else:
-            self._module = torch.jit.load(str(self.path), map_location="cpu").eval()
+            with warnings.catch_warnings():
+                # TorchScript is deprecated in favour of torch.export; the user chose the format
+                warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated")
+                self._module = torch.jit.load(str(self.path), map_location="cpu").eval()
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self.path.suffix == ".onnx":
