@@ -201,9 +201,13 @@ class RequestChecks:
     ``{"inputs": [<base64>, ...]}`` the API reads."""
 
     def __init__(
-        self, app: ASGIApp, path: str = "/predict", max_bytes: int = MAX_REQUEST_BYTES
+        self,
+        app: ASGIApp,
+        path: str = "/predict",
+        max_bytes: int = MAX_REQUEST_BYTES,
+        max_inputs: int = MAX_INPUTS,
     ) -> None:
-        self.app, self.path, self.max_bytes = app, path, max_bytes
+        self.app, self.path, self.max_bytes, self.max_inputs = app, path, max_bytes, max_inputs
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
@@ -256,9 +260,10 @@ class RequestChecks:
         if content_type.startswith(b"multipart/form-data"):
             return await self._files_as_json(scope, body), b"application/json"
         try:
-            json.loads(body)
+            parsed = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise RequestError(400, f"the body is not valid JSON: {err}") from None
+        request_inputs(parsed, "", self.max_inputs)  # its shape: {"inputs": [...]}, within max_inputs
         return body, b"application/json"
 
     async def _files_as_json(self, scope: Scope, body: bytes) -> bytes:
@@ -306,7 +311,12 @@ def build_server(
         devices=devices,
         workers_per_device=workers_per_device,
         timeout=timeout,
-        middlewares=[(RequestChecks, {"path": api.api_path, "max_bytes": max_request_bytes})],
+        middlewares=[
+            (
+                RequestChecks,
+                {"path": api.api_path, "max_bytes": max_request_bytes, "max_inputs": max_inputs},
+            )
+        ],
     )
 
 
