@@ -48,5 +48,11 @@ def bench(session: nox.Session) -> None:
     Tabular, vision and text, in that order (about 1.5 hours on 2 CPU cores). ``--reuse`` keeps
     the results each script saved under .bench/ and only reruns what is missing.
     """
-    for script in ("bench_tabular.py", "bench_vision.py", "bench_text.py"):
+    for script in (
+        "bench_tabular.py",
+        "bench_vision.py",
+        "bench_text.py",
+        "bench_deploy.py",
+        "bench_pretrained.py",
+    ):
         session.run(UV, "run", "--locked", "python", f"benchmarks/{script}", *session.posargs)

@@ -263,7 +263,9 @@ class RequestChecks:
             parsed = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise RequestError(400, f"the body is not valid JSON: {err}") from None
-        request_inputs(parsed, "", self.max_inputs)  # its shape: {"inputs": [...]}, within max_inputs
+        request_inputs(
+            parsed, "", self.max_inputs
+        )  # its shape: {"inputs": [...]}, within max_inputs
         return body, b"application/json"
 
     async def _files_as_json(self, scope: Scope, body: bytes) -> bytes:

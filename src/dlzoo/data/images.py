@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import warnings
@@ -70,6 +71,50 @@ def read_image(source: str | Path | bytes) -> torch.Tensor:
     with Image.open(source) as image:
         image.seek(0)
         return pil_to_tensor(image.convert("RGB"))
+
+
+def pretrained_eval_settings(spec: str) -> dict[str, Any]:
+    """The evaluation transforms pretrained weights were trained with, as numbers: ``spec`` is a
+    torchvision weights entry (``MobileNet_V2_Weights.IMAGENET1K_V1``) or a timm model
+    (``timm/tf_efficientnet_lite0``, optionally ``.<tag>``). Center crops only."""
+    if spec.startswith("timm/"):
+        import timm
+        from timm.data import resolve_data_config
+
+        cfg = timm.models.get_pretrained_cfg(spec.removeprefix("timm/"))
+        if cfg is None:
+            raise ValueError(
+                f"unknown timm model {spec!r} for preprocessing; e.g. timm/tf_efficientnet_lite0 "
+                "(timm.list_pretrained())"
+            )
+        config = resolve_data_config(pretrained_cfg=cfg.to_dict())
+        if config.get("crop_mode", "center") != "center":
+            raise ValueError(f"{spec} crops with {config['crop_mode']!r}; dlzoo does center crops")
+        crop = int(config["input_size"][-1])
+        return {
+            "resize_size": math.floor(crop / config["crop_pct"]),  # as timm's eval transform
+            "crop_size": crop,
+            "interpolation": config["interpolation"],
+            "mean": [float(m) for m in config["mean"]],
+            "std": [float(s) for s in config["std"]],
+        }
+    from torchvision.models import get_weight
+
+    try:
+        preset = get_weight(spec).transforms()
+    except (ValueError, KeyError, AttributeError):
+        raise ValueError(
+            f"unknown pretrained weights {spec!r} for preprocessing; e.g. "
+            "VGG16_Weights.IMAGENET1K_V1, ResNet18_Weights.IMAGENET1K_V1 (torchvision) or "
+            "timm/tf_efficientnet_lite0"
+        ) from None
+    return {
+        "resize_size": int(preset.resize_size[0]),
+        "crop_size": int(preset.crop_size[0]),
+        "interpolation": preset.interpolation.value,
+        "mean": [float(m) for m in preset.mean],
+        "std": [float(s) for s in preset.std],
+    }
 
 
 def _too_large(source: str | io.BytesIO) -> str | None:
@@ -179,8 +224,10 @@ class ImageFolderDataModule(pl.LightningDataModule):
         image_size: side of the square crop the model sees.
         resize_size: evaluation resize of the shorter side before the centre crop (the book: 255).
         augment: RandomResizedCrop(image_size) and horizontal flips for training images.
-        preprocessing: the evaluation transforms of a torchvision weights entry instead, e.g.
-            ``VGG16_Weights.IMAGENET1K_V1`` (what the pretrained network was trained with).
+        preprocessing: the evaluation transforms of pretrained weights instead: a torchvision
+            weights entry (``MobileNet_V2_Weights.IMAGENET1K_V1``) or ``timm/<model>``. Default:
+            those of the model's pretrained backbone, when it has one (adopted at setup and saved
+            in checkpoints), else the options below.
         mean: per-channel normalisation mean (default ImageNet's).
         std: per-channel normalisation standard deviation (default ImageNet's).
         batch_size: images per batch.
@@ -223,8 +270,9 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self._features: dict[str, TensorBatchDataset] = {}
         self.skipped: dict[str, str] = {}  # unreadable files and why, once set up
         self.predict_row_ids: list[str] = []
+        self._adopted: str | None = None  # the pretrained backbone's preprocessing, if any
         if preprocessing is not None:
-            self._weights_transforms()  # a bad name fails now, not after the data is scanned
+            pretrained_eval_settings(preprocessing)  # a bad name fails now, not after a scan
 
     # -------------------------------------------------------------------------------- layout
     def _root(self) -> Path:
@@ -259,30 +307,14 @@ class ImageFolderDataModule(pl.LightningDataModule):
         return (3, self.eval_settings()["crop_size"], self.eval_settings()["crop_size"])
 
     # ---------------------------------------------------------------------------- transforms
-    def _weights_transforms(self) -> Callable:
-        from torchvision.models import get_weight
-
-        try:
-            return get_weight(self.preprocessing).transforms()
-        except (ValueError, KeyError, AttributeError):
-            raise ValueError(
-                f"unknown torchvision weights {self.preprocessing!r} for preprocessing; "
-                "e.g. VGG16_Weights.IMAGENET1K_V1 or ResNet18_Weights.IMAGENET1K_V1"
-            ) from None
-
     def eval_settings(self) -> dict[str, Any]:
         """How evaluation images are prepared, decided here only: resize the shorter side to
         ``resize_size`` (``interpolation``), centre-crop ``crop_size``, scale to [0, 1],
-        normalise with ``mean``/``std``. From ``preprocessing`` (a weights entry) when given."""
-        if self.preprocessing is not None:
-            preset = self._weights_transforms()
-            return {
-                "resize_size": int(preset.resize_size[0]),
-                "crop_size": int(preset.crop_size[0]),
-                "interpolation": preset.interpolation.value,
-                "mean": [float(m) for m in preset.mean],
-                "std": [float(s) for s in preset.std],
-            }
+        normalise with ``mean``/``std``. Those of the pretrained weights when there are any:
+        ``preprocessing`` if given, else the backbone's own (see :meth:`adopt_preprocessing`)."""
+        spec = self.preprocessing or self._adopted
+        if spec is not None:
+            return pretrained_eval_settings(spec)
         return {
             "resize_size": self.resize_size,
             "crop_size": self.image_size,
@@ -385,7 +417,17 @@ class ImageFolderDataModule(pl.LightningDataModule):
             shown = ", ".join(Path(p).name for p in list(other)[:5])
             more = f" (and {len(other) - 5} more)" if len(other) > 5 else ""
             log.warning("skipped %d non-image files in %s: %s%s", len(other), folder, shown, more)
-        return self._readable([p for p, _ in samples], [label for _, label in samples], folder)
+        files, labels = self._readable(
+            [p for p, _ in samples], [label for _, label in samples], folder
+        )
+        # classes taking turns (not one folder after another): every evaluation batch, the
+        # sanity check's included, holds each class, so no metric sees a single class
+        seen: dict[int, int] = {}
+        turns = [
+            seen.__setitem__(label, seen.get(label, -1) + 1) or seen[label] for label in labels
+        ]
+        order = sorted(range(len(files)), key=lambda i: (turns[i], labels[i]))
+        return [files[i] for i in order], [labels[i] for i in order]
 
     def _readable(
         self, files: list[str], labels: list[int] | None, folder: Path
@@ -402,7 +444,35 @@ class ImageFolderDataModule(pl.LightningDataModule):
             raise ValueError(f"no readable images in {folder}")
         return [files[i] for i in keep], None if labels is None else [labels[i] for i in keep]
 
+    def adopt_preprocessing(self, spec: str | None) -> None:
+        """Prepare images as pretrained weights ``spec`` were trained (see ``preprocessing``),
+        unless ``preprocessing`` says otherwise. Called at setup with the model's
+        ``preprocessing_spec``; call it yourself outside a Trainer."""
+        if spec is None or spec == self._adopted:
+            return
+        if self.preprocessing is not None:
+            if self.preprocessing != spec:
+                log.info(
+                    "images prepared as %s (preprocessing), not as %s", self.preprocessing, spec
+                )
+            return
+        settings = pretrained_eval_settings(spec)
+        self._adopted = spec
+        self._datasets.clear()  # made with other transforms: made again when next needed
+        self._features.clear()
+        log.info(
+            "images prepared as %s was trained: resize %d (%s), crop %d, mean %s, std %s",
+            spec,
+            settings["resize_size"],
+            settings["interpolation"],
+            settings["crop_size"],
+            [round(m, 3) for m in settings["mean"]],
+            [round(s, 3) for s in settings["std"]],
+        )
+
     def setup(self, stage: str | None = None) -> None:
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        self.adopt_preprocessing(getattr(model, "preprocessing_spec", None))
         if stage == "predict" and self.predict_dir:
             self._predict_files()  # new images only: no training folders needed
             return
@@ -540,10 +610,12 @@ class ImageFolderDataModule(pl.LightningDataModule):
         refuse_changed_options(self, saved, self.input_options)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"classes": self.classes}
+        return {"classes": self.classes, "preprocessing": self.preprocessing or self._adopted}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._classes = list(state_dict["classes"])
+        if self.preprocessing is None:  # what the model was trained with (older: no entry)
+            self._adopted = state_dict.get("preprocessing")
 
 
 #: Google's cats_and_dogs_filtered (2,000 train + 1,000 validation Kaggle images)

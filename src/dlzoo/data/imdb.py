@@ -342,8 +342,12 @@ class TextClassificationDataModule(pl.LightningDataModule):
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"word vectors not found: {path}")
-        vocab_hash = hashlib.sha256("\n".join(self.vocab.itos).encode()).hexdigest()[:16]
-        out = self.cache_dir / "vectors" / f"{path.stem}-{vocab_hash}.pt"
+        # cached per vocabulary and vectors file (its path, size and modification time, or its
+        # checksum): the second run reads a small tensor, not 400,000 lines of text
+        stat = path.stat()
+        identity = self.vectors_sha256 or f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        key = hashlib.sha256("\n".join([identity, *self.vocab.itos]).encode()).hexdigest()[:16]
+        out = self.cache_dir / "vectors" / f"{path.name.split('.')[0]}-{key}.pt"
         if not out.is_file():
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(f".{os.getpid()}.tmp")  # one per process (DDP ranks)

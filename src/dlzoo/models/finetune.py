@@ -1,14 +1,16 @@
-"""Fine-tuning a pretrained torchvision classifier (book chapter 6: VGG16 on Cats vs Dogs).
+"""Fine-tuning a pretrained classifier (book chapter 6: VGG16 on Cats vs Dogs).
 
-The torchvision network's last ``Linear`` layer (VGG16's ``classifier[6]``, ResNet's ``fc``) is
-replaced by ``Identity``, which makes the rest the ``backbone``; a new ``head`` maps its features
-to the classes. Pretrained weights load when a run starts and no checkpoint is being restored, so
-a fine-tuned checkpoint reloads without the pretrained file or a network connection.
+A torchvision network's last ``Linear`` layer (VGG16's ``classifier[6]``, ResNet's ``fc``) is
+replaced by ``Identity``, and a timm network is built without its classifier (``num_classes=0``):
+the rest is the ``backbone``; a new ``head`` maps its features to the classes. Pretrained weights
+load when a run starts and no checkpoint is being restored, so a fine-tuned checkpoint reloads
+without the pretrained file or a network connection.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +20,7 @@ import torch
 import torchvision
 from lightning.pytorch.callbacks import BackboneFinetuning
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
 from dlzoo.models.base import ClassificationModule, make_activation
@@ -34,6 +37,77 @@ def _split_last_linear(network: nn.Module) -> tuple[str, nn.Linear]:
     if last is None:
         raise ValueError(f"{type(network).__name__} has no Linear layer to replace with a head")
     return name, last
+
+
+#: how a timm backbone is named: ``timm/tf_efficientnet_lite0``
+TIMM_PREFIX = "timm/"
+
+
+def _timm_name(backbone: str, weights: str | None) -> str:
+    """``<architecture>[.<pretrained tag>]`` for timm; ``weights`` is DEFAULT, a tag or None."""
+    name = backbone.removeprefix(TIMM_PREFIX)
+    return name if weights in (None, "DEFAULT") or "." in name else f"{name}.{weights}"
+
+
+def _timm_backbone(backbone: str, weights: str | None) -> tuple[nn.Module, str, int]:
+    """A timm network without its classifier (pooled features out), the classifier's name in
+    its state dicts, and the feature width."""
+    import timm
+
+    name = _timm_name(backbone, weights)
+    architecture = name.split(".", 1)[0]
+    if architecture not in timm.list_models():
+        raise ValueError(
+            f"unknown timm model {architecture!r} (backbone {backbone!r}); see "
+            "timm.list_models(), e.g. timm/tf_efficientnet_lite0, timm/resnet18"
+        )
+    if weights is not None and timm.models.get_pretrained_cfg(name) is None:
+        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{architecture}.*")]
+        raise ValueError(
+            f"timm has no pretrained weights {weights!r} for {architecture}; weights is DEFAULT, "
+            f"one of the tags {tags}, or null"
+        )
+    network = timm.create_model(name, pretrained=False, num_classes=0)  # no I/O here
+    return network, network.pretrained_cfg.get("classifier", "classifier"), network.num_features
+
+
+def _timm_hub_state(backbone: str, weights: str | None) -> dict[str, torch.Tensor]:
+    """timm's pretrained weights from its Hugging Face hub cache (downloaded when online)."""
+    import timm
+    from huggingface_hub import constants
+
+    name = _timm_name(backbone, weights)
+    try:
+        return timm.create_model(name, pretrained=True).state_dict()
+    except Exception as err:  # offline: LocalEntryNotFoundError, OSError, timeouts ...
+        cfg = timm.models.get_pretrained_cfg(name)
+        hub_id = getattr(cfg, "hf_hub_id", None) or name
+        raise FileNotFoundError(
+            f"timm weights of {name} are not in the Hugging Face hub cache "
+            f"({constants.HF_HUB_CACHE}) and could not be downloaded ({type(err).__name__}). "
+            f"On an offline machine, download model.safetensors from "
+            f"https://huggingface.co/{hub_id} elsewhere and pass it as "
+            "--model.init_args.weights_file /path/to/model.safetensors (a .pth/.bin state dict "
+            "works too), or copy the hub cache folder, or weights: null for random weights."
+        ) from err
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file (no unpickling at all) or a ``.pth``/``.pt``/
+    ``.bin`` file (``torch.load(weights_only=True)``; a ``state_dict``/``model`` entry is
+    unwrapped)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
+    return state
 
 
 class UnfreezeBackbone(BackboneFinetuning):
@@ -65,11 +139,15 @@ class FineTuneClassifier(ClassificationModule):
     Args:
         num_classes: 2 for binary (one logit), more for multiclass.
         backbone: a torchvision classification model name (``vgg16``, ``resnet18``,
-            ``efficientnet_b0`` ...).
-        weights: torchvision weights name for the backbone (``IMAGENET1K_V1``, ``DEFAULT``), or
-            ``None`` for random initialisation.
-        weights_file: a local ``.pth`` state dict of the backbone (for offline machines); wins
-            over ``weights``.
+            ``mobilenet_v2`` ...), or a timm model as ``timm/<name>`` (``timm/tf_efficientnet_lite0``;
+            see ``timm.list_models()``).
+        weights: the pretrained weights: torchvision's weights name (``IMAGENET1K_V1``,
+            ``DEFAULT``); for timm ``DEFAULT`` or a pretrained tag (``in1k``), from its Hugging
+            Face hub cache. ``None`` for random initialisation. An image DataModule prepares
+            images as these weights were trained (``preprocessing_spec``).
+        weights_file: a local state dict of the backbone (for offline machines): ``.pth``,
+            ``.pt``, ``.bin`` (loaded with ``weights_only=True``) or ``.safetensors``; wins over
+            ``weights``. Keys that do not fit are named.
         head_sizes: hidden widths of the new head.
         head_dropout: dropout after each hidden layer of the head.
         activation: head non-linearity.
@@ -101,23 +179,28 @@ class FineTuneClassifier(ClassificationModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
-        if backbone not in torchvision.models.list_models(torchvision.models):
-            raise ValueError(
-                f"unknown torchvision classifier {backbone!r}; e.g. vgg16, resnet18, "
-                "efficientnet_b0 (torchvision.models.list_models())"
-            )
-        if weights is not None:
-            self._weights_entry()  # a bad weights name fails now, before any data is read
         if unfreeze_at_epoch is not None and not freeze_backbone:
             raise ValueError("unfreeze_at_epoch needs freeze_backbone=True")
         if cache_features and (not freeze_backbone or unfreeze_at_epoch is not None):
             raise ValueError("cache_features needs a backbone that stays frozen")
-        network = torchvision.models.get_model(backbone, weights=None)  # no I/O here
-        self._replaced, last = _split_last_linear(network)
-        network.set_submodule(self._replaced, nn.Identity())
+        if backbone.startswith(TIMM_PREFIX):
+            network, self._replaced, feature_dim = _timm_backbone(backbone, weights)
+        else:
+            if backbone not in torchvision.models.list_models(torchvision.models):
+                raise ValueError(
+                    f"unknown torchvision classifier {backbone!r}; e.g. vgg16, resnet18, "
+                    "mobilenet_v2 (torchvision.models.list_models()), or a timm model as "
+                    "timm/<name>, e.g. timm/tf_efficientnet_lite0 (timm.list_models())"
+                )
+            if weights is not None:
+                self._weights_entry()  # a bad weights name fails now, before any data is read
+            network = torchvision.models.get_model(backbone, weights=None)  # no I/O here
+            self._replaced, last = _split_last_linear(network)
+            network.set_submodule(self._replaced, nn.Identity())
+            feature_dim = last.in_features
         self.backbone = network
         layers: list[nn.Module] = []
-        width = last.in_features
+        width = feature_dim
         for hidden in head_sizes:
             layers += [nn.Linear(width, hidden), make_activation(activation)]
             if head_dropout > 0:
@@ -125,7 +208,7 @@ class FineTuneClassifier(ClassificationModule):
             width = hidden
         layers.append(nn.Linear(width, self.num_outputs))
         self.head = nn.Sequential(*layers)
-        self.feature_dim = last.in_features
+        self.feature_dim = feature_dim
         if freeze_backbone:
             self.backbone.requires_grad_(False)
             self.backbone.eval()  # Lightning keeps each module's mode as it finds it at fit start
@@ -133,21 +216,41 @@ class FineTuneClassifier(ClassificationModule):
             self.to(memory_format=torch.channels_last)
 
     # --------------------------------------------------------------------------------- weights
-    def _weights_entry(self) -> Any:
+    @property
+    def is_timm(self) -> bool:
+        return self.hparams.backbone.startswith(TIMM_PREFIX)
+
+    def _weights_entry(self, name: str | None = None) -> Any:
         hp = self.hparams
+        name = name or hp.weights
         try:
-            return torchvision.models.get_model_weights(hp.backbone)[hp.weights]
+            return torchvision.models.get_model_weights(hp.backbone)[name]
         except KeyError:
             names = [w.name for w in torchvision.models.get_model_weights(hp.backbone)]
             raise ValueError(
-                f"{hp.backbone} has no weights {hp.weights!r}; choose from {names}, DEFAULT or null"
+                f"{hp.backbone} has no weights {name!r}; choose from {names}, DEFAULT or null"
             ) from None
 
+    @property
+    def preprocessing_spec(self) -> str | None:
+        """The pretrained weights whose image transforms the data should use (an image
+        DataModule adopts them): a torchvision weights entry or ``timm/<model>.<tag>``; ``None``
+        for a randomly initialised backbone."""
+        hp = self.hparams
+        if hp.weights is None and not hp.weights_file:
+            return None
+        if self.is_timm:
+            return TIMM_PREFIX + _timm_name(hp.backbone, hp.weights)
+        # a weights_file alone: assume the torchvision weights it was saved from are DEFAULT's
+        entry = self._weights_entry(hp.weights or "DEFAULT")
+        return f"{type(entry).__name__}.{entry.name}"
+
     def weights_path(self) -> Path | None:
-        """Where torch hub keeps the pretrained file (``$TORCH_HOME/hub/checkpoints/...``)."""
+        """The pretrained file: ``weights_file``, or where torch hub keeps torchvision's
+        (``$TORCH_HOME/hub/checkpoints/...``); ``None`` for timm's hub weights."""
         if self.hparams.weights_file:
             return Path(self.hparams.weights_file)
-        if self.hparams.weights is None:
+        if self.hparams.weights is None or self.is_timm:
             return None
         url = self._weights_entry().url
         return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
@@ -156,7 +259,7 @@ class FineTuneClassifier(ClassificationModule):
         """Load the backbone's pretrained weights (file, hub cache, or download); returns ``self``."""
         hp = self.hparams
         path = self.weights_path()
-        if path is None:
+        if path is None and hp.weights is None:
             rank_zero_warn(
                 f"FineTuneClassifier: {hp.backbone} has random weights (weights=None)"
                 + (", and it is frozen: only the head learns" if hp.freeze_backbone else "")
@@ -165,33 +268,49 @@ class FineTuneClassifier(ClassificationModule):
             return self
         if hp.weights_file and not path.is_file():
             raise FileNotFoundError(f"weights_file not found: {path}")
-        if not path.is_file():
-            url = self._weights_entry().url
-            try:
-                torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True)
-            except Exception as err:  # URLError, HTTPError, hash mismatch, timeouts
-                raise FileNotFoundError(
-                    f"pretrained {hp.backbone} weights {hp.weights} are not at {path} and could "
-                    f"not be downloaded ({type(err).__name__}: {err}). On an offline machine, "
-                    f"download {url} elsewhere and copy it to {path} (the torch hub cache; "
-                    "$TORCH_HOME moves it), or pass --model.init_args.weights_file "
-                    f"/path/to/{path.name}, or weights: null to start from random weights."
-                ) from err
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
-        prefix = self._replaced + "."
-        dropped = {k for k in state if k.startswith(prefix)}  # the replaced ImageNet classifier
-        result = self.backbone.load_state_dict(
-            {k: v for k, v in state.items() if k not in dropped}, strict=False
-        )
-        if result.missing_keys or result.unexpected_keys:
-            raise ValueError(
-                f"{path} does not fit torchvision's {hp.backbone}: missing "
-                f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}"
-            )
+        if path is None:  # timm's own weights, from the Hugging Face hub cache
+            state, path = _timm_hub_state(hp.backbone, hp.weights), "the Hugging Face hub cache"
+        else:
+            if not path.is_file():
+                self._download_torchvision(path)
+            state = read_state_dict(path)
+        self._load_backbone_state(state, str(path))
         log.info("loaded %s weights from %s", hp.backbone, path)
         self._pretrained_done = True
         return self
+
+    def _download_torchvision(self, path: Path) -> None:
+        hp = self.hparams
+        url = self._weights_entry().url
+        try:
+            torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True)
+        except Exception as err:  # URLError, HTTPError, hash mismatch, timeouts
+            raise FileNotFoundError(
+                f"pretrained {hp.backbone} weights {hp.weights} are not at {path} and could "
+                f"not be downloaded ({type(err).__name__}: {err}). On an offline machine, "
+                f"download {url} elsewhere and copy it to {path} (the torch hub cache; "
+                "$TORCH_HOME moves it), or pass --model.init_args.weights_file "
+                f"/path/to/{path.name}, or weights: null to start from random weights."
+            ) from err
+
+    def _load_backbone_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+        """Load ``state`` into the backbone, leaving out the replaced ImageNet classifier; a file
+        that does not fit is an error naming the keys."""
+        hp = self.hparams
+        prefix = self._replaced + "."
+        state = {k: v for k, v in state.items() if not k.startswith(prefix)}
+        own = self.backbone.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        wrong = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or wrong:
+            kind = "timm's" if self.is_timm else "torchvision's"
+            raise ValueError(
+                f"{source} does not fit {kind} {hp.backbone.removeprefix(TIMM_PREFIX)}: "
+                f"{len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} unexpected "
+                f"{unexpected[:5]}, {len(wrong)} of another shape {wrong[:5]}"
+            )
+        self.backbone.load_state_dict(state)
 
     # ----------------------------------------------------------------------------- training
     @property
@@ -218,6 +337,17 @@ class FineTuneClassifier(ClassificationModule):
 
     def on_fit_start(self) -> None:
         super().on_fit_start()  # logs the parameter counts
+        if self.backbone_frozen:
+            # Lightning warns about modules in eval mode at the start of training; a frozen
+            # backbone is kept in eval mode on purpose (fixed batch-norm statistics, no dropout).
+            # Silenced only when those modules are exactly the backbone's.
+            in_eval = [m for m in self.modules() if not m.training]
+            if len(in_eval) == len(list(self.backbone.modules())):
+                warnings.filterwarnings(
+                    "ignore",
+                    message=rf"Found {len(in_eval)} module\(s\) in eval mode at the start",
+                    category=PossibleUserWarning,
+                )
         if self.hparams.cache_features:
             datamodule = self.trainer.datamodule
             if not hasattr(datamodule, "cache_features"):
