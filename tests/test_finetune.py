@@ -86,7 +86,7 @@ def test_local_weights_file_is_loaded(tmp_path: Path) -> None:
     # a file of another network is refused with the keys that do not fit
     torch.save(torchvision.models.mobilenet_v3_small().state_dict(), tmp_path / "other.pth")
     wrong = FineTuneClassifier(backbone="resnet18", weights_file=str(tmp_path / "other.pth"))
-    with pytest.raises(ValueError, match="does not fit torchvision's resnet18: missing"):
+    with pytest.raises(ValueError, match=r"does not fit torchvision.s resnet18: \d+ missing key"):
         wrong.load_pretrained()
     with pytest.raises(FileNotFoundError, match="weights_file not found"):
         FineTuneClassifier(
@@ -185,3 +185,190 @@ def test_gradual_unfreezing_survives_a_resume_after_the_unfreeze_epoch(tmp_path:
     assert not torch.equal(resumed.backbone.conv1.weight.detach(), before)  # it trained
     groups = trainer.optimizers[0].param_groups
     assert len(groups) == 2  # head, and the backbone added at the unfreeze epoch
+
+
+# ------------------------------------------------------------------------ timm backbones
+TIMM = "timm/test_efficientnet"  # timm's own tiny test network (99k parameters)
+
+
+def _timm_state(seed: int, name: str = "test_efficientnet") -> dict[str, torch.Tensor]:
+    import timm
+
+    torch.manual_seed(seed)
+    return timm.create_model(name).state_dict()  # with its ImageNet classifier, as files are
+
+
+def test_timm_backbone_builds_freezes_and_loads_pth_and_safetensors(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    model = FineTuneClassifier(backbone=TIMM, weights="DEFAULT", head_sizes=[8])
+    assert model.feature_dim == 256 and model.head[0].in_features == 256
+    assert not any(p.requires_grad for p in model.backbone.parameters())  # exactly the backbone
+    assert all(p.requires_grad for p in model.head.parameters())
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 1)
+
+    state = _timm_state(1)
+    torch.save(state, tmp_path / "weights.pth")
+    save_file({k: v.contiguous() for k, v in _timm_state(2).items()}, tmp_path / "w.safetensors")
+    for file, seed in (("weights.pth", 1), ("w.safetensors", 2)):
+        loaded = FineTuneClassifier(backbone=TIMM, weights_file=str(tmp_path / file))
+        loaded.load_pretrained()
+        expected = _timm_state(seed)
+        torch.testing.assert_close(loaded.backbone.conv_stem.weight, expected["conv_stem.weight"])
+        torch.testing.assert_close(loaded.backbone.bn2.running_var, expected["bn2.running_var"])
+
+    torch.save(_timm_state(3, "test_resnet"), tmp_path / "other.pth")
+    wrong = FineTuneClassifier(backbone=TIMM, weights_file=str(tmp_path / "other.pth"))
+    with pytest.raises(
+        ValueError, match=r"does not fit timm's test_efficientnet: \d+ missing"
+    ) as e:
+        wrong.load_pretrained()
+    assert "missing key(s) ['conv_stem.weight'" in str(e.value) and "unexpected" in str(e.value)
+    with pytest.raises(ValueError, match="unknown timm model 'no_such_net'"):
+        FineTuneClassifier(backbone="timm/no_such_net")
+    with pytest.raises(ValueError, match=r"no pretrained weights 'in22k'.*\['r160_in1k'\]"):
+        FineTuneClassifier(backbone=TIMM, weights="in22k")
+
+
+def test_timm_weights_offline_name_the_file_the_cache_and_weights_file(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    model = FineTuneClassifier(backbone=TIMM, weights="DEFAULT")
+    with pytest.raises(FileNotFoundError) as info:
+        model.load_pretrained()
+    message = str(info.value)
+    assert "https://huggingface.co/timm/test_efficientnet.r160_in1k" in message
+    assert "model.safetensors" in message and str(tmp_path / "hf") in message
+    assert "--model.init_args.weights_file" in message
+
+
+def test_images_are_prepared_as_the_backbone_weights_expect(tmp_path: Path) -> None:
+    import timm
+    from timm.data import create_transform, resolve_data_config
+    from torchvision.models import MobileNet_V2_Weights
+
+    dm = _data(tmp_path)
+    torchvision_model = FineTuneClassifier(backbone="mobilenet_v2", weights="IMAGENET1K_V1")
+    assert torchvision_model.preprocessing_spec == "MobileNet_V2_Weights.IMAGENET1K_V1"
+    dm.adopt_preprocessing(torchvision_model.preprocessing_spec)
+    preset = MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
+    settings = dm.eval_settings()
+    assert settings["resize_size"] == preset.resize_size[0] == 256
+    assert settings["crop_size"] == preset.crop_size[0] == 224
+    assert settings["mean"] == pytest.approx(preset.mean)
+    assert settings["std"] == pytest.approx(preset.std)
+    assert dm.input_shape == (3, 224, 224)
+
+    timm_model = FineTuneClassifier(backbone="timm/tf_efficientnet_lite0", weights="DEFAULT")
+    assert timm_model.preprocessing_spec == "timm/tf_efficientnet_lite0"
+    dm = _data(tmp_path)
+    dm.adopt_preprocessing(timm_model.preprocessing_spec)
+    config = resolve_data_config({}, model=timm.create_model("tf_efficientnet_lite0"))
+    resize, crop, _, normalize = create_transform(**config).transforms
+    settings = dm.eval_settings()
+    assert settings["resize_size"] == resize.size == 256
+    assert settings["crop_size"] == crop.size[0] == 224
+    assert settings["interpolation"] == "bicubic" == config["interpolation"]
+    assert settings["mean"] == pytest.approx(normalize.mean.tolist())
+    assert settings["std"] == pytest.approx(normalize.std.tolist())
+    image = torch.randint(0, 256, (3, 300, 400), dtype=torch.uint8)
+    assert dm.eval_transform()(image).shape == (3, 224, 224)
+    augmenting = _data(tmp_path, augment=True)
+    augmenting.adopt_preprocessing(timm_model.preprocessing_spec)
+    assert augmenting.train_transform()(image).shape == (3, 224, 224)
+    normalize_step = augmenting.train_transform().transforms[-1]
+    assert list(normalize_step.mean) == [0.5, 0.5, 0.5]  # the backbone's normalisation
+
+    explicit = _data(tmp_path, preprocessing="ResNet18_Weights.IMAGENET1K_V1")
+    explicit.adopt_preprocessing(timm_model.preprocessing_spec)  # an explicit choice wins
+    assert explicit.eval_settings()["resize_size"] == 256
+    assert explicit.eval_settings()["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    random = FineTuneClassifier(backbone=TIMM, weights=None)
+    assert random.preprocessing_spec is None  # nothing pretrained: the DataModule's own options
+    assert _data(tmp_path).eval_settings()["crop_size"] == 32
+
+
+def test_backbone_transforms_are_adopted_at_fit_and_survive_a_checkpoint(tmp_path: Path) -> None:
+    from dlzoo.export import restore_checkpoint
+
+    torch.save(_timm_state(1), tmp_path / "weights.pth")
+
+    def build() -> FineTuneClassifier:
+        return FineTuneClassifier(
+            backbone=TIMM, weights_file=str(tmp_path / "weights.pth"), head_sizes=[8]
+        )
+
+    dm = _data(tmp_path)
+    trainer = _trainer(tmp_path, 1)
+    trainer.fit(build(), dm)
+    assert dm.eval_settings()["crop_size"] == 160  # test_efficientnet's pretrained config
+    assert dm._datasets["train"][0][0].shape == (3, 160, 160)
+    trainer.save_checkpoint(tmp_path / "tuned.ckpt")
+
+    fresh = _data(tmp_path)  # no trainer, no model: only the checkpoint says how
+    assert fresh.eval_settings()["crop_size"] == 32
+    restore_checkpoint(build(), fresh, tmp_path / "tuned.ckpt")
+    assert fresh.eval_settings() == dm.eval_settings()
+    assert fresh.state_dict()["preprocessing"] == "timm/test_efficientnet"
+
+
+def test_cached_features_give_the_uncached_head_outputs_for_timm(tmp_path: Path) -> None:
+    torch.save(_timm_state(1), tmp_path / "weights.pth")
+    outputs = []
+    for cache in (False, True):
+        pl.seed_everything(0)
+        dm = _data(tmp_path)
+        torch.manual_seed(5)
+        model = FineTuneClassifier(
+            backbone=TIMM,
+            weights_file=str(tmp_path / "weights.pth"),
+            cache_features=cache,
+            head_sizes=(8,),
+            lr=1e-2,
+        )
+        trainer = _trainer(tmp_path, 2)
+        trainer.fit(model, dm)
+        if cache:
+            assert dm._features["train"].tensors[0].shape == (16, 256)
+        outputs.append(torch.cat([p["probs"] for p in trainer.predict(model, dm)]))
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_fine_tuning_run_prints_no_warning_a_user_cannot_act_on(tmp_path: Path) -> None:
+    """`dlzoo fit` on a tiny image folder with a frozen timm backbone, as a subprocess: no eval
+    mode warning, no single-class metric warning in the sanity check, no deprecations."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    torch.save(_timm_state(1), tmp_path / "weights.pth")
+    root = write_image_tree(tmp_path / "pets", {"train": 6, "val": 4})
+    config = {
+        "trainer": {"max_epochs": 2, "accelerator": "cpu", "default_root_dir": str(tmp_path)},
+        "model": {
+            "class_path": "vgg16_finetune",
+            "init_args": {"backbone": TIMM, "weights_file": str(tmp_path / "weights.pth")},
+        },
+        "data": {
+            "class_path": "image_folder",
+            "init_args": {"data_dir": str(root), "batch_size": 2, "num_workers": 0},
+        },
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "dlzoo", "fit", "--config", str(tmp_path / "config.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "PYTHONWARNINGS": "default"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    for noise in ("Warning", "warn(", "eval mode", "No positive samples", "deprecated"):
+        assert noise not in output, output[-3000:]
+    assert "images prepared as timm/test_efficientnet was trained" in output

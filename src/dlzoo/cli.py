@@ -442,9 +442,23 @@ def _hide_known_noise() -> None:
         r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint",
     ):
         warnings.filterwarnings("ignore", message=message)
+    # lightning 2.6's own calls of jsonargparse APIs deprecated in jsonargparse 4.49: for
+    # Lightning to change, nothing a dlzoo user can do
+    for message in (r"\s*.* was deprecated in v4\.\d+\.0", r"\s*By default only one Jsonargparse"):
+        warnings.filterwarnings("ignore", message=message, module=r"lightning\.pytorch\.cli")
     rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, _DropTips) for f in rank_zero.filters):
         rank_zero.addFilter(_DropTips())
+
+
+def _show_dlzoo_logs() -> None:
+    """dlzoo's INFO messages (what was skipped, cached, adopted) on stderr, as Lightning's are."""
+    logger = logging.getLogger("dlzoo")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def _import(class_path: str) -> type:
@@ -456,6 +470,7 @@ def make_cli(args: list[str] | None = None, run: bool = True) -> DlzooCLI:
     """The ``dlzoo`` CLI on ``args``; ``run=False`` only builds the model, data and trainer
     (then ``args`` has no subcommand)."""
     _hide_known_noise()
+    _show_dlzoo_logs()
     text = registered_help()
     subcommands = tuple(DlzooCLI.subcommands())
     kwargs = {"description": text, "formatter_class": _HelpFormatter}

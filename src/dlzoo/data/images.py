@@ -81,7 +81,10 @@ def pretrained_eval_settings(spec: str) -> dict[str, Any]:
         import timm
         from timm.data import resolve_data_config
 
-        cfg = timm.models.get_pretrained_cfg(spec.removeprefix("timm/"))
+        try:
+            cfg = timm.models.get_pretrained_cfg(spec.removeprefix("timm/"))
+        except RuntimeError:  # an unknown pretrained tag
+            cfg = None
         if cfg is None:
             raise ValueError(
                 f"unknown timm model {spec!r} for preprocessing; e.g. timm/tf_efficientnet_lite0 "

@@ -49,6 +49,16 @@ def _timm_name(backbone: str, weights: str | None) -> str:
     return name if weights in (None, "DEFAULT") or "." in name else f"{name}.{weights}"
 
 
+def _timm_pretrained_cfg(name: str) -> Any:
+    """timm's pretrained config of ``<architecture>[.<tag>]``, or ``None`` if it has none."""
+    import timm
+
+    try:
+        return timm.models.get_pretrained_cfg(name)
+    except RuntimeError:  # "Invalid pretrained tag"
+        return None
+
+
 def _timm_backbone(backbone: str, weights: str | None) -> tuple[nn.Module, str, int]:
     """A timm network without its classifier (pooled features out), the classifier's name in
     its state dicts, and the feature width."""
@@ -61,7 +71,7 @@ def _timm_backbone(backbone: str, weights: str | None) -> tuple[nn.Module, str, 
             f"unknown timm model {architecture!r} (backbone {backbone!r}); see "
             "timm.list_models(), e.g. timm/tf_efficientnet_lite0, timm/resnet18"
         )
-    if weights is not None and timm.models.get_pretrained_cfg(name) is None:
+    if weights is not None and _timm_pretrained_cfg(name) is None:
         tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{architecture}.*")]
         raise ValueError(
             f"timm has no pretrained weights {weights!r} for {architecture}; weights is DEFAULT, "
@@ -80,8 +90,7 @@ def _timm_hub_state(backbone: str, weights: str | None) -> dict[str, torch.Tenso
     try:
         return timm.create_model(name, pretrained=True).state_dict()
     except Exception as err:  # offline: LocalEntryNotFoundError, OSError, timeouts ...
-        cfg = timm.models.get_pretrained_cfg(name)
-        hub_id = getattr(cfg, "hf_hub_id", None) or name
+        hub_id = getattr(_timm_pretrained_cfg(name), "hf_hub_id", None) or name
         raise FileNotFoundError(
             f"timm weights of {name} are not in the Hugging Face hub cache "
             f"({constants.HF_HUB_CACHE}) and could not be downloaded ({type(err).__name__}). "
@@ -141,10 +150,10 @@ class FineTuneClassifier(ClassificationModule):
         backbone: a torchvision classification model name (``vgg16``, ``resnet18``,
             ``mobilenet_v2`` ...), or a timm model as ``timm/<name>`` (``timm/tf_efficientnet_lite0``;
             see ``timm.list_models()``).
-        weights: the pretrained weights: torchvision's weights name (``IMAGENET1K_V1``,
-            ``DEFAULT``); for timm ``DEFAULT`` or a pretrained tag (``in1k``), from its Hugging
-            Face hub cache. ``None`` for random initialisation. An image DataModule prepares
-            images as these weights were trained (``preprocessing_spec``).
+        weights: the pretrained weights: ``DEFAULT`` (the best each library offers), a
+            torchvision weights name (``IMAGENET1K_V1``) or a timm pretrained tag (``in1k``,
+            from timm's Hugging Face hub cache). ``None`` for random initialisation. An image
+            DataModule prepares images as these weights were trained (``preprocessing_spec``).
         weights_file: a local state dict of the backbone (for offline machines): ``.pth``,
             ``.pt``, ``.bin`` (loaded with ``weights_only=True``) or ``.safetensors``; wins over
             ``weights``. Keys that do not fit are named.
@@ -166,7 +175,7 @@ class FineTuneClassifier(ClassificationModule):
         self,
         num_classes: int = 2,
         backbone: str = "vgg16",
-        weights: str | None = "IMAGENET1K_V1",
+        weights: str | None = "DEFAULT",
         weights_file: str | None = None,
         head_sizes: Sequence[int] = (256,),
         head_dropout: float = 0.4,
