@@ -160,6 +160,20 @@ def test_print_config_round_trips(
     assert printed["model"]["init_args"]["lr"] == 0.5
     assert "num_features" not in printed["model"]["init_args"]  # linked from the data, never typed
     assert printed["last_checkpoint"]["filename"] == "last"
+    # what is printed is what runs: the checkpoint's monitor, mode and file name too
+    main(["fit", "--config", str(config_file), "--model.init_args.lr", "0.5"])
+    (run,) = run_dirs(tmp_path / "runs")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert printed["checkpoint"] == saved["checkpoint"]
+    assert (
+        printed["checkpoint"]["monitor"] == "val_auroc" and printed["checkpoint"]["mode"] == "max"
+    )
+    assert printed["checkpoint"]["filename"] == "best-{epoch:03d}-{val_auroc:.4f}"
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(config_file), "--checkpoint.monitor", "val_loss",
+              "--checkpoint.mode", "min", "--print_config"])  # fmt: skip
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["checkpoint"]["monitor"] == "val_loss" and printed["checkpoint"]["mode"] == "min"
 
 
 def test_link_is_skipped_for_a_model_without_the_argument(

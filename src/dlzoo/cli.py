@@ -214,6 +214,17 @@ class DlzooCLI(LightningCLI):
             return
         given = list(sys.argv[1:] if args is None else args)
         expanded = expand_registered_names(given)
+        printing = [a for a in expanded if a.split("=", 1)[0] == "--print_config"]
+        if printing and expanded and expanded[0] in self.subcommands():
+            # jsonargparse prints while parsing, before dlzoo fills in the checkpoint's monitor,
+            # mode and filename: print here instead, what will run
+            subcommand = expanded[0]
+            self.config = parser.parse_args([a for a in expanded if a not in printing])
+            config = self.config[subcommand]
+            self._default_checkpoint(config)
+            config.pop("config", None)
+            print(self._subcommand_parsers[subcommand].dump(config, skip_none=False), end="")
+            raise SystemExit(0)
         if args is None and expanded == given:
             super().parse_arguments(parser, None)
         else:
@@ -318,14 +329,20 @@ class DlzooCLI(LightningCLI):
             # for http(s) checkpoints: here nothing unpickles arbitrary objects unless the user
             # says --weights_only false.
             config.weights_only = True
-        checkpoint = config.checkpoint
-        if checkpoint.monitor is None:
-            # keep the best by what the model says matters (val AUROC for classifiers)
-            model_class = _import(config.model.class_path)
-            monitor, mode = getattr(model_class, "default_monitor", ("val_loss", "min"))
-            checkpoint.monitor, checkpoint.mode = monitor, mode
-            if checkpoint.filename is None:
-                checkpoint.filename = "best-{epoch:03d}-{" + monitor + ":.4f}"
+        self._default_checkpoint(config)
+
+    @staticmethod
+    def _default_checkpoint(config: Any) -> None:
+        """Keep the best checkpoint by what the model says matters (val AUROC for classifiers),
+        unless the config names a monitor."""
+        checkpoint = config.get("checkpoint")
+        if checkpoint is None or checkpoint.monitor is not None or not config.get("model"):
+            return
+        model_class = _import(config.model.class_path)
+        monitor, mode = getattr(model_class, "default_monitor", ("val_loss", "min"))
+        checkpoint.monitor, checkpoint.mode = monitor, mode
+        if checkpoint.filename is None:
+            checkpoint.filename = "best-{epoch:03d}-{" + monitor + ":.4f}"
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
