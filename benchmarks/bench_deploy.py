@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from _common import CONFIGS, device_line, run_once, write_section
 
 from dlzoo.cli import main as dlzoo
@@ -74,7 +75,14 @@ def _median_ms(fn, budget: float = 3.0, least: int = 20) -> float:
 
 
 def latency(config: Path, ckpt: Path, raw: list, bundles: Path) -> dict:
-    cli = make_cli(["--config", str(config)], run=False)
+    # the run's config.yaml, less the subcommand's own options (ckpt_path ...), builds the pair
+    settings = yaml.safe_load(config.read_text())
+    for key in ("ckpt_path", "weights_only"):
+        settings.pop(key, None)
+    plain = bundles / "config.yaml"
+    plain.parent.mkdir(parents=True, exist_ok=True)
+    plain.write_text(yaml.safe_dump(settings))
+    cli = make_cli(["--config", str(plain)], run=False)
     model, dm = cli.model, cli.datamodule
     restore_checkpoint(model, dm, ckpt)
     results: dict = {}
