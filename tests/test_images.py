@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from conftest import write_image_tree, write_jpeg
 from dlzoo.data import CatsDogsDataModule, ChecksumError, ImageFolderDataModule
@@ -30,7 +31,7 @@ def test_train_and_val_folders(tmp_path: Path) -> None:
     dm.setup("fit")
     images, labels = next(iter(dm.val_dataloader()))
     assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32
-    assert labels.tolist() == [0, 0, 0, 1]  # folder order, cats before dogs
+    assert labels.tolist() == [0, 1, 0, 1]  # the classes take turns: no single-class batch
     # ImageNet-normalised: the red "cats" have a high red channel
     assert images[0, 0].mean() > 1.0 > images[0, 2].mean()
     assert sum(len(b[1]) for b in dm.train_dataloader()) == 12
@@ -56,6 +57,10 @@ def test_unreadable_images_are_skipped_and_reported(tmp_path: Path, caplog) -> N
     good = (root / "train" / "dogs" / "dogs.0.jpg").read_bytes()
     (root / "train" / "dogs" / "truncated.jpg").write_bytes(good[: len(good) // 2])
     (root / "train" / "cats" / "notes.txt").write_text("not an image extension: reported too")
+    # a BMP saved under a .jpg name: used (PIL reads what torchvision's decoder does not)
+    Image.open(root / "train" / "cats" / "cats.0.jpg").save(
+        root / "train" / "cats" / "b.jpg", "BMP"
+    )
     dm = ImageFolderDataModule(data_dir=str(root), val_dir="validation", **_small())
     with caplog.at_level(logging.WARNING):
         dm.setup("fit")
@@ -69,8 +74,12 @@ def test_unreadable_images_are_skipped_and_reported(tmp_path: Path, caplog) -> N
     }
     assert "0 bytes" in dm.skipped[str(root / "train" / "cats" / "empty.jpg")]
     assert "truncated" in dm.skipped[str(root / "train" / "dogs" / "truncated.jpg")]
+    # the whole reason, not cut in the middle of a word
+    assert dm.skipped[str(root / "train" / "dogs" / "text.jpg")].startswith(
+        "cannot be decoded: cannot identify image file"
+    )
     # a whole epoch runs over the readable ones
-    assert sum(len(labels) for _, labels in dm.train_dataloader()) == 10
+    assert sum(len(labels) for _, labels in dm.train_dataloader()) == 11
     # the checks are cached: a second DataModule finds the same without decoding again
     caches = (tmp_path / "cache" / "image_checks").glob("*.json")
     assert sum("truncated.jpg" in cache.read_text() for cache in caches) == 1
@@ -112,7 +121,7 @@ def test_weights_preprocessing_by_name(tmp_path: Path) -> None:
     )
     dm.setup("fit")
     assert dm._datasets["val"][0][0].shape == (3, 224, 224)
-    with pytest.raises(ValueError, match="unknown torchvision weights 'Nope'"):
+    with pytest.raises(ValueError, match="unknown pretrained weights 'Nope'"):
         ImageFolderDataModule(data_dir=str(root), preprocessing="Nope")
 
 

@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import re
+import textwrap
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -67,7 +68,12 @@ def read_image(source: str | Path | bytes) -> torch.Tensor:
             return decode_image(data, mode=ImageReadMode.RGB)
         source = io.BytesIO(source)
     elif str(source).lower().endswith(_FAST):
-        return decode_image(str(source), mode=ImageReadMode.RGB)
+        try:
+            return decode_image(str(source), mode=ImageReadMode.RGB)
+        except RuntimeError as err:
+            if "Unsupported image file" not in str(err):
+                raise
+            # named .jpg/.png but another format inside (a renamed BMP, TIFF ...): PIL reads it
     with Image.open(source) as image:
         image.seek(0)
         return pil_to_tensor(image.convert("RGB"))
@@ -151,7 +157,7 @@ def why_unreadable(source: str | bytes) -> str | None:
     except (RuntimeError, OSError, ValueError, SyntaxError) as err:
         # torchvision prefixes its reasons with a C++ source location: keep the reason
         reason = re.sub(r"^.*\.cpp:\d+,\s*", "", " ".join(str(err).split())) or type(err).__name__
-        return f"cannot be decoded: {reason[:100]}"
+        return f"cannot be decoded: {textwrap.shorten(reason, 300, placeholder=' ...')}"
     return None
 
 
