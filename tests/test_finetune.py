@@ -372,3 +372,28 @@ def test_a_fine_tuning_run_prints_no_warning_a_user_cannot_act_on(tmp_path: Path
     for noise in ("Warning", "warn(", "eval mode", "No positive samples", "deprecated"):
         assert noise not in output, output[-3000:]
     assert "images prepared as timm/test_efficientnet was trained" in output
+
+
+def test_gradual_unfreezing_keeps_the_backbone_fixed_until_the_epoch_and_warns_nothing(
+    tmp_path: Path,
+) -> None:
+    import warnings
+
+    dm = _data(tmp_path)
+    pl.seed_everything(0)
+    model = FineTuneClassifier(backbone="resnet18", weights=None, unfreeze_at_epoch=1, lr=1e-3)
+    stats = model.backbone.bn1.running_mean.clone()
+    seen: list[tuple] = []
+
+    class Probe(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            bn = pl_module.backbone.bn1
+            seen.append((trainer.current_epoch, bn.training, torch.equal(bn.running_mean, stats)))
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _trainer(tmp_path, 2, callbacks=[Probe()]).fit(model, dm)
+    assert seen[0] == (0, False, True)  # frozen epoch: batch norms in eval mode, stats fixed
+    assert seen[1][:2] == (1, True) and not seen[1][2]  # unfrozen: the whole backbone trains
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "already exist within another group" in m], messages

@@ -128,12 +128,21 @@ class UnfreezeBackbone(BackboneFinetuning):
     ``requires_grad=False``. Here the backbone is made trainable again on every later epoch.
     """
 
+    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
+        # the whole backbone, batch norms included (Lightning's default keeps them trainable):
+        # frozen means fixed statistics and no optimiser entry, as with freeze_backbone alone;
+        # else the unfreeze epoch finds them in the optimiser already and warns
+        self.freeze(pl_module.backbone, train_bn=False)
+
     def finetune_function(
         self, pl_module: pl.LightningModule, epoch: int, optimizer: torch.optim.Optimizer
     ) -> None:
         super().finetune_function(pl_module, epoch, optimizer)
         if epoch > self.unfreeze_backbone_at_epoch:
             self.make_trainable(pl_module.backbone)
+        if epoch >= self.unfreeze_backbone_at_epoch:
+            # Lightning keeps each module's mode as it was: the frozen backbone was in eval mode
+            pl_module.backbone.train()
 
 
 @register_model("vgg16_finetune")
