@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -142,3 +143,22 @@ def test_bad_labels_and_corrupt_gzip_are_named_before_training(tmp_path: Path) -
     dm = MNISTDataModule(data_dir=str(root))
     dm.setup("fit")
     assert len(dm._splits["test"]) == 10
+
+
+def test_raw_digits_are_encoded_as_a_batch_is_scaled(tmp_path: Path) -> None:
+    """What `dlzoo serve` and `dlzoo export` feed the model: 784 pixels (flat or 28 x 28) become
+    the images a training batch becomes, and a bad digit names its input."""
+    from conftest import digit_images
+
+    dm = MNISTDataModule(csv_file=str(write_digits_csv(tmp_path / "d.csv", n=20)))
+    pixels = digit_images(np.arange(3))
+    items = dm.encode_inputs([pixels[0].reshape(-1).tolist(), pixels[1].tolist(), pixels[2]])
+    batch = dm.collate_inputs(items)
+    expected, _ = dm.on_after_batch_transfer((torch.from_numpy(pixels[:, None]), None), 0)
+    torch.testing.assert_close(batch, expected)
+    with pytest.raises(ValueError, match="input 1: a 28x28 digit has 784 pixels, got 3"):
+        dm.encode_inputs([pixels[0].tolist(), [1, 2, 3]])
+    with pytest.raises(ValueError, match="input 0: pixel values must be 0-255"):
+        dm.encode_inputs([[300] * 784])
+    with pytest.raises(ValueError, match="input 0: pixel values must be numbers"):
+        dm.encode_inputs([["a"] * 784])

@@ -19,7 +19,6 @@ import base64
 import binascii
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -342,7 +341,7 @@ def serve(
     )
 
 
-__all__: Sequence[str] = [
+__all__ = [
     "PredictionAPI",
     "RequestChecks",
     "build_server",
