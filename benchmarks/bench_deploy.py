@@ -49,14 +49,17 @@ START, END = "<!-- bench:deploy:start -->", "<!-- bench:deploy:end -->"
 CLIENTS = 16
 
 
-def _fit(config: str, root: Path, overrides: list[str]) -> tuple[Path, Path]:
-    """``dlzoo fit``; returns the run's config.yaml and last.ckpt."""
+def _fit(config: str, root: Path, overrides: list[str], reuse: bool = False) -> tuple[Path, Path]:
+    """``dlzoo fit`` (with ``reuse``, only if the run is missing); returns the run's config.yaml
+    and last.ckpt."""
+    run = root / config / "lightning_logs" / "version_0"
+    if reuse and (run / "checkpoints" / "last.ckpt").is_file():
+        return run / "config.yaml", run / "checkpoints" / "last.ckpt"
     shutil.rmtree(root / config, ignore_errors=True)
     args = ["fit", "--config", str(CONFIGS / f"{config}.yaml")]
     args += ["--trainer.default_root_dir", str(root / config), "--trainer.accelerator", "cpu"]
     args += ["--trainer.enable_progress_bar", "false", *overrides]
     dlzoo(args)
-    run = root / config / "lightning_logs" / "version_0"
     return run / "config.yaml", run / "checkpoints" / "last.ckpt"
 
 
@@ -211,7 +214,12 @@ def main() -> None:
     # bank FFN: the quick-start config, trained in full
     bank = pd.read_csv(REPO / "src" / "dlzoo" / "data" / "_files" / "bank.csv")
     rows = bank.drop(columns="deposit").sample(256, random_state=0).to_dict("records")
-    models["bank_ffn"] = (_fit("bank_ffn", work / "runs", []), rows, 4000, "12 epochs (full)")
+    models["bank_ffn"] = (
+        _fit("bank_ffn", work / "runs", [], args.reuse),
+        rows,
+        4000,
+        "12 epochs (full)",
+    )
 
     tar = args.shared / "imdb" / "aclImdb_v1_labelled.tar.gz"
     if tar.is_file():
@@ -225,7 +233,7 @@ def main() -> None:
         overrides = ["--data.init_args.data_dir", str(data), "--data.init_args.url", "null"]
         overrides += ["--data.init_args.cache_dir", str(REPO / ".bench" / "text" / "cache_spacy")]
         overrides += ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "100"]
-        run = _fit("imdb_improved_rnn_cpu", work / "runs", overrides)
+        run = _fit("imdb_improved_rnn_cpu", work / "runs", overrides, args.reuse)
         models["imdb_improved_rnn_cpu"] = (run, texts.tolist(), 1000, "1 epoch of 100 batches")
 
     cats_tar = args.shared / "cats_dogs" / "cats_and_dogs.tar"
@@ -238,7 +246,7 @@ def main() -> None:
         overrides = ["--data.init_args.data_dir", str(cats), "--data.init_args.url", "null"]
         overrides += ["--model.init_args.weights_file", str(weights)]
         overrides += ["--trainer.max_epochs", "2", "--data.init_args.num_workers", "2"]
-        run = _fit("catsdogs_mobilenet_v2", work / "runs", overrides)
+        run = _fit("catsdogs_mobilenet_v2", work / "runs", overrides, args.reuse)
         files = sorted((cats / "cats_and_dogs" / "validation").rglob("*.jpg"))[::4][:64]
         images = [p.read_bytes() for p in files]
         models["catsdogs_mobilenet_v2"] = (run, images, 400, "2 epochs, frozen, cached features")

@@ -47,8 +47,8 @@ class RequestError(ValueError):
 
 
 @dataclass
-class _Encoded:
-    items: list[torch.Tensor]  # one preprocessed tensor per input
+class _Raw:
+    inputs: list[Any]  # one request's raw inputs, checked for shape only
 
 
 @dataclass
@@ -129,26 +129,48 @@ class PredictionAPI(ls.LitAPI):
         self.model.to(self.device).eval()
 
     def decode_request(self, request: dict) -> Any:
-        """Raw inputs -> preprocessed tensors, or the reason they cannot be (never raises: a bad
-        request must not fail the others batched with it)."""
+        """The request's raw inputs, or why it cannot be answered. Never raises: a bad request
+        must not fail the others batched with it (LitServe fails a whole batch on an error)."""
         try:
-            inputs = request_inputs(request, self.datamodule.input_kind, self.max_inputs)
-            return _Encoded(self.datamodule.encode_inputs(inputs))
+            return _Raw(request_inputs(request, self.datamodule.input_kind, self.max_inputs))
         except RequestError as err:
             return _Rejected(err.status, str(err))
-        except (ValueError, KeyError, TypeError) as err:
-            message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            return _Rejected(422, str(message))
 
     def batch(self, inputs: list) -> list:
-        return list(inputs)  # requests keep their own inputs; predict() concatenates them
+        return list(inputs)  # requests keep their own inputs; predict() encodes them together
 
     def unbatch(self, output: list) -> list:
         return output
 
+    def _encode(self, requests: list[Any]) -> tuple[list[Any], list[torch.Tensor]]:
+        """Every request's inputs preprocessed by the DataModule in one call (its per-call cost,
+        e.g. pandas for rows, is paid once per batch); if that fails, each request is encoded
+        alone so that only the bad one is refused. Returns, per request, its number of items or
+        its rejection, and all the items."""
+        raws = [r for r in requests if isinstance(r, _Raw)]
+        try:
+            items = self.datamodule.encode_inputs([x for r in raws for x in r.inputs])
+            return [len(r.inputs) if isinstance(r, _Raw) else r for r in requests], items
+        except (ValueError, KeyError, TypeError):
+            pass  # some request is bad: find it
+        counts, items = [], []
+        for request in requests:
+            if not isinstance(request, _Raw):
+                counts.append(request)
+                continue
+            try:
+                encoded = self.datamodule.encode_inputs(request.inputs)
+            except (ValueError, KeyError, TypeError) as err:
+                message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+                counts.append(_Rejected(422, str(message)))
+                continue
+            counts.append(len(encoded))
+            items += encoded
+        return counts, items
+
     def predict(self, x: Any) -> Any:
         requests = x if isinstance(x, list) else [x]
-        items = [item for r in requests if isinstance(r, _Encoded) for item in r.items]
+        counts, items = self._encode(requests)
         rows: list[dict] = []
         if items:
             batch = self.datamodule.collate_inputs(items)
@@ -161,12 +183,12 @@ class PredictionAPI(ls.LitAPI):
                 rows = self._rows(self.model.predict_step((batch,), 0))
         answers: list[Any] = []
         start = 0
-        for request in requests:
-            if isinstance(request, _Rejected):
-                answers.append(request)
+        for count in counts:
+            if isinstance(count, _Rejected):
+                answers.append(count)
                 continue
-            answers.append(rows[start : start + len(request.items)])
-            start += len(request.items)
+            answers.append(rows[start : start + count])
+            start += count
         return answers if isinstance(x, list) else answers[0]
 
     def _rows(self, out: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
