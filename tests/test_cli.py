@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -102,19 +103,22 @@ def _tiny_data(config: Path, tmp_path: Path) -> list[str]:
         args = ["--data.init_args.data_dir", str(tmp_path / "cd"), "--data.init_args.url", "null"]
         args += ["--data.init_args.batch_size", "4", "--data.init_args.num_workers", "0"]
         args += ["--data.init_args.image_size", "32", "--data.init_args.resize_size", "36"]
-        if "vgg16" in name:  # no ImageNet weights here, and 32 px instead of the VGG16 preset
+        if name != "catsdogs_convnet":  # no ImageNet weights here: random ones, 32 px images
             args += ["--model.init_args.weights", "null", "--data.init_args.preprocessing", "null"]
         return args
     if name.startswith("imdb"):
         data = write_acl_imdb(tmp_path / "imdb", per_class=20)
-        return [
-            "--data.init_args.data_dir",
-            str(data),
-            "--data.init_args.url",
-            "null",
-            "--data.init_args.batch_size",
-            "8",
-        ]
+        args = ["--data.init_args.data_dir", str(data), "--data.init_args.url", "null"]
+        args += ["--data.init_args.batch_size", "8"]
+        if "glove" in name:  # a tiny GloVe-format file of 50-d vectors for the reviews' words
+            rng = np.random.default_rng(0)
+            lines = [
+                " ".join([word, *(f"{v:.4f}" for v in rng.normal(size=50))])
+                for word in ["the", "film", "great", "awful", "plot", "boring", "loved"]
+            ]
+            (tmp_path / "glove.txt").write_text("\n".join(lines) + "\n")
+            args += ["--data.init_args.vectors", str(tmp_path / "glove.txt")]
+        return args
     return []
 
 
