@@ -17,7 +17,7 @@ nox.options.sessions = ["lint", "tests"]
 
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """The test suite (about 2 minutes on 2 idle CPU cores)."""
+    """The test suite (about 6.5 minutes on 2 idle CPU cores)."""
     session.run(UV, "run", "--locked", "pytest", *session.posargs)
 
 
