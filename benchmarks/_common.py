@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -17,7 +18,8 @@ import torch
 
 from dlzoo.cli import DlzooCLI, make_cli
 
-CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "examples" / "configs"
 
 
 def device_line() -> str:
@@ -116,6 +118,29 @@ def plain_loop_seconds(model: Any, dm: pl.LightningDataModule, epochs: int) -> t
         model.val_metrics.compute(), model.val_loss.compute()
         model.val_metrics.reset(), model.val_loss.reset()
     return (time.perf_counter() - wall) / epochs, (time.process_time() - cpu) / epochs
+
+
+def bench_parser(doc: str, name: str) -> argparse.ArgumentParser:
+    """The options every benchmark script takes; ``name`` is its folder under ``.bench``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
+    parser.add_argument("--work-dir", type=Path, default=REPO / ".bench" / name)
+    parser.add_argument("--reuse", action="store_true", help="reuse results.json rows")
+    return parser
+
+
+def saved_results(args: argparse.Namespace) -> tuple[dict, Callable]:
+    """The results saved in ``--work-dir`` (with ``--reuse``), and ``once(key, fn, *args)``
+    that computes a missing row and saves it."""
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    saved = args.work_dir / "results.json"
+    results: dict = json.loads(saved.read_text()) if args.reuse and saved.is_file() else {}
+
+    def once(key: str, fn: Callable, *a: Any) -> Any:
+        return run_once(results, saved, key, fn, *a)
+
+    return results, once
 
 
 def run_once(results: dict, saved: Path, key: str, fn: Callable, *args: Any) -> Any:

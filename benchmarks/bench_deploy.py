@@ -18,7 +18,6 @@ The results replace the ``bench:deploy`` section of BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import http.client
 import json
@@ -38,7 +37,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from _common import CONFIGS, device_line, run_once, write_section
+from _common import CONFIGS, bench_parser, device_line, saved_results, write_section
 
 from dlzoo.cli import main as dlzoo
 from dlzoo.cli import make_cli
@@ -196,19 +195,10 @@ def load_test(config: Path, ckpt: Path, bodies: list[bytes], requests: int, batc
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
-    parser.add_argument("--work-dir", type=Path, default=REPO / ".bench" / "deploy")
-    parser.add_argument("--reuse", action="store_true", help="reuse results.json rows")
+    parser = bench_parser(__doc__, "deploy")
     args = parser.parse_args()
     work = args.work_dir
-    work.mkdir(parents=True, exist_ok=True)
-    saved = work / "results.json"
-    results: dict = json.loads(saved.read_text()) if args.reuse and saved.is_file() else {}
-
-    def once(key: str, fn, *a):
-        return run_once(results, saved, key, fn, *a)
+    results, once = saved_results(args)
 
     models: dict[str, tuple] = {}
     # bank FFN: the quick-start config, trained in full
@@ -293,6 +283,25 @@ def main() -> None:
                 f"{r['requests']} | {r['errors']} | {r['rps']:.0f} | {r['p50']:.1f} | "
                 f"{r['p99']:.1f} |"
             )
+    if "bank_ffn_latency" in results and "bank_ffn_serve_batched" in results:
+        speedup = (
+            results["bank_ffn_latency"]["1"]["eager"] / results["bank_ffn_latency"]["1"]["onnx"]
+        )
+        served = results["bank_ffn_serve_batched"]
+        met = served["rps"] >= 500 and served["p99"] <= 50
+        lines += [
+            "",
+            "Goals: ONNX Runtime at batch 1 at least 2x faster than eager torch for the FFN: "
+            f"{'met' if speedup >= 2 else '**not met**'} ({speedup:.1f}x). The served bank FFN at "
+            ">= 500 requests/s with p99 <= 50 ms: "
+            + ("met" if met else "**not met**")
+            + f", {served['rps']:.0f} requests/s with p99 {served['p99']:.0f} ms with batching. "
+            "Before a batch's rows were encoded in one pandas call (they were encoded request by "
+            "request), it served 60 requests/s; the IMDB and Cats-vs-Dogs serving rows above were "
+            "measured before that change. What remains is the HTTP and process hops of LitServe "
+            "(an API process and an inference worker) plus the 16 Python client threads, all on "
+            "the same 2 cores.",
+        ]
     lines.append(END)
     write_section(args.out, START, END, "\n".join(lines))
 

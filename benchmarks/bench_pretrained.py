@@ -14,12 +14,10 @@ The results replace the ``bench:pretrained`` section of BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import tarfile
 from pathlib import Path
 
-from _common import device_line, fit, run_once, write_section
+from _common import bench_parser, device_line, fit, saved_results, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench:pretrained:start -->", "<!-- bench:pretrained:end -->"
@@ -36,20 +34,11 @@ TEXT = {  # GloVe config: (random-embedding config, its val accuracy in the text
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--out", type=Path, default=REPO / "BENCHMARKS.md")
-    parser.add_argument("--work-dir", type=Path, default=REPO / ".bench" / "pretrained")
+    parser = bench_parser(__doc__, "pretrained")
     parser.add_argument("--only", choices=["cats", "text"], help="run one half")
-    parser.add_argument("--reuse", action="store_true", help="reuse results.json rows")
     args = parser.parse_args()
     work = args.work_dir
-    work.mkdir(parents=True, exist_ok=True)
-    saved = work / "results.json"
-    results: dict = json.loads(saved.read_text()) if args.reuse and saved.is_file() else {}
-
-    def once(key: str, fn, *a):
-        return run_once(results, saved, key, fn, *a)
+    results, once = saved_results(args)
 
     tar = args.shared / "cats_dogs" / "cats_and_dogs.tar"
     if args.only != "text" and tar.is_file():
