@@ -17,8 +17,13 @@ nox.options.sessions = ["lint", "tests"]
 
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
-    """The test suite (about 6.5 minutes on 2 idle CPU cores)."""
-    session.run(UV, "run", "--locked", "pytest", *session.posargs)
+    """The test suite, one pytest-xdist worker per core (at most 4), a test file per worker.
+
+    A file stays on one worker so that its module fixtures (the killed runs, the servers) are
+    built once. ``nox -s tests -- -n0 …`` runs serially, e.g. to debug one test.
+    """
+    parallel = ["-n", "auto", "--maxprocesses", "4", "--dist", "loadfile"]
+    session.run(UV, "run", "--locked", "pytest", *parallel, *session.posargs)
 
 
 @nox.session(venv_backend="none")

@@ -15,8 +15,25 @@ import pytest
 import yaml
 from PIL import Image
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core: one compute thread each (and in the subprocesses they
+    # start), or the workers' thread pools fight over the cores and tiny models run 10x slower
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 HELPERS = Path(__file__).parent / "helpers"
+#: what a fit writes into its run directory
+RUN_FILES = {
+    "metrics.csv",
+    "config.yaml",
+    "hparams.yaml",
+    "roc.png",
+    "loss.png",
+    "confusion_matrix.png",
+}
 
 
 def make_frame(n: int = 400, seed: int = 0, classes: int = 2) -> pd.DataFrame:

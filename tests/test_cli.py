@@ -1,18 +1,15 @@
-"""The ``dlzoo`` command as users run it: fit, predict, configs, resume, DDP, mixed precision."""
+"""The ``dlzoo`` command as users run it: fit, predict, configs, resume, mixed precision, errors."""
 
 from __future__ import annotations
 
 import functools
 import http.server
 import json
-import os
 import pickle
-import subprocess
 import sys
 import threading
 from pathlib import Path
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,9 +19,9 @@ import yaml
 from conftest import (
     HELPERS,
     REPO,
+    RUN_FILES,
     last_metrics,
     make_frame,
-    make_reviews,
     run_dirs,
     run_dlzoo,
     write_acl_imdb,
@@ -38,18 +35,15 @@ from dlzoo.data import IMDBDataModule, TabularDataModule
 from dlzoo.models import FeedForwardNet, ImprovedRNN
 
 CONFIGS = sorted((REPO / "examples" / "configs").glob("*.yaml"))
-RUN_FILES = {
-    "metrics.csv",
-    "config.yaml",
-    "hparams.yaml",
-    "roc.png",
-    "loss.png",
-    "confusion_matrix.png",
-}
 
 
-def test_fit_then_predict_as_subprocesses(config_file: Path, tmp_path: Path) -> None:
-    run_dlzoo("fit", "--config", str(config_file), cwd=tmp_path)
+def test_fit_then_predict_with_the_command(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # fit in this process (main() is what the console script calls; `dlzoo fit` itself runs as
+    # a subprocess in the DDP and kill-and-resume tests), predict through the console script
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", str(config_file)])
     (run,) = run_dirs(tmp_path / "runs")
     assert {p.name for p in run.iterdir()} >= RUN_FILES
     checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
@@ -231,44 +225,6 @@ def test_bf16_mixed_from_the_cli(config_file: Path, tmp_path: Path) -> None:
     assert last_metrics(run)["val_auroc"] > 0.8
 
 
-def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
-    csv = tmp_path / "even.csv"
-    make_frame(n=400).to_csv(csv, index=False)  # 80 val rows: no padding by DistributedSampler
-    config = write_config(tmp_path / "ddp.yaml", csv, tmp_path / "runs", max_epochs=2)
-    run_dlzoo(
-        "fit",
-        "--config",
-        str(config),
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.devices",
-        "2",
-        "--trainer.strategy",
-        "ddp",
-        cwd=tmp_path,
-    )
-    runs = run_dirs(tmp_path / "runs")
-    assert len(runs) == 1, runs  # rank zero alone writes the run directory
-    (run,) = runs
-    assert {p.name for p in run.iterdir()} >= RUN_FILES
-    assert len(list((run / "checkpoints").iterdir())) == 2  # best + last, written once
-    assert len(list(tmp_path.rglob("*.ckpt"))) == 2
-    frame = pd.read_csv(run / "metrics.csv")
-    assert frame["val_auroc"].notna().sum() == 2  # one row per epoch, not per rank
-    # logged val metrics cover the whole val split (synchronised), not one rank's half
-    model = FeedForwardNet.load_from_checkpoint(run / "checkpoints" / "last.ckpt").eval()
-    dm = TabularDataModule(filename=str(csv), target="target", batch_size=32)
-    dm.setup("fit")
-    x, y = dm._split("val").tensors
-    probs = model.predict_proba(x).detach()
-    accuracy = ((probs >= 0.5).long() == y).float().mean().item()
-    from torchmetrics.functional.classification import binary_auroc
-
-    metrics = last_metrics(run)
-    assert metrics["val_acc"] == pytest.approx(accuracy, abs=1e-6)
-    assert metrics["val_auroc"] == pytest.approx(binary_auroc(probs, y).item(), abs=1e-5)
-
-
 def test_default_loggers_share_the_next_free_version(tmp_path: Path) -> None:
     for name in ("version_0", "version_3", "version_x"):
         (tmp_path / "lightning_logs" / name).mkdir(parents=True)
@@ -374,16 +330,19 @@ def test_text_fit_then_predict_raw_reviews(tmp_path: Path, monkeypatch) -> None:
     reviews = ["Wonderful, moving and brilliant.", "", "A dull, boring mess<br />awful."]
     pd.DataFrame({"text": reviews}).to_csv(raw, index=False)
     last = run / "checkpoints" / "last.ckpt"
-    run_dlzoo(
-        "predict",
-        "--config",
-        str(run / "config.yaml"),
-        "--ckpt_path",
-        str(last),
-        "--data.init_args.predict_file",
-        str(raw),
-        env={"DLZOO_DATA": str(tmp_path / "cache")},
-        cwd=tmp_path,
+    # in this process: a fresh process predicting text from the checkpoint alone is
+    # test_predict_from_the_checkpoint_alone_in_a_fresh_folder
+    monkeypatch.chdir(tmp_path)
+    main(
+        [
+            "predict",
+            "--config",
+            str(run / "config.yaml"),
+            "--ckpt_path",
+            str(last),
+            "--data.init_args.predict_file",
+            str(raw),
+        ]
     )
     table = pd.read_csv(tmp_path / "runs" / "predictions.csv")
     assert list(table.columns) == ["row", "prob_1", "label"] and table["row"].tolist() == [0, 1, 2]
@@ -397,45 +356,6 @@ def test_text_fit_then_predict_raw_reviews(tmp_path: Path, monkeypatch) -> None:
         torch.tensor(table["prob_1"].to_numpy()).float(), expected, atol=1e-6, rtol=0
     )
     assert ((table["prob_1"] >= 0.5) == (table["label"] == 1)).all()
-
-
-def test_ddp_metrics_equal_one_process_for_odd_and_even_splits(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # tabular, image folder and text on 2 CPU processes: every validation and test row is scored
-    # once (no padding repeats), text batches are sharded, and the logged metrics equal a
-    # single-process computation with the same weights over the same splits
-    monkeypatch.syspath_prepend(str(HELPERS))
-    from setups import SETUPS
-
-    make_frame(n=95).to_csv(tmp_path / "rows.csv", index=False)
-    write_image_tree(
-        tmp_path / "images", {"train": 6, "validation": 3, "test": 4}, classes=("a", "b", "c")
-    )
-    make_reviews(115).to_csv(tmp_path / "reviews.csv", index=False)
-    make_reviews(20, seed=4).to_csv(tmp_path / "test_reviews.csv", index=False)
-    out = tmp_path / "out"
-    out.mkdir()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), *sys.path])}
-    result = subprocess.run(
-        [sys.executable, str(HELPERS / "ddp_metrics.py"), str(tmp_path), str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-5000:]
-    for kind, build in SETUPS.items():
-        logged = json.loads((out / f"{kind}.json").read_text())
-        model, datamodule = build(tmp_path)
-        model.load_state_dict(torch.load(out / f"{kind}.pt", weights_only=True))
-        trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
-        single = {}
-        for run in (trainer.validate, trainer.test):
-            single.update(run(model, datamodule=datamodule, verbose=False)[0])
-        for key in ("val_loss", "val_acc", "val_auroc", "test_loss", "test_acc", "test_auroc"):
-            assert logged[key] == pytest.approx(single[key], abs=1e-5), (kind, key)
 
 
 def _fitted_checkpoint(config_file: Path, tmp_path: Path) -> Path:
@@ -549,6 +469,18 @@ def test_help_lists_registered_models_and_datamodules(capsys: pytest.CaptureFixt
         shown = capsys.readouterr().out
         assert "  ffn             FeedForwardNet: " in shown
         assert "  text_csv        TextClassificationDataModule: " in shown
+        if args == ["--help"]:  # without a subcommand first, every subcommand is listed
+            assert "{fit,validate,test,predict,export,serve}" in shown
+
+
+def test_a_mistyped_subcommand_is_named_with_the_choices(capsys: pytest.CaptureFixture) -> None:
+    # only the parser of the subcommand that runs is built: a name that is none of them still
+    # gets jsonargparse's message with every choice
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fitt", "--trainer.max_epochs", "1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "fitt" in err and "fit" in err and "serve" in err
 
 
 def test_a_data_error_is_one_message_without_traceback(

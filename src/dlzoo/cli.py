@@ -169,7 +169,27 @@ class DlzooCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._checkpoint: dict[str, Any] | None = None  # of --ckpt_path, without the weights
         self._restored: set[int] = set()  # DataModules given the checkpoint's state already
+        given = kwargs.get("args")
+        tokens = sys.argv[1:] if given is None else given
+        first = tokens[0] if isinstance(tokens, list | tuple) and tokens else None
+        #: the subcommand named first on the command line: only its parser is built
+        self._only_subcommand = first if first in self.subcommands() else None
         super().__init__(*args, **kwargs)
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        """Build the parser of the subcommand that runs, not all six (each takes the Trainer's,
+        the model's and the DataModule's signatures: about 0.1 s apiece, paid by every command).
+        Without a subcommand first (``dlzoo --help``, a typo), all are built and listed."""
+        only = self._only_subcommand
+        if only is None:
+            super()._add_subcommands(parser, **kwargs)
+            return
+        every = type(self).subcommands()
+        self.subcommands = lambda: {only: every[only]}  # shadows the staticmethod while building
+        try:
+            super()._add_subcommands(parser, **kwargs)
+        finally:
+            del self.subcommands
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
