@@ -1,0 +1,36 @@
+"""Checkpoints written by dlzoo 0.1.0.dev0 (one per model family, ``tests/fixtures/legacy``) still
+validate and predict exactly as that release did."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dlzoo.cli import main
+from legacy_families import FAMILIES, family_args
+
+LEGACY = Path(__file__).parent / "fixtures" / "legacy"
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_old_checkpoint_validates_and_predicts_as_recorded(family: str, tmp_path: Path) -> None:
+    args = family_args(family, str(LEGACY / "data"), str(tmp_path / "cache"))
+    evaluate = [
+        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(tmp_path / "eval"),
+        "--ckpt_path", str(LEGACY / family / "model.ckpt"),
+    ]  # fmt: skip
+    main(["validate", *args, *evaluate])
+    metrics = pd.read_csv(next((tmp_path / "eval").rglob("metrics.csv")))
+    recorded = json.loads((LEGACY / family / "validate.json").read_text())
+    for name, value in recorded.items():
+        assert metrics[name].dropna().iloc[-1] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+
+    output = tmp_path / "predictions.csv"
+    main(["predict", *args, *evaluate, "--prediction_writer.output", str(output)])
+    got, expected = pd.read_csv(output), pd.read_csv(LEGACY / family / "predictions.csv")
+    assert list(got.columns) == list(expected.columns)
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=2e-6, rtol=0)
