@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -34,3 +35,15 @@ def test_old_checkpoint_validates_and_predicts_as_recorded(family: str, tmp_path
     got, expected = pd.read_csv(output), pd.read_csv(LEGACY / family / "predictions.csv")
     assert list(got.columns) == list(expected.columns)
     pd.testing.assert_frame_equal(got, expected, check_exact=False, atol=2e-6, rtol=0)
+
+
+def test_old_bundle_loads_and_answers_as_recorded() -> None:
+    from dlzoo.export import load_bundle
+
+    bundle, model = load_bundle(LEGACY / "ffn_bundle")
+    assert bundle["classes"] == ["no", "yes"]
+    features = np.linspace(-1, 1, 4 * 7, dtype=np.float32).reshape(4, 7)
+    expected = np.loadtxt(LEGACY / "ffn_bundle_outputs.txt")
+    np.testing.assert_allclose(
+        model.run({"features": features})["probabilities"], expected, atol=1e-6
+    )
