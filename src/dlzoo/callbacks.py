@@ -26,6 +26,7 @@ from torchmetrics.functional.classification import (
     binary_roc,
     multiclass_confusion_matrix,
 )
+from torchvision.utils import make_grid
 
 log = logging.getLogger(__name__)
 
@@ -58,41 +59,61 @@ class EpochSeed(Callback):
 
 
 @torch.inference_mode()
-def collect_probabilities(
+def collect_outputs(
     pl_module: pl.LightningModule,
     loader: torch.utils.data.DataLoader,
     datamodule: pl.LightningDataModule | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Probabilities and targets of a classifier over a labelled loader, in eval mode.
-
-    Batches go through ``datamodule.on_after_batch_transfer`` (MNIST scales there), as in a loop.
-    """
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """A model's predict outputs (``predict_outputs``) and the targets over a labelled loader,
+    in eval mode. Batches go through ``datamodule.on_after_batch_transfer`` (MNIST scales
+    there), as in a loop."""
     was_training = pl_module.training
     pl_module.eval()
-    probs, targets = [], []
+    outputs: dict[str, list[torch.Tensor]] = {}
+    targets = []
     try:
         for batch in loader:
             batch = move_data_to_device(batch, pl_module.device)
             if datamodule is not None:
                 batch = datamodule.on_after_batch_transfer(batch, 0)
-            probs.append(pl_module.predict_proba(batch[0]).cpu())
+            for key, value in pl_module.predict_outputs(batch[0]).items():
+                outputs.setdefault(key, []).append(value.cpu())
             targets.append(batch[1].cpu())
     finally:
         pl_module.train(was_training)
-    return torch.cat(probs), torch.cat(targets)
+    return {k: torch.cat(v) for k, v in outputs.items()}, torch.cat(targets)
+
+
+def collect_probabilities(
+    pl_module: pl.LightningModule,
+    loader: torch.utils.data.DataLoader,
+    datamodule: pl.LightningDataModule | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Probabilities and targets of a classifier over a labelled loader, in eval mode."""
+    outputs, targets = collect_outputs(pl_module, loader, datamodule)
+    return outputs["probs"], targets
 
 
 class RunArtifacts(Callback):
     """At the end of ``fit``, write the book's plots into the run directory (rank zero only).
 
     ``loss.png``: train and val loss per epoch. ``roc.png`` (binary): ROC curves of the train and
-    val splits with their AUC in the legend, as the book plots them. ``confusion_matrix.png``: on
-    the val split. The curves use the final weights; the per-epoch history is kept in checkpoints,
-    so a resumed run plots every epoch.
+    val splits with their AUC in the legend, as the book plots them. ``confusion_matrix.png``
+    (binary, multiclass): on the val split. ``predicted_vs_actual.png`` and ``residuals.png``
+    (regression, option ``predictions``): on the val split, in the target's units. The curves use
+    the final weights; the per-epoch history is kept in checkpoints, so a resumed run plots every
+    epoch.
     """
 
-    def __init__(self, loss: bool = True, roc: bool = True, confusion_matrix: bool = True) -> None:
+    def __init__(
+        self,
+        loss: bool = True,
+        roc: bool = True,
+        confusion_matrix: bool = True,
+        predictions: bool = True,
+    ) -> None:
         self.loss, self.roc, self.confusion_matrix = loss, roc, confusion_matrix
+        self.predictions = predictions
         self.history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": []}
 
     # Lightning runs a callback's on_train_epoch_end before the module's, where the epoch's
@@ -125,16 +146,27 @@ class RunArtifacts(Callback):
         out.mkdir(parents=True, exist_ok=True)
         if self.loss and self.history["epoch"]:
             self._plot_loss(out / "loss.png")
-        if not (self.roc or self.confusion_matrix) or not hasattr(pl_module, "predict_proba"):
-            return
+        task = getattr(pl_module, "task", None)
         datamodule = trainer.datamodule
-        if datamodule is None:
+        if datamodule is None or task is None or task.name == "reconstruction":
+            return
+        if task.name == "regression":
+            if self.predictions:
+                outputs, targets = collect_outputs(
+                    pl_module, datamodule.val_dataloader(), datamodule
+                )
+                predicted, actual = task.scores(outputs, targets, pl_module.hparams)
+                names = pl_module.hparams.get("target_names") or None
+                self._plot_regression(out, predicted, actual, names)
+            log.info("plots written to %s", out)
+            return
+        if not task.classification or not (self.roc or self.confusion_matrix):
             return
         val_probs, val_targets = collect_probabilities(
             pl_module, datamodule.val_dataloader(), datamodule
         )
         classes = list(getattr(datamodule, "classes", [])) or None
-        binary = val_probs.ndim == 1
+        binary = task.name == "binary"
         if self.roc and binary:
             curves = {
                 "train": collect_probabilities(
@@ -150,6 +182,32 @@ class RunArtifacts(Callback):
                 matrix = multiclass_confusion_matrix(val_probs, val_targets, val_probs.shape[1])
             self._plot_confusion(out / "confusion_matrix.png", matrix, classes)
         log.info("plots written to %s", out)
+
+    @staticmethod
+    def _plot_regression(
+        out: Path, predicted: torch.Tensor, actual: torch.Tensor, names: list[str] | None
+    ) -> None:
+        """``predicted_vs_actual.png`` and ``residuals.png`` on the val split, one panel a
+        target, in the target's units."""
+        predicted = predicted.reshape(len(predicted), -1).numpy()
+        actual = actual.reshape(len(actual), -1).numpy()
+        count = predicted.shape[1]
+        labels = names if names and len(names) == count else [f"target {i}" for i in range(count)]
+        for kind in ("predicted_vs_actual", "residuals"):
+            fig = Figure(figsize=(5 * count, 4.6))
+            for i, ax in enumerate(np.atleast_1d(fig.subplots(1, count))):
+                x, y = actual[:, i], predicted[:, i]
+                if kind == "residuals":
+                    ax.scatter(y, y - x, s=4, alpha=0.4)
+                    ax.axhline(0, color="grey", linestyle="--", linewidth=1)
+                    ax.set(xlabel="predicted", ylabel="predicted - actual")
+                else:
+                    ax.scatter(x, y, s=4, alpha=0.4)
+                    low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+                    ax.plot([low, high], [low, high], color="grey", linestyle="--", linewidth=1)
+                    ax.set(xlabel="actual", ylabel="predicted")
+                ax.set_title(f"{labels[i]} (val)")
+            fig.savefig(out / f"{kind}.png", dpi=100, bbox_inches="tight")
 
     def _plot_loss(self, path: Path) -> None:
         fig = Figure(figsize=(6, 4))
@@ -232,47 +290,22 @@ class PredictionWriter(BasePredictionWriter):
         batch_indices: Any,
     ) -> None:
         path = self.path(trainer)
-        if not predictions or not isinstance(predictions[0], dict):
+        task = getattr(pl_module, "task", None)
+        if not predictions or not isinstance(predictions[0], dict) or task is None:
             return  # not a dlzoo model's predictions: nothing we know how to write
-        if "latent" in predictions[0]:  # an autoencoder: reconstruction error and the code
-            self._write_latents(trainer, path, predictions, batch_indices)
-            return
-        probs = torch.cat([p["probs"] for p in predictions]).float()
-        preds = torch.cat([p["preds"] for p in predictions])
-        datamodule = trainer.datamodule
-        num_classes = probs.shape[1] if probs.ndim > 1 else 2
-        classes = [str(c) for c in getattr(datamodule, "classes", None) or []]
-        if len(classes) != num_classes:
-            classes = [str(i) for i in range(num_classes)]
+        outputs = {key: torch.cat([p[key] for p in predictions]) for key in predictions[0]}
+        decoded = task.decode(outputs, output_names(trainer.datamodule, pl_module))
+        header, cells = task.csv(decoded)
         # which dataset rows these are (this rank's share under DDP), then which file rows
-        rows = self._rows(trainer, batch_indices, len(preds))
-        path = self._rank_path(trainer, path)
-        if probs.ndim == 1:  # binary: the probability of the positive class
-            columns, values = [f"prob_{classes[1]}"], probs[:, None]
-        else:
-            columns, values = [f"prob_{c}" for c in classes], probs
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["row", *columns, "label"])
-            for row, value, pred in zip(rows, values.tolist(), preds.tolist(), strict=True):
-                writer.writerow([row, *(f"{v:.6f}" for v in value), classes[pred]])
-        rank_zero_info(f"predictions for {len(preds)} rows written to {path}")
-
-    def _write_latents(
-        self, trainer: pl.Trainer, path: Path, predictions: list, batch_indices: Any
-    ) -> None:
-        latent = torch.cat([p["latent"] for p in predictions]).float()
-        error = torch.cat([p["mse"] for p in predictions]).float()
-        rows = self._rows(trainer, batch_indices, len(error))
+        rows = self._rows(trainer, batch_indices, len(decoded))
         path = self._rank_path(trainer, path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["row", "mse", *(f"z{i}" for i in range(latent.shape[1]))])
-            for row, mse, z in zip(rows, error.tolist(), latent.tolist(), strict=True):
-                writer.writerow([row, f"{mse:.6f}", *(f"{v:.6f}" for v in z)])
-        rank_zero_info(f"reconstruction errors and codes of {len(error)} rows written to {path}")
+            writer.writerow(["row", *header])
+            for row, values in zip(rows, cells, strict=True):
+                writer.writerow([row, *values])
+        rank_zero_info(f"predictions for {len(decoded)} rows written to {path}")
 
     @staticmethod
     def _rows(trainer: pl.Trainer, batch_indices: Any, count: int) -> list:
@@ -288,6 +321,66 @@ class PredictionWriter(BasePredictionWriter):
         if trainer.world_size > 1:
             return path.with_name(f"{path.stem}_rank{trainer.global_rank}{path.suffix}")
         return path
+
+
+def output_names(
+    datamodule: pl.LightningDataModule | None, model: pl.LightningModule
+) -> list[str] | None:
+    """What a model's outputs are called: the DataModule's classes (or labels), else the
+    regression targets' names the model was given."""
+    classes = getattr(datamodule, "classes", None) if datamodule is not None else None
+    if classes:
+        return [str(c) for c in classes]
+    return model.hparams.get("target_names") or None
+
+
+class ReconstructionGrid(Callback):
+    """``reconstructions.png`` in the run directory after every validation epoch: a batch of
+    validation inputs (top row) and a model's reconstructions of them (bottom row). The
+    autoencoder adds it to its runs (``configure_callbacks``); ``grid_images`` of the model's
+    hyperparameters says how many images."""
+
+    def __init__(self) -> None:
+        self.images: torch.Tensor | None = None
+
+    def on_validation_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx == 0:
+            x = batch[0] if isinstance(batch, tuple | list) else batch
+            self.images = x[: pl_module.hparams.get("grid_images", 8)].detach()
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.images is None:
+            return
+        out = run_dir(trainer)  # every rank: a collective under DDP
+        if trainer.is_global_zero:
+            out.mkdir(parents=True, exist_ok=True)
+            save_reconstructions(pl_module, self.images, out / "reconstructions.png")
+
+
+@torch.no_grad()
+def save_reconstructions(model: pl.LightningModule, images: torch.Tensor, path: Path) -> None:
+    """A PNG with ``images`` in the top row and ``model``'s reconstructions below."""
+    was_training = model.training
+    model.eval()
+    recon = model(images).float()
+    model.train(was_training)
+    grid = make_grid(
+        torch.cat([images.float(), recon]).cpu(), nrow=len(images), normalize=True, scale_each=True
+    )
+    fig = Figure(figsize=(1.2 * len(images), 2.6))
+    ax = fig.subplots()
+    ax.imshow(grid.permute(1, 2, 0).numpy())
+    ax.set_axis_off()
+    ax.set_title("originals (top) and reconstructions (bottom)")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
 class ProgressBar(TQDMProgressBar):

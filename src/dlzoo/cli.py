@@ -43,15 +43,21 @@ from dlzoo.callbacks import (
 )
 from dlzoo.data.download import ChecksumError, DownloadError
 from dlzoo.export import ExportFormat, export_model, restore_checkpoint
+from dlzoo.models.base import TaskModule
 from dlzoo.registry import DATAMODULES, MODELS, init_arguments, resolve_class
+from dlzoo.tasks import Task, classification_task, get_task
 
 #: subcommands that use a trained model (they need --ckpt_path and leave its run as it is)
 EVALUATING = ("validate", "test", "predict", "export", "serve")
 
 #: sizes a DataModule knows and a model needs; a link whose target a model lacks is skipped
 LINKED_SIZES = (
+    "task",
     "num_features",
     "num_classes",
+    "num_targets",
+    "target_names",
+    "target_transform",
     "input_shape",
     "vocab_size",
     "pad_index",
@@ -169,6 +175,7 @@ class DlzooCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._checkpoint: dict[str, Any] | None = None  # of --ckpt_path, without the weights
         self._restored: set[int] = set()  # DataModules given the checkpoint's state already
+        self._auto_monitor = False  # the best checkpoint's monitor comes from the task
         given = kwargs.get("args")
         tokens = sys.argv[1:] if given is None else given
         first = tokens[0] if isinstance(tokens, list | tuple) and tokens else None
@@ -351,21 +358,43 @@ class DlzooCLI(LightningCLI):
             config.weights_only = True
         self._default_checkpoint(config)
 
-    @staticmethod
-    def _default_checkpoint(config: Any) -> None:
-        """Keep the best checkpoint by what the model says matters (val AUROC for classifiers),
-        unless the config names a monitor."""
+    def _default_checkpoint(self, config: Any) -> None:
+        """Keep the best checkpoint by the task's metric (val AUROC for classifiers, val RMSE
+        for regression), unless the config names a monitor.
+
+        Before anything is built the task is read from the config (the model's or the data's
+        ``task``, else what the model class implies); :meth:`instantiate_trainer` corrects it
+        when the DataModule decides another task from its data."""
         checkpoint = config.get("checkpoint")
         if checkpoint is None or checkpoint.monitor is not None or not config.get("model"):
             return
-        model_class = _import(config.model.class_path)
-        monitor, mode = getattr(model_class, "default_monitor", ("val_loss", "min"))
+        self._auto_monitor = True
+        task = _configured_task(config)
+        monitor, mode = task.monitor if task else ("val_loss", "min")
         checkpoint.monitor, checkpoint.mode = monitor, mode
         if checkpoint.filename is None:
             checkpoint.filename = "best-{epoch:03d}-{" + monitor + ":.4f}"
 
+    def _monitor_the_task(self, config: Any) -> None:
+        """Re-make the best-checkpoint callback when the built model's task is not the one the
+        config implied (a DataModule that found a regression target in its data)."""
+        checkpoint = config.get("checkpoint")
+        task = getattr(self.model, "task", None)
+        if not self._auto_monitor or not isinstance(checkpoint, ModelCheckpoint) or task is None:
+            return
+        monitor, mode = task.monitor
+        if checkpoint.monitor == monitor:
+            return
+        settings = (self.config[self.subcommand] if self.subcommand else self.config).checkpoint
+        settings = settings.as_dict()
+        settings.update(monitor=monitor, mode=mode)
+        if str(settings.get("filename", "")).startswith("best-{epoch:03d}-{"):
+            settings["filename"] = "best-{epoch:03d}-{" + monitor + ":.4f}"
+        config["checkpoint"] = ModelCheckpoint(**settings)
+
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        self._monitor_the_task(config)
         trainer_config = config.trainer
         evaluating = self.subcommand in EVALUATING
         if trainer_config.logger in (None, True) and "logger" not in kwargs:
@@ -394,6 +423,23 @@ class DlzooCLI(LightningCLI):
             drop = (ModelCheckpoint,) if trainer.loggers else (ModelCheckpoint, SaveConfigCallback)
             trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, drop)]
         return trainer
+
+
+def _configured_task(config: Any) -> Task | None:
+    """The task a config implies before anything is built: ``model.init_args.task``, else
+    ``data.init_args.task``, else the model class's fixed task (the autoencoder's), else from
+    ``num_classes`` for a dlzoo model; ``None`` for another LightningModule."""
+    for section in ("model", "data"):
+        init_args = (config.get(section) or {}).get("init_args") or {}
+        if init_args.get("task"):
+            return get_task(init_args["task"])
+    model_class = _import(config.model.class_path)
+    if getattr(model_class, "fixed_task", None):
+        return get_task(model_class.fixed_task)
+    if not issubclass(model_class, TaskModule):
+        return None
+    num_classes = (config.model.get("init_args") or {}).get("num_classes") or 2
+    return get_task(classification_task(int(num_classes)))
 
 
 def _full_path(table: dict[str, type], name: Any) -> Any:

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from dlzoo.models.autoencoder import AutoEncoder
-from dlzoo.models.base import ClassificationModule, call_with
+from dlzoo.models.base import TaskModule
 from dlzoo.models.rnn import PaddedLSTM
 from dlzoo.registry import MODELS
 
@@ -65,6 +65,7 @@ class InferenceNetwork(nn.Module):
     def __init__(self, model: pl.LightningModule) -> None:
         super().__init__()
         model = copy.deepcopy(model).cpu().eval()
+        self.task = model.task
         lstm = getattr(model, "lstm", None)
         if isinstance(lstm, nn.LSTM) and model.hparams.get("packed", False):
             model.lstm = PaddedLSTM(lstm)  # no PackedSequence in an exported graph
@@ -72,24 +73,15 @@ class InferenceNetwork(nn.Module):
         # (tracers look up every attribute of every submodule)
         model._jit_is_scripting = True
         self.model = model.requires_grad_(False)
-        self.autoencoder = isinstance(model, AutoEncoder)
 
     def forward(self, *inputs: torch.Tensor) -> Any:
-        if self.autoencoder:
-            x = inputs[0]
-            latent = self.model.encode(x)
-            reconstruction = self.model.decode(latent)
-            error = (reconstruction.float() - x.float()).pow(2).flatten(1).mean(dim=1)
-            return reconstruction, latent, error
-        logits = call_with(self.model, inputs if len(inputs) > 1 else inputs[0]).float()
-        if self.model.is_binary:
-            positive = torch.sigmoid(logits.reshape(-1))
-            return torch.stack([1 - positive, positive], dim=1)
-        return logits.softmax(dim=-1)
+        out = self.model.predict_outputs(inputs if len(inputs) > 1 else inputs[0])
+        values = tuple(v.float() for v in self.task.exported(out).values())
+        return values if len(values) > 1 else values[0]
 
     @property
     def output_names(self) -> list[str]:
-        return ["reconstruction", "latent", "error"] if self.autoencoder else ["probabilities"]
+        return list(self.task.output_names)
 
 
 def eager_outputs(model: pl.LightningModule, batch: Any) -> dict[str, np.ndarray]:
@@ -98,17 +90,7 @@ def eager_outputs(model: pl.LightningModule, batch: Any) -> dict[str, np.ndarray
     model.eval()
     with torch.inference_mode():
         out = model.predict_step((batch,), 0)
-        reconstruction = model.decode(out["latent"]) if "latent" in out else None
-    if "latent" in out:
-        return {
-            "reconstruction": reconstruction.float().numpy(),
-            "latent": out["latent"].float().numpy(),
-            "error": out["mse"].float().numpy(),
-        }
-    probs = out["probs"].float()
-    if probs.ndim == 1:
-        probs = torch.stack([1 - probs, probs], dim=1)
-    return {"probabilities": probs.numpy()}
+    return {k: v.float().numpy() for k, v in model.task.exported(out).items()}
 
 
 # ------------------------------------------------------------------------- example inputs
@@ -149,10 +131,10 @@ def _as_tuple(batch: Any) -> tuple[torch.Tensor, ...]:
 # ------------------------------------------------------------------------------- checks
 def check_exportable(model: pl.LightningModule, datamodule: pl.LightningDataModule) -> None:
     """Raise :class:`ExportError` with one line saying why, before anything is written."""
-    if not isinstance(model, ClassificationModule | AutoEncoder):
+    if not isinstance(model, TaskModule | AutoEncoder):
         raise ExportError(
-            f"cannot export {type(model).__name__}: only dlzoo classifiers and autoencoders "
-            f"export (registered: {', '.join(sorted(MODELS))})"
+            f"cannot export {type(model).__name__}: only dlzoo models export "
+            f"(registered: {', '.join(sorted(MODELS))})"
         )
     missing = [
         name
@@ -164,7 +146,7 @@ def check_exportable(model: pl.LightningModule, datamodule: pl.LightningDataModu
             f"cannot export with {type(datamodule).__name__}: it does not describe its "
             f"preprocessing ({', '.join(missing)} missing); use a dlzoo DataModule"
         )
-    if isinstance(model, AutoEncoder) and datamodule.input_kind == "text":
+    if model.task.name == "reconstruction" and datamodule.input_kind == "text":
         raise ExportError("cannot export an autoencoder of token ids: it has no float input")
     uninitialised = [
         name
@@ -402,7 +384,8 @@ def export_model(
             "model_format": format,
             "exporter": exporter,
             "opset": ONNX_OPSET if format == "onnx" else None,
-            "task": "autoencoder" if isinstance(model, AutoEncoder) else "classification",
+            "task": model.task.name,
+            "target_transform": model.hparams.get("target_transform"),
             "model": {
                 "name": _registered_name(model),
                 "class": f"{type(model).__module__}.{type(model).__qualname__}",

@@ -30,6 +30,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dlzoo.callbacks import output_names
+
 log = logging.getLogger(__name__)
 
 #: most inputs one request may carry (more: 413)
@@ -121,7 +123,7 @@ class PredictionAPI(ls.LitAPI):
         self.model = model.cpu().eval()
         self.datamodule = datamodule
         self.max_inputs = max_inputs
-        self.classes = [str(c) for c in getattr(datamodule, "classes", None) or []]
+        self.names = output_names(datamodule, model)
         self.device = torch.device("cpu")
 
     def setup(self, device: str) -> None:
@@ -192,23 +194,8 @@ class PredictionAPI(ls.LitAPI):
         return answers if isinstance(x, list) else answers[0]
 
     def _rows(self, out: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
-        """``predict_step``'s tensors as one JSON object per input."""
-        if "latent" in out:
-            return [
-                {"reconstruction_error": float(e), "latent": z}
-                for e, z in zip(
-                    out["mse"].float().tolist(), out["latent"].float().tolist(), strict=True
-                )
-            ]
-        probs = out["probs"].float().cpu()
-        if probs.ndim == 1:  # binary: the probability of the positive class
-            probs = torch.stack([1 - probs, probs], dim=1)
-        classes = self.classes if len(self.classes) == probs.shape[1] else None
-        classes = classes or [str(i) for i in range(probs.shape[1])]
-        return [
-            {"label": classes[pred], "probabilities": dict(zip(classes, p, strict=True))}
-            for p, pred in zip(probs.tolist(), out["preds"].tolist(), strict=True)
-        ]
+        """``predict_step``'s tensors as one JSON object per input (the task's decoding)."""
+        return self.model.task.decode(out, self.names)
 
     def encode_response(self, output: Any) -> Any:
         if isinstance(output, _Rejected):

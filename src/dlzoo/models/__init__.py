@@ -1,7 +1,7 @@
 """dlzoo models: one file per family, each registered by name (see ``dlzoo.list_models()``)."""
 
 from dlzoo.models.autoencoder import AutoEncoder
-from dlzoo.models.base import ClassificationModule
+from dlzoo.models.base import ClassificationModule, TaskModule
 from dlzoo.models.convnet import ConvNet
 from dlzoo.models.ffn import FeedForwardNet
 from dlzoo.models.finetune import FineTuneClassifier
@@ -16,5 +16,6 @@ __all__ = [
     "FineTuneClassifier",
     "ImprovedRNN",
     "RNNClassifier",
+    "TaskModule",
     "TransformerClassifier",
 ]

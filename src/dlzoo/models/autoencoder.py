@@ -10,12 +10,9 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
 from torch import nn
 from torchmetrics import MeanMetric
-from torchvision.utils import make_grid
 
-from dlzoo.callbacks import run_dir
 from dlzoo.models.base import (
     OptimizerName,
     SchedulerName,
@@ -25,6 +22,7 @@ from dlzoo.models.base import (
     make_activation,
 )
 from dlzoo.registry import register_model
+from dlzoo.tasks import TASKS, Task
 
 
 def _conv_shapes(input_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int, int]:
@@ -45,8 +43,8 @@ class AutoEncoder(pl.LightningModule):
     ``architecture="mlp"``: ``prod(input_shape) -> hidden_sizes -> latent_dim`` and back (the
     book's 784-64-32-64-784 with the defaults). ``"conv"``: stride-2 convolutions down to
     ``latent_dim`` and transposed convolutions back up. Logs ``{train,val,test}_loss`` and
-    ``val_mse``; writes ``reconstructions.png`` (originals above, reconstructions below) to the
-    run directory after every validation epoch.
+    ``val_mse``. Under the ``dlzoo`` CLI, :class:`~dlzoo.callbacks.ReconstructionGrid` writes
+    ``reconstructions.png`` (originals above, reconstructions below) after every validation epoch.
 
     Args:
         input_shape: ``(channels, height, width)`` (the DataModule supplies it).
@@ -57,17 +55,15 @@ class AutoEncoder(pl.LightningModule):
         output_activation: ``sigmoid`` for pixels in [0, 1] (use ``normalize: false`` on the
             data), or ``none`` for normalised inputs.
         loss: ``mse`` or ``bce`` (BCE needs targets in [0, 1] and is computed from logits).
-        grid_images: how many images ``reconstructions.png`` shows.
+        grid_images: how many images ``reconstructions.png`` shows (read by the callback).
         optimizer: ``adam``, ``adamw``, ``sgd`` or ``rmsprop``.
         lr: learning rate.
         weight_decay: L2 penalty.
         momentum: SGD/RMSprop momentum.
-        lr_scheduler: as in :class:`~dlzoo.models.base.ClassificationModule`.
+        lr_scheduler: as in :class:`~dlzoo.models.base.TaskModule`.
         lr_step_size: see ``lr_scheduler``.
         lr_gamma: see ``lr_scheduler``.
     """
-
-    default_monitor = ("val_loss", "min")
 
     def __init__(
         self,
@@ -110,7 +106,14 @@ class AutoEncoder(pl.LightningModule):
         for stage in ("train", "val", "test"):
             setattr(self, f"{stage}_loss", MeanMetric())
         self.val_mse = MeanMetric()
-        self._grid_batch: torch.Tensor | None = None
+
+    #: the task every instance has, known before one is built (the CLI's checkpoint monitor)
+    fixed_task = "reconstruction"
+
+    @property
+    def task(self) -> Task:
+        """Always the reconstruction row of the task table."""
+        return TASKS["reconstruction"]
 
     def _mlp(self, hidden: Sequence[int], latent: int, act: str) -> tuple[nn.Module, nn.Module]:
         widths = [math.prod(self.input_shape), *hidden]
@@ -188,10 +191,6 @@ class AutoEncoder(pl.LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "val")
-        if batch_idx == 0:
-            self._grid_batch = (batch[0] if isinstance(batch, (tuple, list)) else batch)[
-                : self.hparams.grid_images
-            ]
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
@@ -211,38 +210,25 @@ class AutoEncoder(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")
-        if self.trainer.sanity_checking or self._grid_batch is None:
-            return
-        out = run_dir(self.trainer)  # every rank: a collective under DDP
-        if self.trainer.is_global_zero:
-            self.save_reconstructions(self._grid_batch, out / "reconstructions.png")
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
 
+    def predict_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The code, the reconstruction and its per-row mean squared error."""
+        latent = self.encode(x)
+        reconstruction = self.decode(latent)
+        error = (reconstruction.float() - x.float()).pow(2).flatten(1).mean(dim=1)
+        return {"latent": latent, "mse": error, "reconstruction": reconstruction}
+
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        latent = self.encode(x)
-        error = (self.decode(latent).float() - x.float()).pow(2).flatten(1).mean(dim=1)
-        return {"latent": latent, "mse": error}
+        return self.predict_outputs(x)
 
     def configure_optimizers(self) -> Any:
         return configure_optimizers(self)
 
-    @torch.no_grad()
-    def save_reconstructions(self, images: torch.Tensor, path: Any) -> None:
-        """A PNG with ``images`` in the top row and their reconstructions below."""
-        was_training = self.training
-        self.eval()
-        recon = self(images).float()
-        self.train(was_training)
-        n = len(images)
-        grid = make_grid(
-            torch.cat([images.float(), recon]).cpu(), nrow=n, normalize=True, scale_each=True
-        )
-        fig = Figure(figsize=(1.2 * n, 2.6))
-        ax = fig.subplots()
-        ax.imshow(grid.permute(1, 2, 0).numpy())
-        ax.set_axis_off()
-        ax.set_title("originals (top) and reconstructions (bottom)")
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+    def configure_callbacks(self) -> list[pl.Callback]:
+        from dlzoo.callbacks import ReconstructionGrid  # plotting stays out of the model file
+
+        return [ReconstructionGrid()]

@@ -1,8 +1,10 @@
-"""The classification base every dlzoo classifier inherits: loss, metrics, optimiser, predictions.
+"""The base every dlzoo network model inherits: task-driven loss, metrics, optimiser, predictions.
 
-A model file subclasses :class:`ClassificationModule`, builds its network in ``__init__`` (after
-``super().__init__(num_classes=..., **kwargs)``) and defines ``forward`` returning logits: one logit
-per row for two classes, ``num_classes`` logits otherwise. The rest is here.
+A model file subclasses :class:`TaskModule`, builds its network in ``__init__`` (after
+``super().__init__(num_classes=..., **kwargs)``) with ``self.num_outputs`` outputs, and defines
+``forward`` returning logits (raw scores, or standardised values for regression). Which loss,
+metrics and predictions those logits mean is the row of :data:`dlzoo.tasks.TASKS` named by the
+``task`` hyperparameter; the rest is here.
 """
 
 from __future__ import annotations
@@ -11,24 +13,12 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import (
-    BinaryAccuracy,
-    BinaryAUROC,
-    BinaryF1Score,
-    BinaryPrecision,
-    BinaryRecall,
-    MulticlassAccuracy,
-    MulticlassAUROC,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
+from torchmetrics import MeanMetric
 
 from dlzoo.registry import init_arguments
+from dlzoo.tasks import RegressionLoss, Task, TaskName, classification_task, get_task
 
 OptimizerName = Literal["adam", "adamw", "sgd", "rmsprop"]
 SchedulerName = Literal["none", "cosine", "step", "plateau", "onecycle"]
@@ -41,39 +31,29 @@ _OPTIMIZERS = {
 }
 
 
-def _metrics(num_classes: int) -> MetricCollection:
-    if num_classes == 2:
-        return MetricCollection(
-            {
-                "acc": BinaryAccuracy(),
-                "precision": BinaryPrecision(),
-                "recall": BinaryRecall(),
-                "f1": BinaryF1Score(),
-                "auroc": BinaryAUROC(),
-            }
-        )
-    # accuracy over all rows (micro), the other scores averaged over classes (macro)
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "precision": MulticlassPrecision(num_classes, average="macro"),
-            "recall": MulticlassRecall(num_classes, average="macro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-            "auroc": MulticlassAUROC(num_classes, average="macro"),
-        }
-    )
+class TaskModule(pl.LightningModule):
+    """A network trained for one task of :data:`dlzoo.tasks.TASKS`: binary or multiclass
+    classification, multi-label classification, or (multi-target) regression.
 
-
-class ClassificationModule(pl.LightningModule):
-    """Binary (one logit, ``BCEWithLogitsLoss``) or multiclass (``CrossEntropyLoss``) classifier.
-
-    Logs ``{train,val,test}_{loss,acc,precision,recall,f1,auroc}`` once per epoch (torchmetrics,
-    synchronised across DDP ranks). The hyperparameters of the subclass and of this base are saved
-    together by the one ``save_hyperparameters()`` call below: Lightning collects the arguments of
-    every ``__init__`` in the ``super()`` chain, so YAML configs and checkpoints round-trip.
+    Logs ``{train,val,test}_loss`` and the task's metrics once per epoch (torchmetrics,
+    synchronised across DDP ranks): ``acc, precision, recall, f1, auroc`` for classes;
+    ``exact_match, f1_micro, f1_macro, hamming, auroc`` for labels; ``mse, rmse, mae, mape, r2``
+    (in the target's own units) for regression. The hyperparameters of the subclass and of this
+    base are saved together by the one ``save_hyperparameters()`` call below: Lightning collects
+    the arguments of every ``__init__`` in the ``super()`` chain, so configs and checkpoints
+    round-trip.
 
     Args:
-        num_classes: 2 for binary classification (one output logit), more for multiclass.
+        num_classes: classes (binary: 2), or labels of a multi-label task.
+        task: the task; ``None``: ``binary`` for 2 classes, else ``multiclass`` (the CLI links
+            the DataModule's task here).
+        num_targets: regression outputs (the CLI links the DataModule's).
+        target_names: names of the regression targets or labels, for metric names.
+        target_transform: the DataModule's fitted regression target scaling (``mean``,
+            ``scale``, ``log`` per target); predictions and metrics are in the target's units.
+        regression_loss: ``mse``, ``huber`` or ``l1`` (on standardised targets).
+        pos_weight: multi-label: weight of positive examples per label (rare labels).
+        threshold: multi-label: the probability from which a label is predicted.
         optimizer: ``adam``, ``adamw``, ``sgd`` (with ``momentum``) or ``rmsprop``. For anything
             else, the CLI's ``--optimizer`` / ``--lr_scheduler`` take any torch class and win.
         lr: learning rate.
@@ -88,12 +68,19 @@ class ClassificationModule(pl.LightningModule):
             the training loss (the book's L1 regularisation).
     """
 
-    #: what ModelCheckpoint keeps by default, unless the config says otherwise
-    default_monitor: tuple[str, Literal["min", "max"]] = ("val_auroc", "max")
+    #: a task every instance of the class has (None: the ``task`` argument decides)
+    fixed_task: str | None = None
 
     def __init__(
         self,
         num_classes: int = 2,
+        task: TaskName | None = None,
+        num_targets: int = 1,
+        target_names: list[str] | None = None,
+        target_transform: dict[str, Any] | None = None,
+        regression_loss: RegressionLoss = "mse",
+        pos_weight: list[float] | None = None,
+        threshold: float = 0.5,
         optimizer: OptimizerName = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -106,15 +93,30 @@ class ClassificationModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         keep_own_hparams(self)
-        if num_classes < 2:
+        task_row = self.task  # an unknown task name fails here
+        if task_row.classification and num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if task_row.name == "multilabel" and num_classes < 1:
+            raise ValueError(f"a multi-label task needs at least one label, got {num_classes}")
+        if task_row.name == "regression" and num_targets < 1:
+            raise ValueError(f"num_targets must be at least 1, got {num_targets}")
+        if task_row.name == "reconstruction":
+            raise ValueError("task='reconstruction' is the autoencoder's: --model autoencoder")
+        if regression_loss not in RegressionLoss.__args__:
+            raise ValueError(
+                f"regression_loss must be one of {RegressionLoss.__args__}, got {regression_loss!r}"
+            )
+        if pos_weight is not None and len(pos_weight) != num_classes:
+            raise ValueError(f"pos_weight needs one weight per label ({num_classes})")
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         if optimizer not in _OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {optimizer!r}")
         if lr_scheduler not in SchedulerName.__args__:
             raise ValueError(
                 f"lr_scheduler must be one of {SchedulerName.__args__}, got {lr_scheduler!r}"
             )
-        metrics = _metrics(num_classes)
+        metrics = task_row.metrics(self.hparams)
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
         self.test_metrics = metrics.clone(prefix="test_")
@@ -125,25 +127,37 @@ class ClassificationModule(pl.LightningModule):
         self.train_l1 = MeanMetric()  # the L1 penalty term, when l1_lambda > 0
 
     @property
+    def task(self) -> Task:
+        """The row of the task table this model is trained for."""
+        name = self.hparams.get("task") or classification_task(self.hparams.num_classes)
+        return get_task(name)
+
+    @property
     def num_outputs(self) -> int:
-        """Logits per row: 1 for binary classification, ``num_classes`` otherwise."""
-        return 1 if self.hparams.num_classes == 2 else self.hparams.num_classes
+        """Width of the network's output: 1 for binary classification, ``num_classes`` for
+        multiclass and multi-label, ``num_targets`` for regression."""
+        return self.task.output_width(self.hparams)
 
     @property
     def is_binary(self) -> bool:
-        return self.hparams.num_classes == 2
+        return self.task.name == "binary"
 
     # ----------------------------------------------------------------------------- helpers
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = logits.float()  # keep the loss in fp32 under bf16/16-mixed
-        if self.is_binary:
-            return F.binary_cross_entropy_with_logits(logits.reshape(-1), target.float())
-        return F.cross_entropy(logits, target)
+        # keep the loss in fp32 under bf16/16-mixed
+        return self.task.loss(logits.float(), target, self.hparams)
+
+    def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits as predictions: probabilities and labels, or values in the target's units."""
+        return self.task.outputs(logits.float(), self.hparams)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
-        """``(N,)`` probability of class 1 if binary, else ``(N, C)`` class probabilities."""
-        logits = logits.float()
-        return torch.sigmoid(logits.reshape(-1)) if self.is_binary else logits.softmax(dim=-1)
+        """Classifiers: ``(N,)`` probability of class 1 if binary, else ``(N, C)``."""
+        return self.outputs(logits)["probs"]
+
+    def predict_outputs(self, x: Any) -> dict[str, torch.Tensor]:
+        """``predict_step``'s outputs for a model input (a tensor, or ``(tokens, lengths)``)."""
+        return self.outputs(call_with(self, x))
 
     def predict_proba(self, x: Any) -> torch.Tensor:
         return self.probabilities(call_with(self, x))
@@ -156,7 +170,8 @@ class ClassificationModule(pl.LightningModule):
         x, target = batch[0], batch[1]
         logits = call_with(self, x)
         loss = self.loss(logits, target)
-        getattr(self, f"{stage}_metrics").update(self.probabilities(logits.detach()), target)
+        scores = self.task.scores(self.outputs(logits.detach()), target, self.hparams)
+        getattr(self, f"{stage}_metrics").update(*scores)
         getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(target))
         return loss
 
@@ -174,7 +189,7 @@ class ClassificationModule(pl.LightningModule):
         if stage == "train" and self.train_l1.update_called:
             values["train_l1"] = self.train_l1.compute()
             self.train_l1.reset()
-        shown = {"train_loss", "val_loss", "val_acc", "val_auroc", "test_acc", "test_auroc"}
+        shown = {"train_loss", "val_loss", *self.task.shown}
         for name, value in values.items():
             # already global: sync_dist only keeps Lightning's DDP bookkeeping quiet
             self.log(name, value, prog_bar=name in shown, sync_dist=True)
@@ -205,9 +220,7 @@ class ClassificationModule(pl.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        probs = self.predict_proba(x)
-        preds = (probs >= 0.5).long() if self.is_binary else probs.argmax(dim=-1)
-        return {"probs": probs, "preds": preds}
+        return self.predict_outputs(x)
 
     def configure_optimizers(self) -> Any:
         return configure_optimizers(self)
@@ -218,7 +231,7 @@ class ClassificationModule(pl.LightningModule):
     # must never need the pretrained file again (or the internet to fetch it).
     _pretrained_done: bool = False
 
-    def load_pretrained(self) -> ClassificationModule:
+    def load_pretrained(self) -> TaskModule:
         """Load pretrained weights into the network, if the model has any; returns ``self``.
 
         Runs on its own at the start of fit/validate/test/predict unless a checkpoint was
@@ -280,7 +293,7 @@ def call_with(module: nn.Module, x: Any) -> Any:
 
 
 def configure_optimizers(module: pl.LightningModule) -> Any:
-    """The optimiser and schedule named by a module's hyperparameters (see ClassificationModule)."""
+    """The optimiser and schedule named by a module's hyperparameters (see TaskModule)."""
     hp = module.hparams
     if hp.optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {hp.optimizer!r}")
@@ -327,3 +340,7 @@ def make_activation(name: str) -> nn.Module:
     if name not in layers:
         raise ValueError(f"unknown activation {name!r}; choose from {sorted(layers)}")
     return layers[name]()
+
+
+#: the name of :class:`TaskModule` before it learnt tasks other than classification
+ClassificationModule = TaskModule

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from dlzoo.models.base import ClassificationModule, make_activation
+from dlzoo.models.base import TaskModule, make_activation
 from dlzoo.registry import register_model
 
 #: the book's networks: Listing 6-4 (MNIST, 2 conv units) and Listing 6-12 (Cats vs Dogs, 4 units)
@@ -31,7 +31,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @register_model("convnet")
-class ConvNet(ClassificationModule):
+class ConvNet(TaskModule):
     """Conv units ``Conv -> [BatchNorm] -> activation -> pool``, flatten, then a dense head.
 
     The flatten width is computed from ``input_shape`` (the DataModule supplies it), so any image
@@ -40,7 +40,7 @@ class ConvNet(ClassificationModule):
 
     Args:
         input_shape: ``(channels, height, width)`` of an input image.
-        num_classes: 2 for binary (one logit), more for multiclass.
+        num_classes: 2 for binary (one logit), more for multiclass; labels of a multi-label task.
         channels: output channels of each conv unit.
         kernel_size: conv kernel size; ``padding`` keeps the size ("same") when ``None``.
         padding: conv padding in pixels.
@@ -52,7 +52,7 @@ class ConvNet(ClassificationModule):
         head_sizes: hidden widths of the dense head.
         dropout: dropout before each dense layer of the head.
         channels_last: run convolutions in NHWC layout (faster with mixed precision on GPUs).
-        **kwargs: optimiser, scheduler and L1 settings of :class:`ClassificationModule`.
+        **kwargs: the task, optimiser, scheduler and L1 settings of :class:`TaskModule`.
     """
 
     def __init__(

@@ -8,12 +8,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from dlzoo.models.base import ClassificationModule, make_activation
+from dlzoo.models.base import TaskModule, make_activation
 from dlzoo.registry import register_model
 
 
 @register_model("ffn")
-class FeedForwardNet(ClassificationModule):
+class FeedForwardNet(TaskModule):
     """Fully connected layers: ``num_features -> hidden_sizes... -> logits``.
 
     Each hidden unit is ``Linear -> [BatchNorm] -> activation -> [Dropout]``. The book's network is
@@ -22,13 +22,13 @@ class FeedForwardNet(ClassificationModule):
 
     Args:
         num_features: width of a preprocessed row (the DataModule supplies it).
-        num_classes: 2 for binary (one logit), more for multiclass.
+        num_classes: 2 for binary (one logit), more for multiclass; labels of a multi-label task.
         hidden_sizes: widths of the hidden layers.
         activation: non-linearity after each hidden layer.
         dropout: dropout probability after each hidden layer.
         input_dropout: dropout probability on the input features.
         batch_norm: batch normalisation before each activation.
-        **kwargs: optimiser, scheduler and L1 settings of :class:`ClassificationModule`.
+        **kwargs: the task, optimiser, scheduler and L1 settings of :class:`TaskModule`.
     """
 
     def __init__(

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
-from dlzoo.models.base import ClassificationModule, make_activation
+from dlzoo.models.base import TaskModule, make_activation
 from dlzoo.registry import register_model
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class UnfreezeBackbone(BackboneFinetuning):
 
 
 @register_model("vgg16_finetune")
-class FineTuneClassifier(ClassificationModule):
+class FineTuneClassifier(TaskModule):
     """A torchvision ImageNet classifier with a new head, backbone frozen (or unfrozen later).
 
     The book's setting: VGG16, frozen, head ``4096 -> 256 -> ReLU -> Dropout(0.4) -> 1``
@@ -155,7 +155,7 @@ class FineTuneClassifier(ClassificationModule):
     exact.
 
     Args:
-        num_classes: 2 for binary (one logit), more for multiclass.
+        num_classes: 2 for binary (one logit), more for multiclass; labels of a multi-label task.
         backbone: a torchvision classification model name (``vgg16``, ``resnet18``,
             ``mobilenet_v2`` ...), or a timm model as ``timm/<name>`` (``timm/tf_efficientnet_lite0``;
             see ``timm.list_models()``).
@@ -177,7 +177,7 @@ class FineTuneClassifier(ClassificationModule):
         cache_features: compute backbone features of the train/val images once and train the
             head on them (frozen backbone, no augmentation, an image DataModule).
         channels_last: run convolutions in NHWC layout (faster with mixed precision on GPUs).
-        **kwargs: optimiser, scheduler and L1 settings of :class:`ClassificationModule`.
+        **kwargs: the task, optimiser, scheduler and L1 settings of :class:`TaskModule`.
     """
 
     def __init__(

@@ -15,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-from dlzoo.models.base import ClassificationModule
+from dlzoo.models.base import TaskModule
 from dlzoo.registry import register_model
 
 
@@ -37,7 +37,7 @@ def run_recurrent(layer: nn.RNNBase, inputs: torch.Tensor | PackedSequence) -> A
     return layer(inputs)
 
 
-def load_embedding_vectors(model: ClassificationModule) -> ClassificationModule:
+def load_embedding_vectors(model: TaskModule) -> TaskModule:
     """``load_pretrained`` of the text models: copy the ``(vocab_size, dim)`` tensor file named by
     ``hparams.pretrained_embeddings`` into ``model.embedding`` (pad row zeroed)."""
     path, pad_index = model.hparams.pretrained_embeddings, model.hparams.pad_index
@@ -121,7 +121,7 @@ def _gather_steps(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 @register_model("rnn")
-class RNNClassifier(ClassificationModule):
+class RNNClassifier(TaskModule):
     """The book's vanilla RNN (Listing 7-4): embedding -> ``nn.RNN`` -> last hidden state -> linear.
 
     It reads padded batches as they are, pad tokens included, as the book did; on IMDB it stays
@@ -129,11 +129,11 @@ class RNNClassifier(ClassificationModule):
 
     Args:
         vocab_size: vocabulary size (the DataModule supplies it).
-        num_classes: 2 for binary (one logit), more for multiclass.
+        num_classes: 2 for binary (one logit), more for multiclass; labels of a multi-label task.
         pad_index: index of ``<pad>``.
         embedding_dim: width of the word embedding.
         hidden_size: RNN state width.
-        **kwargs: optimiser, scheduler and L1 settings of :class:`ClassificationModule`.
+        **kwargs: the task, optimiser, scheduler and L1 settings of :class:`TaskModule`.
     """
 
     def __init__(
@@ -156,7 +156,7 @@ class RNNClassifier(ClassificationModule):
 
 
 @register_model("improved_rnn")
-class ImprovedRNN(ClassificationModule):
+class ImprovedRNN(TaskModule):
     """The book's ImprovedRNN (Listing 7-9): a 2-layer bidirectional LSTM over packed sequences.
 
     Embedding (padding index, optionally from pretrained vectors, optionally frozen) ->
@@ -165,7 +165,7 @@ class ImprovedRNN(ClassificationModule):
 
     Args:
         vocab_size: vocabulary size (the DataModule supplies it).
-        num_classes: 2 for binary (one logit), more for multiclass.
+        num_classes: 2 for binary (one logit), more for multiclass; labels of a multi-label task.
         pad_index: index of ``<pad>`` (the DataModule supplies it).
         embedding_dim: width of the word embedding (300 for fastText/GloVe-300 vectors).
         hidden_size: LSTM state width per direction.
@@ -176,7 +176,7 @@ class ImprovedRNN(ClassificationModule):
             writes it from its ``vectors``); loaded when a run starts without a checkpoint.
         freeze_embeddings: keep the embedding fixed.
         packed: pack sequences by length (``False`` reads pad tokens too).
-        **kwargs: optimiser, scheduler and L1 settings of :class:`ClassificationModule`.
+        **kwargs: the task, optimiser, scheduler and L1 settings of :class:`TaskModule`.
     """
 
     def __init__(

@@ -7,13 +7,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from dlzoo.models.base import ClassificationModule
+from dlzoo.models.base import TaskModule
 from dlzoo.models.rnn import load_embedding_vectors, token_lengths
 from dlzoo.registry import register_model
 
 
 @register_model("transformer")
-class TransformerClassifier(ClassificationModule):
+class TransformerClassifier(TaskModule):
     """Token + learned positional embeddings -> ``nn.TransformerEncoder`` -> pooling -> linear.
 
     Pad tokens are masked out of attention (``src_key_padding_mask``) and out of the mean
@@ -22,7 +22,7 @@ class TransformerClassifier(ClassificationModule):
 
     Args:
         vocab_size: vocabulary size (the DataModule supplies it).
-        num_classes: 2 for binary (one logit), more for multiclass.
+        num_classes: 2 for binary (one logit), more for multiclass; labels of a multi-label task.
         pad_index: index of ``<pad>`` (the DataModule supplies it).
         embedding_dim: model width ``d_model``.
         num_heads: attention heads (must divide ``embedding_dim``).
@@ -33,7 +33,7 @@ class TransformerClassifier(ClassificationModule):
         pooling: ``mean`` over real tokens, or ``cls`` (a learned token in front).
         pretrained_embeddings: a ``(vocab_size, embedding_dim)`` tensor file of word vectors.
         freeze_embeddings: keep the token embedding fixed.
-        **kwargs: optimiser, scheduler and L1 settings of :class:`ClassificationModule`.
+        **kwargs: the task, optimiser, scheduler and L1 settings of :class:`TaskModule`.
     """
 
     def __init__(
