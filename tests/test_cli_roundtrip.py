@@ -100,7 +100,7 @@ def _family_config(family: str, data: Path) -> tuple[dict, list[str]]:
         model = {"class_path": family, "init_args": sizes}
         config = {"model": model, "data": dm}
         return config, ["--data.init_args.predict_file", str(data / "new.csv")]
-    if family == "vgg16_finetune":
+    if family == "finetune":
         write_image_tree(data / "images", {"train": 8, "validation": 3, "new": 2})
         model = {"backbone": "resnet18", "weights": None, "head_sizes": [8]}
         dm = {
@@ -226,7 +226,7 @@ def test_predict_from_the_checkpoint_alone_in_a_fresh_folder(
     # training data (and its folder) are gone, and the predictions are those made before
     monkeypatch.setenv("DLZOO_DATA", str(tmp_path / "dlzoo_cache"))
     jobs = {}
-    for family in ("ffn", "improved_rnn", "vgg16_finetune"):
+    for family in ("ffn", "improved_rnn", "finetune"):
         data = tmp_path / family / "data"
         data.mkdir(parents=True)
         sections, predict_args = _family_config(family, data)

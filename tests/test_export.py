@@ -99,7 +99,7 @@ def _family(name: str, data: dict):
             return ImprovedRNN(**sizes, hidden_size=8), dm, raw
         model = TransformerClassifier(**sizes, num_heads=2, feedforward_dim=16, max_length=64)
         return model, dm, raw
-    if name == "vgg16_finetune":
+    if name == "finetune":
         dm, raw = data["image"]
         model = FineTuneClassifier(backbone="resnet18", weights=None, head_sizes=[8])
         return model, dm, raw

@@ -13,7 +13,7 @@ import torch
 from conftest import make_reviews, write_acl_imdb
 from dlzoo.data import IMDBDataModule, TextClassificationDataModule
 from dlzoo.data.download import sha256sum
-from dlzoo.data.text import PAD, UNK
+from dlzoo.data.tokenize import PAD, UNK
 
 
 @pytest.fixture(autouse=True)
@@ -110,7 +110,7 @@ def test_second_run_reads_the_token_cache(tmp_path: Path, monkeypatch) -> None:
     def no_tokenising(*args, **kwargs):
         raise AssertionError("tokenised again")
 
-    monkeypatch.setattr("dlzoo.data.text.TokenizedCorpus.build", no_tokenising)
+    monkeypatch.setattr("dlzoo.data.tokenize.TokenizedCorpus.build", no_tokenising)
     second = TextClassificationDataModule(train_file=str(path))
     second.setup("fit")
     assert second.vocab.itos == first.vocab.itos
@@ -174,7 +174,7 @@ def test_texts_are_cut_at_2000_tokens_by_default_and_it_is_logged(tmp_path: Path
     frame.loc[0, "text"] = "great " * 5000  # one huge review: bounded time and memory
     frame.to_csv(tmp_path / "long.csv", index=False)
     dm = TextClassificationDataModule(train_file=str(tmp_path / "long.csv"), tokenizer="simple")
-    with caplog.at_level(logging.INFO, logger="dlzoo.data.imdb"):
+    with caplog.at_level(logging.INFO, logger="dlzoo.data.text"):
         dm.setup("fit")
     assert dm.max_length == 2000
     assert "1 of 60 labelled texts are longer than max_length=2000" in caplog.text

@@ -38,7 +38,7 @@ MODEL_EXAMPLES = {
         {"vocab_size": 40, "embedding_dim": 16, "num_heads": 2, "dropout": 0.0},
         lambda n: (torch.randint(2, 40, (n, 7)), torch.full((n,), 7)),
     ),
-    "vgg16_finetune": (
+    "finetune": (
         {"backbone": "resnet18", "weights": None, "num_classes": 3, "head_dropout": 0.0},
         lambda n: torch.randn(n, 3, 32, 32),
     ),
@@ -142,3 +142,8 @@ def test_trains_under_mixed_precision(name: str, precision: str) -> None:
     trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None))
     assert trainer.global_step == 3
     assert torch.isfinite(trainer.callback_metrics["train_loss"])
+
+
+def test_the_books_name_for_the_fine_tuner_is_an_alias() -> None:
+    assert dlzoo.get_model_class("vgg16_finetune") is dlzoo.get_model_class("finetune")
+    assert "vgg16_finetune" not in dlzoo.list_models()  # one entry per family in loops

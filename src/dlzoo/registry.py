@@ -14,6 +14,8 @@ import lightning.pytorch as pl
 
 MODELS: dict[str, type[pl.LightningModule]] = {}
 DATAMODULES: dict[str, type[pl.LightningDataModule]] = {}
+#: other names a registered model answers to (not listed): the book's name for the fine-tuner
+ALIASES: dict[str, str] = {"vgg16_finetune": "finetune"}
 
 T = TypeVar("T")
 
@@ -43,7 +45,7 @@ def register_datamodule(name: str) -> Callable[[T], T]:
 
 def _lookup(table: dict[str, Any], kind: str, name: str) -> Any:
     try:
-        return table[name]
+        return table[ALIASES.get(name, name)] if table is MODELS else table[name]
     except KeyError:
         known = ", ".join(sorted(table)) or "(none)"
         raise KeyError(f"unknown {kind} {name!r}; registered {kind}s: {known}") from None
@@ -98,6 +100,8 @@ def class_paths(cls: type) -> set[str]:
     spellings = {cls.__name__, f"{cls.__module__}.{cls.__qualname__}"}
     for table, package in ((MODELS, "dlzoo.models"), (DATAMODULES, "dlzoo.data")):
         spellings |= {name for name, registered in table.items() if registered is cls}
+        if table is MODELS:
+            spellings |= {alias for alias, name in ALIASES.items() if MODELS.get(name) is cls}
         if any(registered is cls for registered in table.values()):
             spellings.add(f"{package}.{cls.__name__}")
     return spellings

@@ -8,9 +8,10 @@ from dlzoo.data.download import (
     extract_archive,
 )
 from dlzoo.data.images import CatsDogsDataModule, ImageFolderDataModule
-from dlzoo.data.imdb import IMDBDataModule, TextClassificationDataModule
+from dlzoo.data.imdb import IMDBDataModule
 from dlzoo.data.mnist import MNISTDataModule
 from dlzoo.data.tabular import BankMarketingDataModule, TabularDataModule
+from dlzoo.data.text import TextClassificationDataModule
 
 __all__ = [
     "BankMarketingDataModule",

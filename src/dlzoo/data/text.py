@@ -1,327 +1,549 @@
-"""The small text layer torchtext used to provide: tokenizer, vocabulary, vectors, bucketing.
+"""Text DataModules: any CSV of texts and labels (the IMDB preset is in ``imdb.py``).
 
-- :func:`get_tokenizer`: spaCy's rule-based English tokenizer (``spacy.blank("en")``, no model
-  download) or a fast regular expression; lower-cased; HTML line breaks become spaces.
-- :class:`TokenizedCorpus`: every document tokenised once (both cores, a progress bar), stored as
-  one flat tensor of ids into the corpus's own token list, cached on disk; any vocabulary then
-  numericalises it with one indexing operation.
-- :class:`Vocabulary`: ``<unk>`` = 0, ``<pad>`` = 1, then tokens by frequency; a plain list, so it
-  is saved in checkpoints and loads with ``weights_only=True``.
-- :func:`load_vectors`: rows of a fastText ``.vec`` or GloVe ``.txt`` file (plain or ``.gz``),
-  streamed line by line, aligned to a vocabulary; unknown words and padding stay zero.
-- :class:`BucketBatchSampler` and :func:`pad_batch`: batches of similar length, padded per batch.
+Tokenised corpora are cached in ``cache_dir`` (default ``$DLZOO_DATA/text``) keyed by the data
+files and tokenizer settings, so only the first run tokenises. The vocabulary is built from the
+training split and saved in checkpoints (``state_dict``), so ``dlzoo predict`` on raw text works
+after a reload. Sizes reach the model through the CLI's links: ``vocab_size``, ``pad_index``,
+``num_classes`` and ``pretrained_embeddings`` (a file of vectors aligned to the vocabulary).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import inspect
+import json
 import logging
 import os
-import re
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
 
-from dlzoo.data.batching import ShardedBatchSampler
+from dlzoo.data.batching import batch_loader, ordered_loader
+from dlzoo.data.download import (
+    check_sha256,
+    default_cache_dir,
+    download_file,
+)
+from dlzoo.data.tabular import refuse_changed_options
+from dlzoo.data.tokenize import (
+    HTML_BREAK,
+    SIMPLE_TOKEN,
+    TokenizedCorpus,
+    TokenizerName,
+    Vocabulary,
+    clean_text,
+    load_vectors,
+    pad_batch,
+    tokenize,
+)
+from dlzoo.registry import register_datamodule
 
 log = logging.getLogger(__name__)
 
-TokenizerName = Literal["spacy", "simple"]
-UNK, PAD = "<unk>", "<pad>"
-HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
-SIMPLE_TOKEN = re.compile(r"[\w]+(?:'[\w]+)?|[^\w\s]")
-#: bump when tokenisation changes, so old caches are not reused
-TOKENIZER_VERSION = 1
 
-
-def clean_text(text: str) -> str:
-    """HTML line breaks (``<br />``, common in IMDB reviews) become spaces."""
-    return HTML_BREAK.sub(" ", text)
-
-
-_SPACY = {}
-
-
-def _spacy_tokenizer() -> Callable[[str], object]:
-    if "en" not in _SPACY:  # one blank pipeline per process; building it takes ~0.1 s
-        import spacy
-
-        _SPACY["en"] = spacy.blank("en").tokenizer
-    return _SPACY["en"]
-
-
-def tokenize(text: str, tokenizer: TokenizerName = "spacy", lower: bool = True) -> list[str]:
-    """Tokens of one text: ``spacy`` (rule-based English) or ``simple`` (words and punctuation)."""
-    text = clean_text(text)
-    if lower:
-        text = text.lower()
-    if tokenizer == "spacy":
-        return [t.text for t in _spacy_tokenizer()(text) if not t.is_space]
-    if tokenizer == "simple":
-        return SIMPLE_TOKEN.findall(text)
-    raise ValueError(f"tokenizer must be 'spacy' or 'simple', got {tokenizer!r}")
-
-
-def get_tokenizer(tokenizer: TokenizerName = "spacy", lower: bool = True) -> Callable[[str], list]:
-    if tokenizer not in ("spacy", "simple"):
-        raise ValueError(f"tokenizer must be 'spacy' or 'simple', got {tokenizer!r}")
-    return partial(tokenize, tokenizer=tokenizer, lower=lower)
-
-
-def _tokenize_chunk(texts: list[str], tokenizer: TokenizerName, lower: bool) -> list[list[str]]:
-    return [tokenize(t, tokenizer, lower) for t in texts]
-
-
-class TokenizedCorpus:
-    """Documents as ids into ``tokens`` (the corpus's distinct tokens, in first-seen order).
-
-    ``ids`` is one flat ``int32`` tensor; document ``i`` is ``ids[offsets[i]:offsets[i + 1]]``.
-    """
-
-    def __init__(
-        self, tokens: list[str], ids: torch.Tensor, offsets: torch.Tensor, extra: dict | None = None
-    ) -> None:
-        self.tokens, self.ids, self.offsets = tokens, ids, offsets
-        self.extra = extra or {}  # per-document metadata cached with it (labels, splits)
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> torch.Tensor:
-        return self.offsets[1:] - self.offsets[:-1]
-
-    @classmethod
-    def build(
-        cls,
-        texts: Sequence[str],
-        tokenizer: TokenizerName = "spacy",
-        lower: bool = True,
-        workers: int | None = None,
-        progress: bool = True,
-    ) -> TokenizedCorpus:
-        """Tokenise ``texts`` in ``workers`` processes (default: every core), with a progress bar."""
-        workers = workers or os.cpu_count() or 1
-        chunk = 2000
-        chunks = [list(texts[i : i + chunk]) for i in range(0, len(texts), chunk)]
-        work = partial(_tokenize_chunk, tokenizer=tokenizer, lower=lower)
-        bar = tqdm(total=len(texts), desc="tokenising", unit="doc", disable=not progress)
-        index: dict[str, int] = {}
-        flat: list[int] = []
-        offsets = [0]
-
-        def add(docs: list[list[str]]) -> None:
-            for doc in docs:
-                flat.extend(index.setdefault(token, len(index)) for token in doc)
-                offsets.append(len(flat))
-            bar.update(len(docs))
-
-        if workers > 1 and len(chunks) > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                for docs in pool.map(work, chunks):
-                    add(docs)
-        else:
-            for texts_chunk in chunks:
-                add(work(texts_chunk))
-        bar.close()
-        return cls(
-            list(index),
-            torch.tensor(flat, dtype=torch.int32),
-            torch.tensor(offsets, dtype=torch.int64),
-        )
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process (DDP ranks)
-        state = {
-            "tokens": self.tokens,
-            "ids": self.ids,
-            "offsets": self.offsets,
-            "extra": self.extra,
-        }
-        torch.save(state, tmp)
-        tmp.replace(path)  # never a half-written cache
-
-    @classmethod
-    def load(cls, path: Path) -> TokenizedCorpus:
-        state = torch.load(path, weights_only=True)
-        return cls(state["tokens"], state["ids"], state["offsets"], state.get("extra"))
-
-    @classmethod
-    def cached(
-        cls,
-        read: Callable[[], tuple[Sequence[str], dict]],
-        key: str,
-        cache_dir: Path | None,
-        tokenizer: TokenizerName = "spacy",
-        lower: bool = True,
-        workers: int | None = None,
-    ) -> TokenizedCorpus:
-        """The corpus cached under ``key`` (data identity and settings), or ``read()`` it, tokenise
-        and cache it. ``read`` returns the texts and per-document metadata to keep with them."""
-        digest = hashlib.sha256(
-            f"{key}|{tokenizer}|{lower}|v{TOKENIZER_VERSION}".encode()
-        ).hexdigest()[:24]
-        path = cache_dir / f"tokens-{digest}.pt" if cache_dir is not None else None
-        if path is not None and path.is_file():
-            try:
-                corpus = cls.load(path)
-                log.info("tokenised corpus read from cache %s", path)
-                return corpus
-            except (OSError, RuntimeError, KeyError) as err:
-                log.warning("ignoring unreadable token cache %s (%s)", path, err)
-        texts, extra = read()
-        corpus = cls.build(texts, tokenizer, lower, workers)
-        corpus.extra = extra
-        if path is not None:
-            corpus.save(path)
-        return corpus
-
-    def counts(self, documents: torch.Tensor) -> torch.Tensor:
-        """How often each of ``tokens`` occurs in the given documents."""
-        starts, ends = self.offsets[documents], self.offsets[documents + 1]
-        mask = torch.zeros(len(self.ids) + 1, dtype=torch.int32)
-        mask.index_add_(0, starts, torch.ones_like(starts, dtype=torch.int32))
-        mask.index_add_(0, ends, -torch.ones_like(ends, dtype=torch.int32))
-        keep = mask.cumsum(0)[:-1] > 0
-        return torch.bincount(self.ids[keep].long(), minlength=len(self.tokens))
-
-    def numericalize(self, vocab: Vocabulary) -> torch.Tensor:
-        """All documents' vocabulary indices (flat, aligned with ``offsets``)."""
-        table = torch.tensor([vocab.index(t) for t in self.tokens], dtype=torch.int64)
-        return table[self.ids.long()] if len(self.ids) else torch.zeros(0, dtype=torch.int64)
-
-
-class Vocabulary:
-    """Token <-> index. ``<unk>`` is 0 and ``<pad>`` is 1 (torchtext's order), then the tokens."""
-
-    def __init__(self, itos: Sequence[str]) -> None:
-        if list(itos[:2]) != [UNK, PAD]:
-            raise ValueError(f"a vocabulary starts with {UNK!r}, {PAD!r}")
-        self.itos = list(itos)
-        self.stoi = {token: i for i, token in enumerate(self.itos)}
-        if len(self.stoi) != len(self.itos):
-            raise ValueError("vocabulary tokens must be unique")
-
-    unk_index, pad_index = 0, 1
-
-    @classmethod
-    def from_counts(
-        cls, tokens: Sequence[str], counts: Sequence[int], max_size: int | None, min_freq: int = 1
-    ) -> Vocabulary:
-        """The ``max_size`` most frequent tokens seen at least ``min_freq`` times (ties: A-Z)."""
-        if min_freq < 1:
-            raise ValueError(f"min_freq must be at least 1, got {min_freq}")
-        ranked = sorted((-int(c), t) for t, c in zip(tokens, counts, strict=True) if c >= min_freq)
-        ranked = [t for _, t in ranked if t not in (UNK, PAD)]
-        if max_size is not None:
-            ranked = ranked[:max_size]
-        return cls([UNK, PAD, *ranked])
-
-    @classmethod
-    def build(
-        cls, documents: Sequence[Sequence[str]], max_size: int | None = None, min_freq: int = 1
-    ) -> Vocabulary:
-        from collections import Counter
-
-        counter = Counter(token for doc in documents for token in doc)
-        return cls.from_counts(list(counter), list(counter.values()), max_size, min_freq)
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    def __contains__(self, token: str) -> bool:
-        return token in self.stoi
-
-    def index(self, token: str) -> int:
-        return self.stoi.get(token, self.unk_index)
-
-    def encode(self, tokens: Sequence[str]) -> list[int]:
-        return [self.stoi.get(t, self.unk_index) for t in tokens]
-
-    def decode(self, indices: Sequence[int]) -> list[str]:
-        return [self.itos[i] for i in indices]
-
-
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
-
-
-def load_vectors(path: str | Path, vocab: Vocabulary, progress: bool = True) -> torch.Tensor:
-    """A ``(len(vocab), dim)`` matrix of the file's vectors for the vocabulary's tokens.
-
-    Reads fastText ``.vec`` (a ``count dim`` header line) and GloVe ``.txt`` (no header), plain or
-    gzipped, one line at a time: a 2 GB file never sits in memory. Tokens the file lacks, and the
-    ``<unk>``/``<pad>`` rows, stay zero (the book zeroes them too). A file that is an HTML page
-    (what some mirrors serve instead of a 404) is refused.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"word vectors not found: {path}")
-    matrix: torch.Tensor | None = None
-    dim, found = None, 0
-    with _open_text(path) as f:
-        bar = tqdm(desc=f"reading {path.name}", unit=" lines", disable=not progress)
-        for number, line in enumerate(f, start=1):
-            bar.update()
-            if number == 1 and line.lstrip().startswith("<"):
-                raise ValueError(f"{path} is an HTML page, not word vectors: re-download it")
-            parts = line.rstrip().split(" ")
-            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                continue  # fastText header: count and dimension
-            if len(parts) < 2:
-                continue
-            if dim is None:
-                dim = len(parts) - 1
-                matrix = torch.zeros(len(vocab), dim)
-            if len(parts) - 1 != dim:
-                raise ValueError(
-                    f"{path} line {number}: {len(parts) - 1} values, expected {dim} (the first "
-                    "vector's width)"
-                )
-            row = vocab.stoi.get(parts[0])
-            if row is not None and row > vocab.pad_index:
-                matrix[row] = torch.tensor([float(v) for v in parts[1:]])
-                found += 1
-        bar.close()
-    if matrix is None:
-        raise ValueError(f"{path} holds no vectors")
-    log.info("%s: vectors for %d of %d vocabulary tokens", path.name, found, len(vocab) - 2)
-    return matrix
-
-
-class BucketBatchSampler(ShardedBatchSampler):
-    """Batches of documents of similar length (see :class:`ShardedBatchSampler`, ``lengths``)."""
+class TokenDataset(Dataset):
+    """Documents as slices of one flat id tensor; ``(ids, label)`` or ``(ids,)`` items."""
 
     def __init__(
         self,
-        lengths: Sequence[int] | torch.Tensor,
-        batch_size: int,
-        shuffle: bool = True,
-        seed: int = 0,
-        pool_batches: int = 50,
-        drop_last: bool = False,
+        ids: torch.Tensor,
+        offsets: torch.Tensor,
+        documents: torch.Tensor,
+        labels: torch.Tensor | None,
+        max_length: int | None,
+        truncation: str = "head",
     ) -> None:
-        super().__init__(
-            len(lengths), batch_size, shuffle, seed, lengths, pool_batches, drop_last=drop_last
+        self.ids, self.offsets, self.documents = ids, offsets, documents
+        self.labels, self.max_length, self.truncation = labels, max_length, truncation
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    @property
+    def full_lengths(self) -> torch.Tensor:
+        """Token counts of the documents before ``max_length`` cuts them."""
+        doc = self.documents
+        return self.offsets[doc + 1] - self.offsets[doc]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        lengths = self.full_lengths
+        return lengths.clamp(max=self.max_length) if self.max_length else lengths
+
+    def __getitem__(self, index: int) -> tuple:
+        doc = int(self.documents[index])
+        start, end = int(self.offsets[doc]), int(self.offsets[doc + 1])
+        if self.max_length and end - start > self.max_length:
+            if self.truncation == "tail":  # reviews often end with the verdict
+                start = end - self.max_length
+            else:
+                end = start + self.max_length
+        tokens = self.ids[start:end]
+        return (tokens,) if self.labels is None else (tokens, self.labels[index])
+
+
+def file_key(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"text CSV not found: {path}")
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+@register_datamodule("text_csv")
+class TextClassificationDataModule(pl.LightningDataModule):
+    """Classification of the texts in a CSV (a text and a label column).
+
+    Args:
+        train_file: the labelled CSV, relative to ``data_dir`` (or absolute).
+        text_column: the column holding the text.
+        label_column: the column holding the class; its values, sorted, become the classes.
+        data_dir: where the files are (default: the current directory).
+        val_file: a labelled CSV for validation; without it ``val_fraction`` of ``train_file``
+            is held out, stratified and seeded.
+        test_file: a labelled CSV for ``dlzoo test``.
+        predict_file: a CSV of raw texts (label optional) for ``dlzoo predict``; default: the
+            validation split.
+        val_fraction: see ``val_file``.
+        tokenizer: ``spacy`` (rule-based English, ``spacy.blank("en")``) or ``simple`` (a
+            regular expression, faster).
+        lower: lower-case before tokenising.
+        max_vocab_size: most frequent training tokens kept (besides ``<unk>`` and ``<pad>``).
+        min_freq: least count for a token to enter the vocabulary.
+        max_length: cut texts to ``max_length`` tokens (the count of texts cut is logged); a
+            bound on the time and memory one text can take. ``None``: never cut.
+        truncation: keep the ``head`` (first tokens) or the ``tail`` (last tokens) of long texts.
+        vectors: a fastText ``.vec`` / GloVe ``.txt`` file (or URL) of pretrained word vectors,
+            aligned to the vocabulary for the model's embedding.
+        vectors_sha256: checksum of the vectors file (local or downloaded).
+        batch_size: texts per batch.
+        bucket: batch texts of similar length (less padding); otherwise shuffle freely.
+        num_workers: DataLoader workers (0 is fine: batches are slices of one tensor).
+        cache_dir: where tokenised corpora and aligned vectors are cached.
+        seed: seed of splits and per-epoch batch order.
+    """
+
+    def __init__(
+        self,
+        train_file: str | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        data_dir: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        predict_file: str | None = None,
+        val_fraction: float = 0.1,
+        tokenizer: TokenizerName = "spacy",
+        lower: bool = True,
+        max_vocab_size: int | None = 25_000,
+        min_freq: int = 1,
+        max_length: int | None = 2000,
+        truncation: Literal["head", "tail"] = "head",
+        vectors: str | None = None,
+        vectors_sha256: str | None = None,
+        batch_size: int = 64,
+        bucket: bool = True,
+        num_workers: int = 0,
+        cache_dir: str | None = None,
+        seed: int = 2020,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if tokenizer not in ("spacy", "simple"):
+            raise ValueError(f"tokenizer must be 'spacy' or 'simple', got {tokenizer!r}")
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        if truncation not in ("head", "tail"):
+            raise ValueError(f"truncation must be 'head' or 'tail', got {truncation!r}")
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be positive, got {max_length}")
+        # settings as attributes: a preset's hparams hold only its own arguments
+        self.train_file, self.val_file, self.test_file = train_file, val_file, test_file
+        self.predict_file = predict_file
+        self.text_column, self.label_column = text_column, label_column
+        self.data_dir = Path(data_dir) if data_dir else Path.cwd()
+        self.val_fraction, self.tokenizer, self.lower = val_fraction, tokenizer, lower
+        self.max_vocab_size, self.min_freq, self.max_length = max_vocab_size, min_freq, max_length
+        self.truncation = truncation
+        self.vectors, self.vectors_sha256 = vectors, vectors_sha256
+        self.batch_size, self.bucket, self.num_workers = batch_size, bucket, num_workers
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir() / "text"
+        self.seed = seed
+        self._vocab: Vocabulary | None = None
+        self._embeddings_file: str | None = None
+        self._classes: list[str] | None = None
+        self._corpus: TokenizedCorpus | None = None
+        self._numbers: torch.Tensor | None = None
+        self._splits: dict[str, torch.Tensor] = {}
+        self._datasets: dict[str, TokenDataset] = {}
+        self.predict_row_ids: list = []
+
+    # ----------------------------------------------------------------------- reading sources
+    def _path(self, name: str) -> Path:
+        path = Path(name)
+        return path if path.is_absolute() else self.data_dir / path
+
+    def _read_csv(self, name: str, require_label: bool = True) -> pd.DataFrame:
+        path = self._path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"text CSV not found: {path}")
+        try:
+            frame = pd.read_csv(
+                path, dtype={self.text_column: str}, keep_default_na=False, skip_blank_lines=False
+            )
+        except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+            raise ValueError(f"{path} is not a readable CSV: {err}") from None
+        needed = [self.text_column] + ([self.label_column] if require_label else [])
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"{path} has no column {missing[0]!r} (columns: {', '.join(frame.columns)}); "
+                "set text_column / label_column"
+            )
+        frame = frame.rename(columns={self.text_column: "text", self.label_column: "label"})
+        if "label" in frame:
+            frame["label"] = frame["label"].astype(str).str.strip()
+            empty = frame.index[frame["label"] == ""]
+            if len(empty):
+                lines = ", ".join(str(i + 2) for i in empty[:5])
+                raise ValueError(f"{path}: empty label on line(s) {lines}")
+        frame["line"] = frame.index + 2
+        frame["source"] = str(path)
+        return frame
+
+    def source_key(self) -> str:
+        """What identifies the labelled data (files, sizes, times): the token cache's key."""
+        files = [f for f in (self.train_file, self.val_file, self.test_file) if f]
+        if not files:
+            raise ValueError("TextClassificationDataModule needs train_file")
+        return "|".join(
+            [file_key(self._path(f)) for f in files] + [self.text_column, self.label_column]
         )
 
+    def read_documents(self) -> pd.DataFrame:
+        """All labelled texts with columns ``text``, ``label`` and ``split`` (or ``pool``)."""
+        frames = [
+            self._read_csv(self.train_file).assign(split="pool" if not self.val_file else "train")
+        ]
+        if self.val_file:
+            frames.append(self._read_csv(self.val_file).assign(split="val"))
+        if self.test_file:
+            frames.append(self._read_csv(self.test_file).assign(split="test"))
+        return pd.concat(frames, ignore_index=True)
 
-def pad_batch(
-    sequences: Sequence[torch.Tensor], pad_index: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(tokens (B, T), lengths (B,))``: padded to the longest sequence of this batch."""
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
-    longest = max(int(lengths.max()), 1) if len(sequences) else 1
-    tokens = torch.full((len(sequences), longest), pad_index, dtype=torch.int64)
-    for row, sequence in enumerate(sequences):
-        tokens[row, : len(sequence)] = sequence
-    return tokens, lengths
+    def assign_splits(self, split: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Turn ``pool`` documents into train/val by a stratified, seeded split."""
+        pool = np.flatnonzero(split == "pool")
+        if len(pool):
+            train, val = train_test_split(
+                pool, test_size=self.val_fraction, random_state=self.seed, stratify=labels[pool]
+            )
+            split = split.copy()
+            split[train], split[val] = "train", "val"
+        return split
+
+    # ---------------------------------------------------------------------------- the corpus
+    def _read_for_cache(self) -> tuple[list[str], dict]:
+        frame = self.read_documents()
+        text = frame["text"].fillna("").astype(str)
+        empty = text.map(lambda t: not clean_text(t).strip())
+        if empty.any():
+            where = frame[empty]
+            shown = ", ".join(
+                f"{Path(s).name}:{n}" for s, n in zip(where["source"], where["line"], strict=True)
+            )
+            log.warning("skipped %d empty texts (%s)", int(empty.sum()), shown[:300])
+            frame, text = frame[~empty], text[~empty]
+        return text.tolist(), {
+            "label": frame["label"].astype(str).tolist(),
+            "split": frame["split"].astype(str).tolist(),
+        }
+
+    def _ensure_corpus(self) -> None:
+        if self._corpus is not None:
+            return
+        corpus = TokenizedCorpus.cached(
+            self._read_for_cache,
+            self.source_key(),
+            self.cache_dir,
+            self.tokenizer,
+            self.lower,
+        )
+        labels = np.array(corpus.extra["label"])
+        split = self.assign_splits(np.array(corpus.extra["split"], dtype=object), labels)
+        # documents with no tokens at all (punctuation the tokenizer drops) are left out too
+        nonempty = (corpus.lengths > 0).numpy()
+        self._splits = {
+            name: torch.from_numpy(np.flatnonzero((split == name) & nonempty))
+            for name in ("train", "val", "test")
+        }
+        if not len(self._splits["train"]) or not len(self._splits["val"]):
+            raise ValueError("no training or validation texts left after reading the data")
+        self._corpus, self._labels = corpus, labels
+
+    def _ensure_state(self) -> None:
+        if self._vocab is not None:
+            return
+        self._ensure_corpus()
+        train = self._splits["train"]
+        counts = self._corpus.counts(train)
+        self._vocab = Vocabulary.from_counts(
+            self._corpus.tokens, counts.tolist(), self.max_vocab_size, self.min_freq
+        )
+        self._classes = sorted(set(self._labels[train.numpy()].tolist()))
+        if len(self._classes) < 2:
+            raise ValueError(f"the training texts have one class only: {self._classes}")
+
+    # --------------------------------------------------------------------- sizes for the model
+    @property
+    def vocab(self) -> Vocabulary:
+        self._ensure_state()
+        return self._vocab
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.vocab)
+
+    @property
+    def pad_index(self) -> int:
+        return self.vocab.pad_index
+
+    @property
+    def classes(self) -> list[str]:
+        self._ensure_state()
+        return list(self._classes)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def pretrained_embeddings(self) -> str | None:
+        """A ``.pt`` file of the vectors aligned to the vocabulary (None without ``vectors``)."""
+        if not self.vectors:
+            return None
+        if self._embeddings_file is not None:  # the link reads it; don't hash 2 GB twice
+            return self._embeddings_file
+        source = self.vectors
+        if "://" in source:
+            source = str(
+                download_file(source, self.cache_dir / "vectors", sha256=self.vectors_sha256)
+            )
+        elif self.vectors_sha256:
+            check_sha256(source, self.vectors_sha256)
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"word vectors not found: {path}")
+        # cached per vocabulary and vectors file (its path, size and modification time, or its
+        # checksum): the second run reads a small tensor, not 400,000 lines of text
+        stat = path.stat()
+        identity = self.vectors_sha256 or f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        key = hashlib.sha256("\n".join([identity, *self.vocab.itos]).encode()).hexdigest()[:16]
+        out = self.cache_dir / "vectors" / f"{path.name.split('.')[0]}-{key}.pt"
+        if not out.is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(f".{os.getpid()}.tmp")  # one per process (DDP ranks)
+            torch.save(load_vectors(path, self.vocab), tmp)
+            tmp.replace(out)
+        self._embeddings_file = str(out)
+        return self._embeddings_file
+
+    # ---------------------------------------------------------------------------------- setup
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict":
+            return  # predict_dataloader encodes, after Lightning restored a checkpoint's vocabulary
+        self._build_datasets()
+
+    def _build_datasets(self) -> None:
+        """The labelled splits as ids of the current vocabulary (built, or restored from a
+        checkpoint: Lightning restores after ``setup()``, so loaders call this again)."""
+        if self._datasets:
+            return
+        self._ensure_state()
+        self._ensure_corpus()
+        if self._numbers is None:
+            self._numbers = self._corpus.numericalize(self._vocab)
+        index = {c: i for i, c in enumerate(self._classes)}
+        for name, documents in self._splits.items():
+            if not len(documents):
+                continue
+            labels = self._labels[documents.numpy()]
+            unknown = sorted(set(labels.tolist()) - set(index))
+            if unknown:
+                raise ValueError(f"{name} texts have labels the training texts lack: {unknown}")
+            targets = torch.tensor([index[c] for c in labels], dtype=torch.int64)
+            self._datasets[name] = TokenDataset(
+                self._numbers,
+                self._corpus.offsets,
+                documents,
+                targets,
+                self.max_length,
+                self.truncation,
+            )
+        self._report_cut(torch.cat([d.full_lengths for d in self._datasets.values()]), "labelled")
+
+    def _report_cut(self, lengths: torch.Tensor, what: str) -> None:
+        if self.max_length is None:
+            return
+        cut = int((lengths > self.max_length).sum())
+        if cut:
+            log.info(
+                "%d of %d %s texts are longer than max_length=%d tokens: their %s is kept",
+                cut,
+                len(lengths),
+                what,
+                self.max_length,
+                "beginning" if self.truncation == "head" else "end",
+            )
+
+    def encode_texts(self, frame: pd.DataFrame | list[str]) -> TokenDataset:
+        """Raw texts (a list, or a frame with a ``text`` column) as a dataset for prediction.
+
+        An empty text still gets a prediction (from a single ``<unk>`` token), so every row of
+        the file has one; it is reported.
+        """
+        texts = frame if isinstance(frame, list) else frame["text"].fillna("").astype(str).tolist()
+        vocab = self.vocab
+        encoded = [vocab.encode(tokenize(t, self.tokenizer, self.lower)) for t in texts]
+        empty = [i for i, ids in enumerate(encoded) if not ids]
+        if empty:
+            log.warning("%d empty texts (rows %s) are predicted from <unk>", len(empty), empty[:10])
+        encoded = [ids or [vocab.unk_index] for ids in encoded]
+        self.predict_row_ids = list(range(len(encoded)))
+        offsets = torch.tensor([0, *np.cumsum([len(e) for e in encoded])], dtype=torch.int64)
+        flat = torch.tensor([i for ids in encoded for i in ids], dtype=torch.int64)
+        documents = torch.arange(len(encoded))
+        dataset = TokenDataset(flat, offsets, documents, None, self.max_length, self.truncation)
+        self._report_cut(dataset.full_lengths, "predict")
+        return dataset
+
+    # ------------------------------------------------------- raw inputs (serve, export)
+    #: what a raw input is: a text
+    input_kind = "text"
+
+    def encode_inputs(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        """Raw texts as token ids (cut to ``max_length``), with the same code as a predict CSV."""
+        for number, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise ValueError(f"input {number}: a text is a string, got {type(text).__name__}")
+        dataset = self.encode_texts(list(inputs))
+        return [dataset[i][0] for i in range(len(dataset))]
+
+    def collate_inputs(self, items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids as the model's input: ``(tokens (N, T) padded, lengths (N,))``."""
+        return self._collate([(ids,) for ids in items])[0]
+
+    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
+        """Tokenizer settings, and the vocabulary written beside the bundle (``vocab.json``:
+        the token of each index, in order)."""
+        vocab_file = Path(directory) / "vocab.json"
+        vocab_file.write_text(json.dumps(self.vocab.itos, ensure_ascii=False))
+        return {
+            "kind": "text",
+            "tokenizer": self.tokenizer,
+            # how a text becomes tokens: clean_text, lower-case, then the tokenizer
+            "steps": [
+                f"replace the regular expression {HTML_BREAK.pattern!r} with a space",
+                "lower-case" if self.lower else "keep the case",
+                'spacy.blank("en").tokenizer, whitespace tokens dropped'
+                if self.tokenizer == "spacy"
+                else f"tokens = re.findall({SIMPLE_TOKEN.pattern!r}, text)",
+                "token -> index in the vocabulary, unknown tokens -> unk_index",
+                f"keep the {'first' if self.truncation == 'head' else 'last'} max_length tokens",
+            ],
+            "lower": self.lower,
+            "max_length": self.max_length,
+            "truncation": self.truncation,
+            "pad_index": self.pad_index,
+            "unk_index": self.vocab.unk_index,
+            "vocabulary_file": vocab_file.name,
+            "vocab_size": len(self.vocab),
+            "empty_text": "one unk token",
+        }
+
+    # -------------------------------------------------------------------------------- loaders
+    def _collate(self, items: list[tuple]) -> tuple:
+        tokens, lengths = pad_batch([item[0] for item in items], self.pad_index)
+        if len(items[0]) == 1:
+            return ((tokens, lengths),)
+        return (tokens, lengths), torch.stack([torch.as_tensor(item[1]) for item in items])
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        self._build_datasets()
+        if split not in self._datasets:
+            raise ValueError(f"no {split} texts: pass {split}_file")
+        dataset = self._datasets[split]
+        return batch_loader(
+            dataset,
+            self.batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_workers=self.num_workers,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=self._collate,
+            lengths=dataset.lengths if self.bucket else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        if not self.predict_file:  # as every dlzoo DataModule: the validation split
+            self._build_datasets()
+            val = self._datasets["val"]
+            dataset = TokenDataset(
+                val.ids, val.offsets, val.documents, None, self.max_length, self.truncation
+            )
+            self.predict_row_ids = val.documents.tolist()  # document numbers of the corpus
+            return ordered_loader(dataset, self.batch_size, collate_fn=self._collate)
+        dataset = self.encode_texts(self._read_csv(self.predict_file, require_label=False))
+        # in file order (bucketing would reorder the rows of predictions.csv)
+        return ordered_loader(dataset, self.batch_size, collate_fn=self._collate)
+
+    # --------------------------------------------------------------------------- checkpoints
+    #: options that decide the model's input: fixed by a checkpoint's vocabulary
+    input_options = ("tokenizer", "lower")
+
+    def check_restored_options(self, saved: dict[str, Any]) -> None:
+        refuse_changed_options(self, saved, self.input_options)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"vocab": self.vocab.itos, "classes": self.classes}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        vocab, classes = list(state_dict["vocab"]), list(state_dict["classes"])
+        if self._vocab is not None and self._vocab.itos == vocab and self._classes == classes:
+            return  # what setup() built already (a resumed fit): keep the encoded splits
+        self._vocab = Vocabulary(vocab)
+        self._embeddings_file = None  # aligned to the previous vocabulary
+        self._classes = classes
+        self._numbers = None  # the splits are encoded again, with this vocabulary, when next used
+        self._datasets = {}
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint_path: str | Path, **overrides: Any):
+        """The DataModule of a checkpoint, with its vocabulary: encodes raw text as in training."""
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        hparams = dict(checkpoint.get("datamodule_hyper_parameters", {}))
+        accepted = {  # the CLI adds entries such as _class_path; a preset passes **kwargs on
+            name
+            for klass in cls.__mro__
+            if issubclass(klass, TextClassificationDataModule)
+            for name in inspect.signature(klass.__init__).parameters
+        }
+        hparams = {k: v for k, v in hparams.items() if k in accepted and k != "kwargs"}
+        dm = cls(**{**hparams, **overrides})
+        dm.load_state_dict(checkpoint[cls.__qualname__])
+        return dm

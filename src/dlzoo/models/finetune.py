@@ -145,7 +145,7 @@ class UnfreezeBackbone(BackboneFinetuning):
             pl_module.backbone.train()
 
 
-@register_model("vgg16_finetune")
+@register_model("finetune")  # also "vgg16_finetune", the book's name (registry.ALIASES)
 class FineTuneClassifier(TaskModule):
     """A torchvision ImageNet classifier with a new head, backbone frozen (or unfrozen later).
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dlzoo.data.text import (
+from dlzoo.data.tokenize import (
     PAD,
     UNK,
     BucketBatchSampler,
