@@ -383,6 +383,36 @@ def save_reconstructions(model: pl.LightningModule, images: torch.Tensor, path: 
     fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
+class AdoptPreprocessing(Callback):
+    """Hands a pretrained model's image preprocessing (``preprocessing_spec``) to an image
+    DataModule at setup, so images are prepared as the weights were trained (the fine-tuner
+    adds it to its runs). Outside a Trainer: ``dm.adopt_preprocessing(model.preprocessing_spec)``.
+    """
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        adopt = getattr(trainer.datamodule, "adopt_preprocessing", None)
+        if adopt is not None:
+            adopt(pl_module.preprocessing_spec)
+
+
+class CacheFeatures(Callback):
+    """Runs a frozen backbone over the train and val images once, before the first epoch, and
+    trains the head on those features (``FineTuneClassifier(cache_features=True)``)."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from dlzoo.data.images import ImageFolderDataModule
+
+        datamodule = trainer.datamodule
+        if not isinstance(datamodule, ImageFolderDataModule):
+            raise ValueError(
+                "cache_features needs an image DataModule (ImageFolderDataModule, "
+                f"CatsDogsDataModule), not {type(datamodule).__name__}"
+            )
+        pl_module.ensure_pretrained()  # callbacks run before the module's own on_fit_start
+        pl_module.backbone.eval()
+        datamodule.cache_features(pl_module.extract_features, pl_module.device)
+
+
 class ProgressBar(TQDMProgressBar):
     """Lightning's progress bar without ``v_num`` (the run's version, shown as a metric)."""
 

@@ -41,6 +41,7 @@ from dlzoo.callbacks import (
     ProgressBar,
     RunArtifacts,
 )
+from dlzoo.data.base import DataModule
 from dlzoo.data.download import ChecksumError, DownloadError
 from dlzoo.export import ExportFormat, export_model, restore_checkpoint
 from dlzoo.models.base import TaskModule
@@ -334,13 +335,10 @@ class DlzooCLI(LightningCLI):
         if self._checkpoint is None or id(datamodule) in self._restored:
             return
         self._restored.add(id(datamodule))
-        state = self._checkpoint.get(type(datamodule).__qualname__)
-        if state is None:
-            return  # a DataModule with nothing fitted (MNIST), or a checkpoint of other data
-        check = getattr(datamodule, "check_restored_options", None)
-        if check is not None:
-            check(self._checkpoint.get("datamodule_hyper_parameters") or {})
-        datamodule.load_state_dict(state)
+        if isinstance(datamodule, DataModule):
+            datamodule.restore(self._checkpoint)
+        elif (state := self._checkpoint.get(type(datamodule).__qualname__)) is not None:
+            datamodule.load_state_dict(state)  # a LightningDataModule of the user's
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config

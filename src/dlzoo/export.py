@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlzoo.data.base import DataModule
 from dlzoo.models.autoencoder import AutoEncoder
 from dlzoo.models.base import TaskModule
 from dlzoo.models.rnn import PaddedLSTM
@@ -94,34 +95,13 @@ def eager_outputs(model: pl.LightningModule, batch: Any) -> dict[str, np.ndarray
 
 
 # ------------------------------------------------------------------------- example inputs
-def input_names(datamodule: pl.LightningDataModule) -> list[str]:
-    kind = getattr(datamodule, "input_kind", None)
-    return {
-        "tabular": ["features"],
-        "image": ["images"],
-        "digits": ["images"],
-        "text": ["tokens", "lengths"],
-    }[kind]
+def input_names(datamodule: DataModule) -> list[str]:
+    return list(datamodule.preprocessor.input_names)
 
 
-def example_batch(datamodule: pl.LightningDataModule, batch_size: int, length: int = 9) -> Any:
+def example_batch(datamodule: DataModule, batch_size: int, length: int = 9) -> Any:
     """A preprocessed batch of the shape raw inputs become (values are arbitrary but valid)."""
-    generator = torch.Generator().manual_seed(batch_size * 1000 + length)
-    kind = datamodule.input_kind
-    if kind == "text":
-        vocab_size = datamodule.vocab_size
-        items = []
-        for row in range(batch_size):
-            size = max(1, length - (row % 3) * (length // 4))  # rows of different lengths
-            items.append(torch.randint(2, max(3, vocab_size), (size,), generator=generator))
-        return datamodule.collate_inputs(items)
-    if kind == "tabular":
-        shape: Sequence[int] = (datamodule.num_features,)
-    else:
-        shape = tuple(datamodule.input_shape)
-    return datamodule.collate_inputs(
-        [torch.randn(*shape, generator=generator) for _ in range(batch_size)]
-    )
+    return datamodule.preprocessor.example(batch_size, length)
 
 
 def _as_tuple(batch: Any) -> tuple[torch.Tensor, ...]:
@@ -136,17 +116,13 @@ def check_exportable(model: pl.LightningModule, datamodule: pl.LightningDataModu
             f"cannot export {type(model).__name__}: only dlzoo models export "
             f"(registered: {', '.join(sorted(MODELS))})"
         )
-    missing = [
-        name
-        for name in ("input_kind", "encode_inputs", "collate_inputs", "export_preprocessing")
-        if not hasattr(datamodule, name)
-    ]
-    if missing:
+    if not isinstance(datamodule, DataModule):
         raise ExportError(
             f"cannot export with {type(datamodule).__name__}: it does not describe its "
-            f"preprocessing ({', '.join(missing)} missing); use a dlzoo DataModule"
+            "preprocessing; use a dlzoo DataModule (dlzoo.data.base.DataModule)"
         )
-    if model.task.name == "reconstruction" and datamodule.input_kind == "text":
+    example = _as_tuple(datamodule.preprocessor.example(1))
+    if model.task.name == "reconstruction" and not torch.is_floating_point(example[0]):
         raise ExportError("cannot export an autoencoder of token ids: it has no float input")
     uninitialised = [
         name
@@ -268,7 +244,7 @@ def _parity(
 ) -> dict[str, Any]:
     """Largest difference between the exported file and the Lightning model, at two batch sizes
     (and, for text, two sequence lengths)."""
-    lengths = (5, 23) if datamodule.input_kind == "text" else (9,)
+    lengths = datamodule.preprocessor.parity_lengths
     worst, checked = 0.0, []
     for batch_size in (1, 7):
         for length in lengths:
@@ -278,7 +254,7 @@ def _parity(
             got = exported.run(feed)
             for name, value in expected.items():
                 worst = max(worst, float(np.abs(got[name] - value).max()))
-            checked.append([batch_size, length] if datamodule.input_kind == "text" else batch_size)
+            checked.append([batch_size, length] if len(lengths) > 1 else batch_size)
     return {"max_abs_diff": worst, "tolerance": PARITY_TOLERANCE, "checked": checked}
 
 
@@ -341,7 +317,7 @@ def export_model(
     names = input_names(datamodule)
     network = InferenceNetwork(model).eval()
     example = _as_tuple(example_batch(datamodule, 3))
-    max_length = getattr(datamodule, "max_length", None)
+    max_length = datamodule.preprocessor.max_length
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
     try:
@@ -374,7 +350,7 @@ def export_model(
             )
         if failures:
             log.info("used %s after %s", exporter, "; ".join(failures))
-        preprocessing = datamodule.export_preprocessing(staging)
+        preprocessing = datamodule.preprocessor.describe(staging)
         outputs = eager_outputs(model, example_batch(datamodule, 3))
         dynamic_inputs = {"tokens": {0: "batch", 1: "sequence"}}
         bundle = {
@@ -457,9 +433,7 @@ def restore_checkpoint(
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
-    state = checkpoint.get(type(datamodule).__qualname__)
-    if state is not None:
-        datamodule.load_state_dict(state)
+    datamodule.restore(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
     model.on_load_checkpoint(checkpoint)  # marks pretrained weights as replaced
     model.eval().requires_grad_(False)

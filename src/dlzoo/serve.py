@@ -16,7 +16,6 @@ request gets a 4xx answer that names the problem and never disturbs the requests
 # no `from __future__ import annotations`: LitServe reads decode_request's annotation as a type
 
 import base64
-import binascii
 import json
 import logging
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dlzoo.callbacks import output_names
+from dlzoo.data.base import DataModule, Preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,12 @@ class _Rejected:
     message: str
 
 
-def request_inputs(body: Any, kind: str, max_inputs: int = MAX_INPUTS) -> list[Any]:
-    """The raw inputs of a request body ``{"inputs": [...]}``, as ``encode_inputs`` takes them
-    (images: base64 decoded to bytes). Raises :class:`RequestError`."""
+def request_inputs(
+    body: Any, max_inputs: int = MAX_INPUTS, preprocessor: Preprocessor | None = None
+) -> list[Any]:
+    """The raw inputs of a request body ``{"inputs": [...]}``, each as the preprocessor's
+    ``encode`` takes it (``from_json``: images' base64 decoded to bytes). Raises
+    :class:`RequestError`."""
     if not isinstance(body, dict) or "inputs" not in body:
         raise RequestError(
             400, 'the body must be a JSON object {"inputs": [...]} with one entry per input'
@@ -75,23 +78,12 @@ def request_inputs(body: Any, kind: str, max_inputs: int = MAX_INPUTS) -> list[A
         raise RequestError(
             413, f"too many inputs in one request: {len(inputs)}, at most {max_inputs}"
         )
-    if kind != "image":
+    if preprocessor is None:
         return inputs
-    images = []
-    for number, value in enumerate(inputs):
-        if isinstance(value, dict):  # {"image": "<base64>"} (or "data")
-            value = value.get("image", value.get("data"))
-        if not isinstance(value, str):
-            raise RequestError(
-                422, f"input {number}: an image is a base64 string, got {type(value).__name__}"
-            )
-        if value.startswith("data:") and "," in value:  # a data URL
-            value = value.split(",", 1)[1]
-        try:
-            images.append(base64.b64decode(value, validate=True))
-        except (binascii.Error, ValueError) as err:
-            raise RequestError(422, f"input {number}: not valid base64 ({err})") from None
-    return images
+    try:
+        return [preprocessor.from_json(value, number) for number, value in enumerate(inputs)]
+    except ValueError as err:
+        raise RequestError(422, str(err)) from None
 
 
 class PredictionAPI(ls.LitAPI):
@@ -114,14 +106,13 @@ class PredictionAPI(ls.LitAPI):
         max_inputs: int = MAX_INPUTS,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
-        for name in ("input_kind", "encode_inputs", "collate_inputs"):
-            if not hasattr(datamodule, name):
-                raise ValueError(
-                    f"{type(datamodule).__name__} cannot turn raw inputs into tensors "
-                    f"({name} missing); serve a dlzoo DataModule"
-                )
+        if not isinstance(datamodule, DataModule):
+            raise ValueError(
+                f"{type(datamodule).__name__} cannot turn raw inputs into tensors; serve a dlzoo "
+                "DataModule (dlzoo.data.base.DataModule)"
+            )
         self.model = model.cpu().eval()
-        self.datamodule = datamodule
+        self.preprocessor = datamodule.preprocessor
         self.max_inputs = max_inputs
         self.names = output_names(datamodule, model)
         self.device = torch.device("cpu")
@@ -134,7 +125,7 @@ class PredictionAPI(ls.LitAPI):
         """The request's raw inputs, or why it cannot be answered. Never raises: a bad request
         must not fail the others batched with it (LitServe fails a whole batch on an error)."""
         try:
-            return _Raw(request_inputs(request, self.datamodule.input_kind, self.max_inputs))
+            return _Raw(request_inputs(request, self.max_inputs, self.preprocessor))
         except RequestError as err:
             return _Rejected(err.status, str(err))
 
@@ -151,7 +142,7 @@ class PredictionAPI(ls.LitAPI):
         its rejection, and all the items."""
         raws = [r for r in requests if isinstance(r, _Raw)]
         try:
-            items = self.datamodule.encode_inputs([x for r in raws for x in r.inputs])
+            items = self.preprocessor.encode([x for r in raws for x in r.inputs])
             return [len(r.inputs) if isinstance(r, _Raw) else r for r in requests], items
         except (ValueError, KeyError, TypeError):
             pass  # some request is bad: find it
@@ -161,7 +152,7 @@ class PredictionAPI(ls.LitAPI):
                 counts.append(request)
                 continue
             try:
-                encoded = self.datamodule.encode_inputs(request.inputs)
+                encoded = self.preprocessor.encode(request.inputs)
             except (ValueError, KeyError, TypeError) as err:
                 message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
                 counts.append(_Rejected(422, str(message)))
@@ -175,7 +166,7 @@ class PredictionAPI(ls.LitAPI):
         counts, items = self._encode(requests)
         rows: list[dict] = []
         if items:
-            batch = self.datamodule.collate_inputs(items)
+            batch = self.preprocessor.collate(items)
             batch = (
                 tuple(t.to(self.device) for t in batch)
                 if isinstance(batch, tuple)
@@ -271,9 +262,7 @@ class RequestChecks:
             parsed = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise RequestError(400, f"the body is not valid JSON: {err}") from None
-        request_inputs(
-            parsed, "", self.max_inputs
-        )  # its shape: {"inputs": [...]}, within max_inputs
+        request_inputs(parsed, self.max_inputs)  # its shape: {"inputs": [...]}, within max_inputs
         return body, b"application/json"
 
     async def _files_as_json(self, scope: Scope, body: bytes) -> bytes:

@@ -10,6 +10,8 @@ and modification time.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import io
 import json
@@ -24,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import numpy as np
 import torch
 from PIL import Image
@@ -35,6 +36,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from dlzoo.data.base import DataModule
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import (
     MAX_EXTRACT_BYTES,
@@ -43,7 +45,6 @@ from dlzoo.data.download import (
     download_file,
     extract_archive,
 )
-from dlzoo.data.tabular import refuse_changed_options
 from dlzoo.registry import register_datamodule
 
 log = logging.getLogger(__name__)
@@ -216,8 +217,91 @@ class ImageFiles(Dataset):
         return image, self.labels[index]
 
 
+def build_eval_transform(settings: dict[str, Any]) -> Callable:
+    """Evaluation transforms from their settings (``resize_size``, ``interpolation``,
+    ``crop_size``, ``mean``, ``std``): resize the shorter side, centre-crop, scale, normalise."""
+    return v2.Compose(
+        [
+            v2.Resize(
+                settings["resize_size"],
+                interpolation=InterpolationMode(settings["interpolation"]),
+                antialias=True,
+            ),
+            v2.CenterCrop(settings["crop_size"]),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(settings["mean"], settings["std"]),
+        ]
+    )
+
+
+class ImagePreprocessor:
+    """Image files (bytes or paths) as model-ready tensors: decode as RGB, resize, centre-crop,
+    scale, normalise (``settings``: the evaluation settings of an image DataModule, plain numbers).
+    """
+
+    kind = "image"
+    input_names = ("images",)
+    parity_lengths = (9,)
+    max_length = None
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = dict(settings)
+        self.transform = build_eval_transform(self.settings)
+
+    def from_json(self, value: Any, number: int) -> bytes:
+        """``"<base64>"``, a data URL, or ``{"image": "<base64>"}`` as the file's bytes."""
+        if isinstance(value, dict):  # {"image": "<base64>"} (or "data")
+            value = value.get("image", value.get("data"))
+        if not isinstance(value, str):
+            raise ValueError(
+                f"input {number}: an image is a base64 string, got {type(value).__name__}"
+            )
+        if value.startswith("data:") and "," in value:  # a data URL
+            value = value.split(",", 1)[1]
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError) as err:
+            raise ValueError(f"input {number}: not valid base64 ({err})") from None
+
+    def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        """The checks and transforms of the predict images."""
+        images = []
+        for number, source in enumerate(inputs):
+            if not isinstance(source, bytes | str | Path):
+                raise ValueError(
+                    f"input {number}: an image is a file's bytes, got {type(source).__name__}"
+                )
+            if reason := why_unreadable(source):
+                raise ValueError(f"input {number}: not a usable image: {reason}")
+            images.append(self.transform(read_image(source)))
+        return images
+
+    def collate(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Images as the model's input batch ``(N, 3, crop_size, crop_size)``."""
+        return torch.stack(list(items))
+
+    def example(self, batch_size: int, length: int = 9) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(batch_size * 1000 + length)
+        side = self.settings["crop_size"]
+        return torch.randn(batch_size, 3, side, side, generator=generator)
+
+    def describe(self, directory: Path) -> dict[str, Any]:
+        """The evaluation transforms, as numbers (for a bundle's JSON)."""
+        return {
+            "kind": "image",
+            **self.settings,
+            "steps": [
+                "decode the file as RGB (grey, palette and alpha images converted; GIF: frame 1)",
+                "resize the shorter side to resize_size (interpolation, antialiased)",
+                "centre-crop crop_size x crop_size",
+                "scale to [0, 1] (divide by 255), channels first (3, H, W)",
+                "subtract mean and divide by std, per channel",
+            ],
+        }
+
+
 @register_datamodule("image_folder")
-class ImageFolderDataModule(pl.LightningDataModule):
+class ImageFolderDataModule(DataModule):
     """Classification on ``data_dir/<split>/<class>/*.jpg`` folders (torchvision's ImageFolder layout).
 
     Args:
@@ -278,7 +362,7 @@ class ImageFolderDataModule(pl.LightningDataModule):
         self._datasets: dict[str, Dataset] = {}
         self._features: dict[str, TensorBatchDataset] = {}
         self.skipped: dict[str, str] = {}  # unreadable files and why, once set up
-        self.predict_row_ids: list[str] = []
+        self._preprocessor: ImagePreprocessor | None = None
         self._adopted: str | None = None  # the pretrained backbone's preprocessing, if any
         if preprocessing is not None:
             pretrained_eval_settings(preprocessing)  # a bad name fails now, not after a scan
@@ -334,19 +418,15 @@ class ImageFolderDataModule(pl.LightningDataModule):
 
     def eval_transform(self) -> Callable:
         """The transforms of validation, test, predict and served images (and cached features)."""
+        return self.preprocessor.transform
+
+    @property
+    def preprocessor(self) -> ImagePreprocessor:
+        """The evaluation preprocessing of images (the pretrained weights' when adopted)."""
         settings = self.eval_settings()
-        return v2.Compose(
-            [
-                v2.Resize(
-                    settings["resize_size"],
-                    interpolation=InterpolationMode(settings["interpolation"]),
-                    antialias=True,
-                ),
-                v2.CenterCrop(settings["crop_size"]),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(settings["mean"], settings["std"]),
-            ]
-        )
+        if self._preprocessor is None or self._preprocessor.settings != settings:
+            self._preprocessor = ImagePreprocessor(settings)
+        return self._preprocessor
 
     def train_transform(self) -> Callable:
         """Evaluation transforms, or with ``augment`` a random crop and flip of the same size and
@@ -366,42 +446,6 @@ class ImageFolderDataModule(pl.LightningDataModule):
                 v2.Normalize(settings["mean"], settings["std"]),
             ]
         )
-
-    # ------------------------------------------------------- raw inputs (serve, export)
-    #: what a raw input is: an image file's bytes
-    input_kind = "image"
-
-    def encode_inputs(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
-        """Image files (their bytes, or paths) as model-ready tensors: the checks and transforms
-        of the predict images."""
-        transform, images = self.eval_transform(), []
-        for number, source in enumerate(inputs):
-            if not isinstance(source, bytes | str | Path):
-                raise ValueError(
-                    f"input {number}: an image is a file's bytes, got {type(source).__name__}"
-                )
-            if reason := why_unreadable(source):
-                raise ValueError(f"input {number}: not a usable image: {reason}")
-            images.append(transform(read_image(source)))
-        return images
-
-    def collate_inputs(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Images as the model's input batch ``(N, 3, crop_size, crop_size)``."""
-        return torch.stack(list(items))
-
-    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
-        """The evaluation transforms, as numbers (for a bundle's JSON)."""
-        return {
-            "kind": "image",
-            **self.eval_settings(),
-            "steps": [
-                "decode the file as RGB (grey, palette and alpha images converted; GIF: frame 1)",
-                "resize the shorter side to resize_size (interpolation, antialiased)",
-                "centre-crop crop_size x crop_size",
-                "scale to [0, 1] (divide by 255), channels first (3, H, W)",
-                "subtract mean and divide by std, per channel",
-            ],
-        }
 
     # ---------------------------------------------------------------------------------- data
     def _labelled_files(self, folder: Path, classes: list[str]) -> tuple[list[str], list[int]]:
@@ -480,8 +524,6 @@ class ImageFolderDataModule(pl.LightningDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
-        model = self.trainer.lightning_module if self.trainer is not None else None
-        self.adopt_preprocessing(getattr(model, "preprocessing_spec", None))
         if stage == "predict" and self.predict_dir:
             self._predict_files()  # new images only: no training folders needed
             return
@@ -614,9 +656,6 @@ class ImageFolderDataModule(pl.LightningDataModule):
     # ---------------------------------------------------------- saved with every checkpoint
     #: options that decide what the model sees: fixed by a checkpoint
     input_options = ("image_size", "resize_size", "preprocessing", "mean", "std")
-
-    def check_restored_options(self, saved: dict[str, Any]) -> None:
-        refuse_changed_options(self, saved, self.input_options)
 
     def state_dict(self) -> dict[str, Any]:
         return {"classes": self.classes, "preprocessing": self.preprocessing or self._adopted}

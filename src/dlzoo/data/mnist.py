@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
@@ -24,6 +23,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
+from dlzoo.data.base import DataModule
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import default_cache_dir
 from dlzoo.registry import register_datamodule
@@ -104,8 +104,52 @@ def pixels_to_images(values: np.ndarray, where: Callable[[int], str]) -> torch.T
     return torch.from_numpy(numbers.astype(np.uint8)).reshape(-1, 1, 28, 28)
 
 
+class DigitsPreprocessor:
+    """Digits as the model's input images ``(1, 28, 28)``: 784 pixel values 0-255 (a flat list,
+    or 28 rows of 28) checked as a digits CSV's, scaled as every batch is."""
+
+    kind = "digits"
+    input_names = ("images",)
+    parity_lengths = (9,)
+    max_length = None
+
+    def __init__(self, normalize: bool = True) -> None:
+        self.normalize = normalize
+
+    def scale(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.float().div_(255)
+        return (images - MNIST_MEAN) / MNIST_STD if self.normalize else images
+
+    def from_json(self, value: Any, number: int) -> Any:
+        return value  # checked in encode
+
+    def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        images = [
+            pixels_to_images(np.asarray([pixels], dtype=object), lambda _, n=n: f"input {n}")
+            for n, pixels in enumerate(inputs)
+        ]
+        return list(self.scale(torch.cat(images))) if images else []
+
+    def collate(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(list(items))
+
+    def example(self, batch_size: int, length: int = 9) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(batch_size * 1000 + length)
+        return torch.randn(batch_size, 1, 28, 28, generator=generator)
+
+    def describe(self, directory: Path) -> dict[str, Any]:
+        return {
+            "kind": "digits",
+            "shape": [1, 28, 28],
+            "steps": ["784 pixel values 0-255, row by row", "divide by 255"]
+            + (["subtract mean, divide by std"] if self.normalize else []),
+            "mean": MNIST_MEAN if self.normalize else 0.0,
+            "std": MNIST_STD if self.normalize else 1.0,
+        }
+
+
 @register_datamodule("mnist")
-class MNISTDataModule(pl.LightningDataModule):
+class MNISTDataModule(DataModule):
     """MNIST digits: 10 classes, ``(1, 28, 28)`` images.
 
     Args:
@@ -316,35 +360,14 @@ class MNISTDataModule(pl.LightningDataModule):
             images = random_affine(images)
         if self.hparams.normalize:
             images = (images - MNIST_MEAN) / MNIST_STD
-        return images
+        return images  # as DigitsPreprocessor.scale, with augmentation between the two steps
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, *rest = batch
         training = self.trainer is not None and self.trainer.training
         return (self.scale(images, augment=self.hparams.augment and training), *rest)
 
-    # ------------------------------------------------------- raw inputs (serve, export)
-    #: what a raw input is: 784 pixel values 0-255 (a flat list, or 28 rows of 28)
-    input_kind = "digits"
-
-    def encode_inputs(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
-        """Digits as the model's input images ``(1, 28, 28)``: the checks of a digits CSV, the
-        scaling of every batch."""
-        images = [
-            pixels_to_images(np.asarray([pixels], dtype=object), lambda _, n=n: f"input {n}")
-            for n, pixels in enumerate(inputs)
-        ]
-        return list(self.scale(torch.cat(images))) if images else []
-
-    def collate_inputs(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(list(items))
-
-    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
-        return {
-            "kind": "digits",
-            "shape": [1, 28, 28],
-            "steps": ["784 pixel values 0-255, row by row", "divide by 255"]
-            + (["subtract mean, divide by std"] if self.hparams.normalize else []),
-            "mean": MNIST_MEAN if self.hparams.normalize else 0.0,
-            "std": MNIST_STD if self.hparams.normalize else 1.0,
-        }
+    @property
+    def preprocessor(self) -> DigitsPreprocessor:
+        """784 pixel values 0-255 as the model's ``(1, 28, 28)`` images."""
+        return DigitsPreprocessor(self.hparams.normalize)

@@ -8,13 +8,11 @@ checkpoint. So ``dlzoo predict`` on raw CSV rows works after a reload, and check
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
@@ -22,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
+from dlzoo.data.base import DataModule
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import default_cache_dir, download_file
 from dlzoo.registry import register_datamodule
@@ -73,28 +72,6 @@ def _first_non_utf8_line(path: Path) -> tuple[int, str]:
     return 0, ""
 
 
-def refuse_changed_options(
-    datamodule: pl.LightningDataModule, saved: dict[str, Any], names: tuple[str, ...]
-) -> None:
-    """Raise if any of ``names`` differs between ``datamodule`` and a checkpoint's ``saved``
-    DataModule hyperparameters: the model was trained on inputs those options produced."""
-    changed = []
-    for name in names:
-        if name not in saved:
-            continue
-        now, then = getattr(datamodule, name, None), saved[name]
-        if isinstance(now, tuple | list) or isinstance(then, tuple | list):
-            now, then = list(now or []), list(then or [])
-        if now != then:
-            changed.append(f"{name}={now!r} (the checkpoint's model was trained with {then!r})")
-    if changed:
-        raise ValueError(
-            "these options would change the model's input from what the checkpoint was trained "
-            f"on: {'; '.join(changed)}. Leave them as they were (use the run's config.yaml); "
-            "options that only concern new rows (predict_file, missing_values ...) may change."
-        )
-
-
 def _lines(index: pd.Index, limit: int = 5) -> str:
     """``line(s) 5, 11`` of a CSV (pandas row i is line i + 2: line 1 is the header), or
     ``input(s) 0, 3`` of rows sent as JSON (an index named ``input``)."""
@@ -117,8 +94,221 @@ def _is_yes_no(series: pd.Series) -> bool:
     return bool(values) and values <= set(_YES_NO)
 
 
+def handle_missing(
+    frame: pd.DataFrame,
+    path: Path | str,
+    target: str,
+    missing_values: MissingValues,
+    require_target: bool,
+    columns: list[str],
+) -> pd.DataFrame:
+    """Apply ``missing_values`` to the target and ``columns`` (an empty cell elsewhere, in an
+    id or a note column, is harmless)."""
+    if require_target or target in frame.columns:
+        bad = frame.index[frame[target].isna()]
+        if len(bad) and missing_values != "drop":
+            raise ValueError(
+                f"{path}: target {target!r} is empty on {_lines(bad)}; fill or remove "
+                "those rows, or set missing_values='drop'"
+            )
+    if missing_values == "error":
+        for column in columns:
+            bad = frame.index[frame[column].isna()]
+            if len(bad):
+                raise ValueError(
+                    f"{path}: column {column!r} has {len(bad)} empty value(s) on "
+                    f"{_lines(bad)}; fix the file or set missing_values to 'drop' or 'impute'"
+                )
+    elif missing_values == "drop":
+        checked = [*columns, target] if target in frame.columns else columns
+        keep = frame[checked].notna().all(axis=1)
+        if (~keep).any():
+            log.warning(
+                "%s: dropped %d row(s) with empty values (%s)",
+                path,
+                int((~keep).sum()),
+                _lines(frame.index[~keep]),
+            )
+        frame = frame[keep]
+        if frame.empty:
+            raise ValueError(f"{path}: every row has an empty value; nothing left to use")
+    return frame
+
+
+def refuse_non_finite(values: pd.DataFrame, source: str | Path) -> None:
+    # infinities, and numbers so large that scaling them overflows (1e300 squared)
+    bad = ~np.isfinite(values.to_numpy()) | (values.abs().to_numpy() > 1e150)
+    bad &= values.notna().to_numpy()
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        column = values.columns[col]
+        lines = values.index[bad[:, col]]
+        raise ValueError(
+            f"{source}: column {column!r} holds a non-finite or huge value "
+            f"{values.iloc[row, col]!r} on {_lines(lines)}; fix or remove those rows"
+        )
+
+
+class TabularPreprocessor:
+    """Rows (a CSV's, or JSON objects of column -> value) as feature vectors, with the state a
+    :class:`TabularDataModule` fitted on its training split: column kinds in feature order,
+    scaler statistics, fill values, category lists, classes. Plain lists only.
+
+    Args:
+        state: the fitted state (``TabularDataModule.state_dict()["preprocessing"]``).
+        missing_values: what empty cells of new rows do (``error``, ``drop``, ``impute``).
+        na_values: more cell values that mean "missing".
+    """
+
+    kind = "tabular"
+    input_names = ("features",)
+    parity_lengths = (9,)
+    max_length = None
+
+    def __init__(
+        self,
+        state: dict[str, Any],
+        missing_values: MissingValues = "error",
+        na_values: list[str] | None = None,
+    ) -> None:
+        self.state, self.missing_values, self.na_values = state, missing_values, na_values
+
+    @property
+    def num_features(self) -> int:
+        return len(self.state["feature_names"])
+
+    def from_json(self, value: Any, number: int) -> Any:
+        return value  # checked in encode, with the others of its batch
+
+    def example(self, batch_size: int, length: int = 9) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(batch_size * 1000 + length)
+        return torch.randn(batch_size, self.num_features, generator=generator)
+
+    def transform(self, frame: pd.DataFrame, source: str = "data") -> tuple[torch.Tensor, ...]:
+        """Preprocess raw rows with the fitted state: ``(features, targets)`` or ``(features,)``."""
+        state = self.state
+        needed = [*state["numeric"], *state["binary"], *state["categories"]]
+        missing = [c for c in needed if c not in frame.columns]
+        if missing:
+            raise ValueError(
+                f"{source} lacks column(s) {missing} that the model was trained on; "
+                f"it has: {', '.join(map(str, frame.columns))}"
+            )
+        parts = []
+        if state["numeric"]:
+            values = frame[state["numeric"]].apply(pd.to_numeric, errors="coerce")
+            for column, raw in zip(state["numeric"], frame[state["numeric"]].items(), strict=True):
+                bad = frame.index[values[column].isna() & raw[1].notna()]
+                if len(bad):
+                    raise ValueError(
+                        f"{source}: column {column!r} is not a number on "
+                        f"{_lines(bad)}, e.g. {raw[1][bad[0]]!r}"
+                    )
+            refuse_non_finite(values, source)
+            values = values.fillna(dict(zip(state["numeric"], state["fill"], strict=True)))
+            parts.append((values.to_numpy(np.float64) - state["mean"]) / state["scale"])
+        for column, default in zip(state["binary"], state["binary_fill"], strict=True):
+            text = frame[column].astype(str).str.strip().str.lower()
+            text = text.where(frame[column].notna(), "yes" if default else "no")
+            bad = frame.index[~text.isin(list(_YES_NO))]
+            if len(bad):
+                raise ValueError(
+                    f"{source}: column {column!r} should be yes or no, found "
+                    f"{frame[column][bad[0]]!r} on {_lines(bad)}"
+                )
+            parts.append(text.map(_YES_NO).to_numpy(np.float64)[:, None])
+        for column, known in state["categories"].items():
+            text = frame[column].astype(str).where(frame[column].notna(), MISSING)
+            codes = pd.Index(known).get_indexer(text).astype(np.int64) + 1  # unseen: -1 -> slot 0
+            unseen = int((codes == 0).sum())
+            if unseen:
+                log.info(
+                    "%s: %d value(s) of %r not seen in training, mapped to %s",
+                    source,
+                    unseen,
+                    column,
+                    UNKNOWN,
+                )
+            one_hot = np.zeros((len(codes), len(known) + 1), dtype=np.float32)
+            one_hot[np.arange(len(codes)), codes] = 1.0  # rows x categories, nothing quadratic
+            parts.append(one_hot)
+        features = torch.from_numpy(np.concatenate(parts, axis=1, dtype=np.float32))
+        if state["target"] not in frame.columns:
+            return (features,)
+        codes = pd.Index(state["classes"]).get_indexer(_as_labels(frame[state["target"]]))
+        bad = frame.index[codes < 0]
+        if len(bad):
+            raise ValueError(
+                f"{source}: target value {frame[state['target']][bad[0]]!r} on "
+                f"{_lines(bad)} is not one of the training classes {state['classes']}"
+            )
+        return features, torch.from_numpy(codes.astype(np.int64))
+
+    def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        """Raw rows (dicts of column -> value, as JSON has them) as preprocessed feature vectors,
+        with the fitted state and the same code as a predict CSV (``missing_values`` applies)."""
+        for number, row in enumerate(inputs):
+            if not isinstance(row, dict):
+                raise ValueError(
+                    f"input {number}: a tabular row is an object of column -> value, "
+                    f"got {type(row).__name__}"
+                )
+            for column, value in row.items():
+                if not isinstance(value, str | int | float | bool | type(None)):
+                    raise ValueError(
+                        f"input {number}: column {column!r} holds a {type(value).__name__}; "
+                        "a value is a number, a string or null"
+                    )
+        frame = pd.DataFrame.from_records(list(inputs))
+        frame.index = pd.RangeIndex(len(frame), name="input")
+        # as in a CSV: an empty string, or a declared marker, is a missing value
+        frame = frame.replace(["", *(self.na_values or [])], np.nan)
+        state = self.state
+        used = [c for c in frame.columns if c in {*state["numeric"], *state["binary"]}]
+        used += [c for c in frame.columns if c in state["categories"]]
+        frame = handle_missing(frame, "request", state["target"], self.missing_values, False, used)
+        if len(frame) != len(inputs):  # missing_values="drop": a served row always gets an answer
+            raise ValueError("request: rows with empty values cannot be scored (missing_values)")
+        return list(self.transform(frame, "request")[0])
+
+    def collate(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Encoded rows as the model's input batch ``(N, num_features)``."""
+        return torch.stack(list(items))
+
+    def describe(self, directory: Path) -> dict[str, Any]:
+        """What a caller outside dlzoo needs to turn a row into the model's input (for a bundle's
+        JSON): column kinds in feature order, scaler statistics, fill values, category lists."""
+        state = self.state
+        return {
+            "kind": "tabular",
+            "target": state["target"],
+            "feature_names": state["feature_names"],
+            "numeric": {
+                "columns": state["numeric"],
+                "mean": state["mean"],
+                "scale": state["scale"],
+                "fill": state["fill"],
+                "formula": "(value - mean) / scale; an empty value becomes fill first",
+            },
+            "binary": {
+                "columns": state["binary"],
+                "values": _YES_NO,
+                "fill": state["binary_fill"],
+            },
+            "categorical": {
+                "columns": list(state["categories"]),
+                "categories": {c: [UNKNOWN, *v] for c, v in state["categories"].items()},
+                "unknown_index": 0,
+                "missing_category": MISSING if self.missing_values == "impute" else None,
+                "formula": "one-hot over categories; a value never seen in training: index 0",
+            },
+            "missing_values": self.missing_values,
+            "na_values": self.na_values or [],
+        }
+
+
 @register_datamodule("tabular")
-class TabularDataModule(pl.LightningDataModule):
+class TabularDataModule(DataModule):
     """Classification on the rows of a CSV file.
 
     Numeric columns are standardised; yes/no columns become 0/1; other text columns are one-hot
@@ -192,9 +382,9 @@ class TabularDataModule(pl.LightningDataModule):
         self.url, self.sha256 = url, sha256
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self._state: dict[str, Any] | None = None  # fitted preprocessing, plain data only
+        self._preprocessor: TabularPreprocessor | None = None
         self._splits: dict[str, pd.DataFrame] | None = None  # raw frames of each split
         self._tensors: dict[str, TensorBatchDataset] = {}
-        self.predict_row_ids: list[int] | None = None  # file rows behind each prediction
 
     # ----------------------------------------------------------------------------------- files
     @property
@@ -245,8 +435,13 @@ class TabularDataModule(pl.LightningDataModule):
                 f"target column {self.target!r} is not in {self.csv_path}; "
                 f"columns are: {', '.join(map(str, frame.columns))}"
             )
-        frame = self._handle_missing(
-            frame, self.csv_path, require_target=True, columns=self._feature_columns(frame)
+        frame = handle_missing(
+            frame,
+            self.csv_path,
+            self.target,
+            self.missing_values,
+            require_target=True,
+            columns=self._feature_columns(frame),
         )
         counts = frame[self.target].value_counts()
         self._check_target_spellings(frame, counts)
@@ -308,43 +503,9 @@ class TabularDataModule(pl.LightningDataModule):
         state = self._ensure_state()
         used = {*state["numeric"], *state["binary"], *state["categories"]}
         columns = [c for c in frame.columns if c in used]
-        return self._handle_missing(frame, path, require_target, columns)
-
-    def _handle_missing(
-        self, frame: pd.DataFrame, path: Path, require_target: bool, columns: list[str]
-    ) -> pd.DataFrame:
-        """Apply ``missing_values`` to the target and ``columns`` (an empty cell elsewhere, in an
-        id or a note column, is harmless)."""
-        target = self.target
-        if require_target or target in frame.columns:
-            bad = frame.index[frame[target].isna()]
-            if len(bad) and self.missing_values != "drop":
-                raise ValueError(
-                    f"{path}: target {target!r} is empty on {_lines(bad)}; fill or remove "
-                    "those rows, or set missing_values='drop'"
-                )
-        if self.missing_values == "error":
-            for column in columns:
-                bad = frame.index[frame[column].isna()]
-                if len(bad):
-                    raise ValueError(
-                        f"{path}: column {column!r} has {len(bad)} empty value(s) on "
-                        f"{_lines(bad)}; fix the file or set missing_values to 'drop' or 'impute'"
-                    )
-        elif self.missing_values == "drop":
-            checked = [*columns, target] if target in frame.columns else columns
-            keep = frame[checked].notna().all(axis=1)
-            if (~keep).any():
-                log.warning(
-                    "%s: dropped %d row(s) with empty values (%s)",
-                    path,
-                    int((~keep).sum()),
-                    _lines(frame.index[~keep]),
-                )
-            frame = frame[keep]
-            if frame.empty:
-                raise ValueError(f"{path}: every row has an empty value; nothing left to use")
-        return frame
+        return handle_missing(
+            frame, path, self.target, self.missing_values, require_target, columns
+        )
 
     def _fit(self, train: pd.DataFrame) -> dict[str, Any]:
         columns = self._feature_columns(train)
@@ -370,7 +531,7 @@ class TabularDataModule(pl.LightningDataModule):
                 categorical.append(column)
 
         values = train[numeric].apply(pd.to_numeric, errors="coerce").astype("float64")
-        self._refuse_non_finite(values)
+        refuse_non_finite(values, self.csv_path)
         fill = values.median().fillna(0.0).tolist()
         binary_fill = [
             float(train[c].dropna().astype(str).str.strip().str.lower().map(_YES_NO).mean() >= 0.5)
@@ -411,19 +572,6 @@ class TabularDataModule(pl.LightningDataModule):
                 "categorical_columns if it really is a category."
             )
 
-    def _refuse_non_finite(self, values: pd.DataFrame, source: str | None = None) -> None:
-        # infinities, and numbers so large that scaling them overflows (1e300 squared)
-        bad = ~np.isfinite(values.to_numpy()) | (values.abs().to_numpy() > 1e150)
-        bad &= values.notna().to_numpy()
-        if bad.any():
-            row, col = np.argwhere(bad)[0]
-            column = values.columns[col]
-            lines = values.index[bad[:, col]]
-            raise ValueError(
-                f"{source or self.csv_path}: column {column!r} holds a non-finite or huge value "
-                f"{values.iloc[row, col]!r} on {_lines(lines)}; fix or remove those rows"
-            )
-
     def _warn_about_category_values(self, series: pd.Series, column: str, rows: int) -> None:
         values = series.dropna().astype(str)
         markers = sorted({v for v in values.unique() if v.strip().lower() in MISSING_MARKERS})
@@ -450,129 +598,16 @@ class TabularDataModule(pl.LightningDataModule):
 
     def transform(self, frame: pd.DataFrame, source: str = "data") -> tuple[torch.Tensor, ...]:
         """Preprocess raw rows with the fitted state: ``(features, targets)`` or ``(features,)``."""
-        state = self._ensure_state()
-        needed = [*state["numeric"], *state["binary"], *state["categories"]]
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            raise ValueError(
-                f"{source} lacks column(s) {missing} that the model was trained on; "
-                f"it has: {', '.join(map(str, frame.columns))}"
+        return self.preprocessor.transform(frame, source)
+
+    @property
+    def preprocessor(self) -> TabularPreprocessor:
+        """The fitted preprocessing of rows (fitted on the training split when first needed)."""
+        if self._preprocessor is None:
+            self._preprocessor = TabularPreprocessor(
+                self._ensure_state(), self.missing_values, self.na_values
             )
-        parts = []
-        if state["numeric"]:
-            values = frame[state["numeric"]].apply(pd.to_numeric, errors="coerce")
-            for column, raw in zip(state["numeric"], frame[state["numeric"]].items(), strict=True):
-                bad = frame.index[values[column].isna() & raw[1].notna()]
-                if len(bad):
-                    raise ValueError(
-                        f"{source}: column {column!r} is not a number on "
-                        f"{_lines(bad)}, e.g. {raw[1][bad[0]]!r}"
-                    )
-            self._refuse_non_finite(values, source)
-            values = values.fillna(dict(zip(state["numeric"], state["fill"], strict=True)))
-            parts.append((values.to_numpy(np.float64) - state["mean"]) / state["scale"])
-        for column, default in zip(state["binary"], state["binary_fill"], strict=True):
-            text = frame[column].astype(str).str.strip().str.lower()
-            text = text.where(frame[column].notna(), "yes" if default else "no")
-            bad = frame.index[~text.isin(list(_YES_NO))]
-            if len(bad):
-                raise ValueError(
-                    f"{source}: column {column!r} should be yes or no, found "
-                    f"{frame[column][bad[0]]!r} on {_lines(bad)}"
-                )
-            parts.append(text.map(_YES_NO).to_numpy(np.float64)[:, None])
-        for column, known in state["categories"].items():
-            text = frame[column].astype(str).where(frame[column].notna(), MISSING)
-            codes = pd.Index(known).get_indexer(text).astype(np.int64) + 1  # unseen: -1 -> slot 0
-            unseen = int((codes == 0).sum())
-            if unseen:
-                log.info(
-                    "%s: %d value(s) of %r not seen in training, mapped to %s",
-                    source,
-                    unseen,
-                    column,
-                    UNKNOWN,
-                )
-            one_hot = np.zeros((len(codes), len(known) + 1), dtype=np.float32)
-            one_hot[np.arange(len(codes)), codes] = 1.0  # rows x categories, nothing quadratic
-            parts.append(one_hot)
-        features = torch.from_numpy(np.concatenate(parts, axis=1, dtype=np.float32))
-        if state["target"] not in frame.columns:
-            return (features,)
-        codes = pd.Index(state["classes"]).get_indexer(_as_labels(frame[state["target"]]))
-        bad = frame.index[codes < 0]
-        if len(bad):
-            raise ValueError(
-                f"{source}: target value {frame[state['target']][bad[0]]!r} on "
-                f"{_lines(bad)} is not one of the training classes {state['classes']}"
-            )
-        return features, torch.from_numpy(codes.astype(np.int64))
-
-    # ------------------------------------------------------- raw inputs (serve, export)
-    #: what a raw input is: a row, as a JSON object of column -> value
-    input_kind = "tabular"
-
-    def encode_inputs(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
-        """Raw rows (dicts of column -> value, as JSON has them) as preprocessed feature vectors,
-        with the fitted state and the same code as a predict CSV (``missing_values`` applies)."""
-        for number, row in enumerate(inputs):
-            if not isinstance(row, dict):
-                raise ValueError(
-                    f"input {number}: a tabular row is an object of column -> value, "
-                    f"got {type(row).__name__}"
-                )
-            for column, value in row.items():
-                if not isinstance(value, str | int | float | bool | type(None)):
-                    raise ValueError(
-                        f"input {number}: column {column!r} holds a {type(value).__name__}; "
-                        "a value is a number, a string or null"
-                    )
-        frame = pd.DataFrame.from_records(list(inputs))
-        frame.index = pd.RangeIndex(len(frame), name="input")
-        # as in a CSV: an empty string, or a declared marker, is a missing value
-        frame = frame.replace(["", *(self.na_values or [])], np.nan)
-        state = self._ensure_state()
-        used = [c for c in frame.columns if c in {*state["numeric"], *state["binary"]}]
-        used += [c for c in frame.columns if c in state["categories"]]
-        frame = self._handle_missing(frame, "request", False, used)
-        if len(frame) != len(inputs):  # missing_values="drop": a served row always gets an answer
-            raise ValueError("request: rows with empty values cannot be scored (missing_values)")
-        return list(self.transform(frame, "request")[0])
-
-    def collate_inputs(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Encoded rows as the model's input batch ``(N, num_features)``."""
-        return torch.stack(list(items))
-
-    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
-        """What a caller outside dlzoo needs to turn a row into the model's input (for a bundle's
-        JSON): column kinds in feature order, scaler statistics, fill values, category lists."""
-        state = self._ensure_state()
-        return {
-            "kind": "tabular",
-            "target": state["target"],
-            "feature_names": state["feature_names"],
-            "numeric": {
-                "columns": state["numeric"],
-                "mean": state["mean"],
-                "scale": state["scale"],
-                "fill": state["fill"],
-                "formula": "(value - mean) / scale; an empty value becomes fill first",
-            },
-            "binary": {
-                "columns": state["binary"],
-                "values": _YES_NO,
-                "fill": state["binary_fill"],
-            },
-            "categorical": {
-                "columns": list(state["categories"]),
-                "categories": {c: [UNKNOWN, *v] for c, v in state["categories"].items()},
-                "unknown_index": 0,
-                "missing_category": MISSING if self.missing_values == "impute" else None,
-                "formula": "one-hot over categories; a value never seen in training: index 0",
-            },
-            "missing_values": self.missing_values,
-            "na_values": self.na_values or [],
-        }
+        return self._preprocessor
 
     # --------------------------------------------------------------------------- Lightning
     def setup(self, stage: str | None = None) -> None:
@@ -626,37 +661,13 @@ class TabularDataModule(pl.LightningDataModule):
     #: options that decide the model's input: fixed by a checkpoint's fitted preprocessing
     input_options = ("target", "categorical_columns", "numeric_columns", "drop_columns")
 
-    def check_restored_options(self, saved: dict[str, Any]) -> None:
-        """Refuse options that would change the model's input from what a checkpoint was fitted
-        with (``saved``: its DataModule hyperparameters); options for new rows may change."""
-        refuse_changed_options(self, saved, self.input_options)
-
     def state_dict(self) -> dict[str, Any]:
         return {"preprocessing": self._ensure_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._state = state_dict["preprocessing"]
+        self._preprocessor = None
         self._tensors.clear()  # re-made with the restored preprocessing when next needed
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint_path: str | Path, **overrides: Any) -> TabularDataModule:
-        """The DataModule a checkpoint was trained with, its fitted preprocessing restored.
-
-        Needs no training CSV: ``dm = TabularDataModule.from_checkpoint(ckpt, predict_file="new.csv")``
-        then ``trainer.predict(model, datamodule=dm)``. Loads with ``weights_only=True``.
-        """
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        state = next(
-            (v for k, v in checkpoint.items() if isinstance(v, dict) and "preprocessing" in v), None
-        )
-        if state is None:
-            raise ValueError(f"{checkpoint_path} holds no tabular preprocessing state")
-        saved = checkpoint.get("datamodule_hyper_parameters", {})
-        accepted = inspect.signature(cls).parameters
-        hparams = {k: v for k, v in saved.items() if k in accepted}
-        datamodule = cls(**{**hparams, **overrides})
-        datamodule.load_state_dict(state)
-        return datamodule
 
 
 _BANK_DIR = Path(__file__).parent / "_files"

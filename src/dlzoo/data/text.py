@@ -10,7 +10,6 @@ after a reload. Sizes reach the model through the CLI's links: ``vocab_size``, `
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import os
@@ -18,20 +17,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
+from dlzoo.data.base import DataModule
 from dlzoo.data.batching import batch_loader, ordered_loader
 from dlzoo.data.download import (
     check_sha256,
     default_cache_dir,
     download_file,
 )
-from dlzoo.data.tabular import refuse_changed_options
 from dlzoo.data.tokenize import (
     HTML_BREAK,
     SIMPLE_TOKEN,
@@ -96,8 +94,109 @@ def file_key(path: Path) -> str:
     return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
+class TextPreprocessor:
+    """Texts as token ids with a fitted vocabulary: clean (HTML breaks), lower-case, tokenise,
+    look up (unknown tokens: ``<unk>``), keep ``max_length`` tokens from the head or the tail.
+
+    Args:
+        vocabulary: a :class:`Vocabulary`, or its tokens in index order (``<unk>`` 0,
+            ``<pad>`` 1).
+        tokenizer: ``spacy`` or ``simple``.
+        lower: lower-case before tokenising.
+        max_length: most tokens kept (``None``: all).
+        truncation: ``head`` keeps the first tokens, ``tail`` the last.
+    """
+
+    kind = "text"
+    input_names = ("tokens", "lengths")
+    parity_lengths = (5, 23)
+
+    def __init__(
+        self,
+        vocabulary: Sequence[str] | Vocabulary,
+        tokenizer: TokenizerName = "spacy",
+        lower: bool = True,
+        max_length: int | None = None,
+        truncation: Literal["head", "tail"] = "head",
+    ) -> None:
+        is_vocab = isinstance(vocabulary, Vocabulary)
+        self.vocab = vocabulary if is_vocab else Vocabulary(list(vocabulary))
+        self.tokenizer, self.lower = tokenizer, lower
+        self.max_length, self.truncation = max_length, truncation
+
+    @property
+    def pad_index(self) -> int:
+        return self.vocab.pad_index
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Every text's token ids, uncut; an empty text is one ``<unk>`` (so it still gets a
+        prediction; reported)."""
+        vocab = self.vocab
+        encoded = [vocab.encode(tokenize(t, self.tokenizer, self.lower)) for t in texts]
+        empty = [i for i, ids in enumerate(encoded) if not ids]
+        if empty:
+            log.warning("%d empty texts (rows %s) are predicted from <unk>", len(empty), empty[:10])
+        return [ids or [vocab.unk_index] for ids in encoded]
+
+    def cut(self, ids: list[int]) -> list[int]:
+        """``ids`` cut to ``max_length`` (``truncation`` says which end stays)."""
+        if not self.max_length or len(ids) <= self.max_length:
+            return ids
+        return ids[-self.max_length :] if self.truncation == "tail" else ids[: self.max_length]
+
+    def from_json(self, value: Any, number: int) -> Any:
+        return value  # checked in encode
+
+    def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        """Raw texts as token ids (cut to ``max_length``), as a predict CSV's texts are."""
+        for number, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise ValueError(f"input {number}: a text is a string, got {type(text).__name__}")
+        return [torch.tensor(self.cut(ids), dtype=torch.int64) for ids in self.token_ids(inputs)]
+
+    def collate(self, items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids as the model's input: ``(tokens (N, T) padded, lengths (N,))``."""
+        return pad_batch(list(items), self.pad_index)
+
+    def example(self, batch_size: int, length: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(batch_size * 1000 + length)
+        items = []
+        for row in range(batch_size):
+            size = max(1, length - (row % 3) * (length // 4))  # rows of different lengths
+            items.append(torch.randint(2, max(3, len(self.vocab)), (size,), generator=generator))
+        return self.collate(items)
+
+    def describe(self, directory: Path) -> dict[str, Any]:
+        """Tokenizer settings, and the vocabulary written beside the bundle (``vocab.json``:
+        the token of each index, in order)."""
+        vocab_file = Path(directory) / "vocab.json"
+        vocab_file.write_text(json.dumps(self.vocab.itos, ensure_ascii=False))
+        return {
+            "kind": "text",
+            "tokenizer": self.tokenizer,
+            # how a text becomes tokens: clean_text, lower-case, then the tokenizer
+            "steps": [
+                f"replace the regular expression {HTML_BREAK.pattern!r} with a space",
+                "lower-case" if self.lower else "keep the case",
+                'spacy.blank("en").tokenizer, whitespace tokens dropped'
+                if self.tokenizer == "spacy"
+                else f"tokens = re.findall({SIMPLE_TOKEN.pattern!r}, text)",
+                "token -> index in the vocabulary, unknown tokens -> unk_index",
+                f"keep the {'first' if self.truncation == 'head' else 'last'} max_length tokens",
+            ],
+            "lower": self.lower,
+            "max_length": self.max_length,
+            "truncation": self.truncation,
+            "pad_index": self.pad_index,
+            "unk_index": self.vocab.unk_index,
+            "vocabulary_file": vocab_file.name,
+            "vocab_size": len(self.vocab),
+            "empty_text": "one unk token",
+        }
+
+
 @register_datamodule("text_csv")
-class TextClassificationDataModule(pl.LightningDataModule):
+class TextClassificationDataModule(DataModule):
     """Classification of the texts in a CSV (a text and a label column).
 
     Args:
@@ -182,7 +281,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self._numbers: torch.Tensor | None = None
         self._splits: dict[str, torch.Tensor] = {}
         self._datasets: dict[str, TokenDataset] = {}
-        self.predict_row_ids: list = []
+        self._preprocessor: TextPreprocessor | None = None
 
     # ----------------------------------------------------------------------- reading sources
     def _path(self, name: str) -> Path:
@@ -409,12 +508,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         the file has one; it is reported.
         """
         texts = frame if isinstance(frame, list) else frame["text"].fillna("").astype(str).tolist()
-        vocab = self.vocab
-        encoded = [vocab.encode(tokenize(t, self.tokenizer, self.lower)) for t in texts]
-        empty = [i for i, ids in enumerate(encoded) if not ids]
-        if empty:
-            log.warning("%d empty texts (rows %s) are predicted from <unk>", len(empty), empty[:10])
-        encoded = [ids or [vocab.unk_index] for ids in encoded]
+        encoded = self.preprocessor.token_ids(texts)
         self.predict_row_ids = list(range(len(encoded)))
         offsets = torch.tensor([0, *np.cumsum([len(e) for e in encoded])], dtype=torch.int64)
         flat = torch.tensor([i for ids in encoded for i in ids], dtype=torch.int64)
@@ -423,49 +517,15 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self._report_cut(dataset.full_lengths, "predict")
         return dataset
 
-    # ------------------------------------------------------- raw inputs (serve, export)
-    #: what a raw input is: a text
-    input_kind = "text"
-
-    def encode_inputs(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
-        """Raw texts as token ids (cut to ``max_length``), with the same code as a predict CSV."""
-        for number, text in enumerate(inputs):
-            if not isinstance(text, str):
-                raise ValueError(f"input {number}: a text is a string, got {type(text).__name__}")
-        dataset = self.encode_texts(list(inputs))
-        return [dataset[i][0] for i in range(len(dataset))]
-
-    def collate_inputs(self, items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids as the model's input: ``(tokens (N, T) padded, lengths (N,))``."""
-        return self._collate([(ids,) for ids in items])[0]
-
-    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
-        """Tokenizer settings, and the vocabulary written beside the bundle (``vocab.json``:
-        the token of each index, in order)."""
-        vocab_file = Path(directory) / "vocab.json"
-        vocab_file.write_text(json.dumps(self.vocab.itos, ensure_ascii=False))
-        return {
-            "kind": "text",
-            "tokenizer": self.tokenizer,
-            # how a text becomes tokens: clean_text, lower-case, then the tokenizer
-            "steps": [
-                f"replace the regular expression {HTML_BREAK.pattern!r} with a space",
-                "lower-case" if self.lower else "keep the case",
-                'spacy.blank("en").tokenizer, whitespace tokens dropped'
-                if self.tokenizer == "spacy"
-                else f"tokens = re.findall({SIMPLE_TOKEN.pattern!r}, text)",
-                "token -> index in the vocabulary, unknown tokens -> unk_index",
-                f"keep the {'first' if self.truncation == 'head' else 'last'} max_length tokens",
-            ],
-            "lower": self.lower,
-            "max_length": self.max_length,
-            "truncation": self.truncation,
-            "pad_index": self.pad_index,
-            "unk_index": self.vocab.unk_index,
-            "vocabulary_file": vocab_file.name,
-            "vocab_size": len(self.vocab),
-            "empty_text": "one unk token",
-        }
+    @property
+    def preprocessor(self) -> TextPreprocessor:
+        """Raw texts as token ids, with the vocabulary (built on the training split if needed)."""
+        vocab = self.vocab
+        if self._preprocessor is None or self._preprocessor.vocab is not vocab:
+            self._preprocessor = TextPreprocessor(
+                vocab, self.tokenizer, self.lower, self.max_length, self.truncation
+            )
+        return self._preprocessor
 
     # -------------------------------------------------------------------------------- loaders
     def _collate(self, items: list[tuple]) -> tuple:
@@ -516,9 +576,6 @@ class TextClassificationDataModule(pl.LightningDataModule):
     #: options that decide the model's input: fixed by a checkpoint's vocabulary
     input_options = ("tokenizer", "lower")
 
-    def check_restored_options(self, saved: dict[str, Any]) -> None:
-        refuse_changed_options(self, saved, self.input_options)
-
     def state_dict(self) -> dict[str, Any]:
         return {"vocab": self.vocab.itos, "classes": self.classes}
 
@@ -531,19 +588,3 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self._classes = classes
         self._numbers = None  # the splits are encoded again, with this vocabulary, when next used
         self._datasets = {}
-
-    @classmethod
-    def from_checkpoint(cls, checkpoint_path: str | Path, **overrides: Any):
-        """The DataModule of a checkpoint, with its vocabulary: encodes raw text as in training."""
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        hparams = dict(checkpoint.get("datamodule_hyper_parameters", {}))
-        accepted = {  # the CLI adds entries such as _class_path; a preset passes **kwargs on
-            name
-            for klass in cls.__mro__
-            if issubclass(klass, TextClassificationDataModule)
-            for name in inspect.signature(klass.__init__).parameters
-        }
-        hparams = {k: v for k, v in hparams.items() if k in accepted and k != "kwargs"}
-        dm = cls(**{**hparams, **overrides})
-        dm.load_state_dict(checkpoint[cls.__qualname__])
-        return dm

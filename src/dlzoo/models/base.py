@@ -240,7 +240,8 @@ class TaskModule(pl.LightningModule):
         self._pretrained_done = True
         return self
 
-    def _ensure_pretrained(self) -> None:
+    def ensure_pretrained(self) -> None:
+        """Load pretrained weights unless they or a checkpoint's already were."""
         if not self._pretrained_done:
             self.load_pretrained()
 
@@ -248,17 +249,17 @@ class TaskModule(pl.LightningModule):
         self._pretrained_done = True  # the checkpoint's weights replace any pretrained ones
 
     def on_fit_start(self) -> None:
-        self._ensure_pretrained()
+        self.ensure_pretrained()
         log_parameter_counts(self)
 
     def on_validation_start(self) -> None:
-        self._ensure_pretrained()
+        self.ensure_pretrained()
 
     def on_test_start(self) -> None:
-        self._ensure_pretrained()
+        self.ensure_pretrained()
 
     def on_predict_start(self) -> None:
-        self._ensure_pretrained()
+        self.ensure_pretrained()
 
 
 def log_parameter_counts(module: nn.Module) -> None:

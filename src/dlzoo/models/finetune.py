@@ -342,16 +342,22 @@ class FineTuneClassifier(TaskModule):
         return self
 
     def configure_callbacks(self) -> list[pl.Callback]:
+        # the data side is handed what it needs by callbacks: neither side reads the other
+        from dlzoo.callbacks import AdoptPreprocessing, CacheFeatures
+
         hp = self.hparams
-        if hp.unfreeze_at_epoch is None:
-            return []
-        return [
-            UnfreezeBackbone(
-                unfreeze_backbone_at_epoch=hp.unfreeze_at_epoch,
-                backbone_initial_ratio_lr=hp.unfreeze_lr_ratio,
-                should_align=True,
+        callbacks: list[pl.Callback] = [AdoptPreprocessing()]
+        if hp.cache_features:
+            callbacks.append(CacheFeatures())
+        if hp.unfreeze_at_epoch is not None:
+            callbacks.append(
+                UnfreezeBackbone(
+                    unfreeze_backbone_at_epoch=hp.unfreeze_at_epoch,
+                    backbone_initial_ratio_lr=hp.unfreeze_lr_ratio,
+                    should_align=True,
+                )
             )
-        ]
+        return callbacks
 
     def on_fit_start(self) -> None:
         super().on_fit_start()  # logs the parameter counts
@@ -366,15 +372,6 @@ class FineTuneClassifier(TaskModule):
                     message=rf"Found {len(in_eval)} module\(s\) in eval mode at the start",
                     category=PossibleUserWarning,
                 )
-        if self.hparams.cache_features:
-            datamodule = self.trainer.datamodule
-            if not hasattr(datamodule, "cache_features"):
-                raise ValueError(
-                    "cache_features needs an image DataModule with cache_features() "
-                    "(ImageFolderDataModule, CatsDogsDataModule)"
-                )
-            self.backbone.eval()
-            datamodule.cache_features(self.extract_features, self.device)
 
     def extract_features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features ``(N, feature_dim)`` of a batch of images."""

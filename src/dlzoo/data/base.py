@@ -1,0 +1,171 @@
+"""The contract every dlzoo DataModule keeps, in code: :class:`DataModule` and :class:`Preprocessor`.
+
+A DataModule reads its data, fits its preprocessing on the training split, and hands the fitted
+state to a :class:`Preprocessor`: the object that turns raw inputs (a row, a text, an image
+file) into the model's input. ``dlzoo predict``, ``dlzoo serve`` and ``dlzoo export`` use only
+``dm.preprocessor`` and the model's task (:mod:`dlzoo.tasks`); the DataModule's fitted state
+travels in every checkpoint (``state_dict``) and is restored in one place, :meth:`DataModule.restore`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from dlzoo.registry import init_arguments
+from dlzoo.tasks import classification_task
+
+
+@runtime_checkable
+class Preprocessor(Protocol):
+    """Fitted preprocessing of one input family (tabular rows, texts, images, digits).
+
+    It holds plain fitted state only (lists, numbers, strings), so it is rebuilt from a
+    checkpoint and described in an export bundle without pickling anything.
+    """
+
+    #: the input family, for people reading a bundle (``tabular``, ``text``, ``image``, ``digits``)
+    kind: str
+    #: names of the model's input tensors, in order (``features``; ``tokens``, ``lengths``)
+    input_names: tuple[str, ...]
+    #: sequence lengths the export parity check tries (``(9,)`` where inputs have no length)
+    parity_lengths: tuple[int, ...]
+    #: the longest sequence an encoded input can be (``None``: inputs have no length)
+    max_length: int | None
+
+    def from_json(self, value: Any, number: int) -> Any:
+        """A JSON request's value as a raw input (images: base64 text to bytes); raises
+        ``ValueError`` naming input ``number``."""
+
+    def encode(self, inputs: Sequence[Any]) -> list[Any]:
+        """Raw inputs as model-ready items, one per input; ``ValueError`` names a bad one."""
+
+    def collate(self, items: Sequence[Any]) -> Any:
+        """Encoded items as one model input batch (a tensor, or a tuple of tensors)."""
+
+    def example(self, batch_size: int, length: int = 9) -> Any:
+        """A collated batch of the shape raw inputs become (values arbitrary but valid)."""
+
+    def describe(self, directory: Path) -> dict[str, Any]:
+        """What a caller outside dlzoo needs to do the same (a bundle's JSON); files it needs
+        (a vocabulary) are written to ``directory``."""
+
+
+class DataModule(pl.LightningDataModule):
+    """The one base below LightningDataModule: the contract the CLI, export and serve rely on.
+
+    A subclass sets :attr:`input_options`, implements :attr:`preprocessor`, ``classes`` and
+    ``num_classes`` (or overrides :attr:`task`), and its fitted state in ``state_dict`` /
+    ``load_state_dict``. Presets override only what they change.
+    """
+
+    #: options that decide the model's input: a checkpoint's values may not be changed
+    input_options: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: what each prediction of the last predict loader is (file rows, file names)
+        self.predict_row_ids: list[Any] = []
+
+    # ---------------------------------------------------------------------- the contract
+    @property
+    def task(self) -> str:
+        """The task the data poses (a name of :data:`dlzoo.tasks.TASKS`); linked into the model."""
+        return classification_task(self.num_classes)
+
+    @property
+    def preprocessor(self) -> Preprocessor:
+        """The fitted preprocessing of raw inputs (fits it on the training split if needed)."""
+        raise NotImplementedError(f"{type(self).__name__} has no preprocessor")
+
+    # ---------------------------------------------------- raw inputs (names of 0.1.0.dev0)
+    @property
+    def input_kind(self) -> str:
+        return self.preprocessor.kind
+
+    def encode_inputs(self, inputs: Sequence[Any]) -> list[Any]:
+        return self.preprocessor.encode(inputs)
+
+    def collate_inputs(self, items: Sequence[Any]) -> Any:
+        return self.preprocessor.collate(items)
+
+    def export_preprocessing(self, directory: Path) -> dict[str, Any]:
+        return self.preprocessor.describe(directory)
+
+    # ------------------------------------------------------------------------- checkpoints
+    def check_restored_options(self, saved: dict[str, Any]) -> None:
+        """Refuse options that would change the model's input from what a checkpoint was fitted
+        with (``saved``: its DataModule hyperparameters); options for new rows may change."""
+        refuse_changed_options(self, saved, self.input_options)
+
+    def restore(self, checkpoint: dict[str, Any]) -> bool:
+        """Take a loaded checkpoint's fitted state (the one restore path of the CLI, export,
+        serve and :meth:`from_checkpoint`). Returns whether it held state for this class."""
+        state = checkpoint.get(type(self).__qualname__)
+        if state is None:
+            return False  # a DataModule with nothing fitted (MNIST), or a checkpoint of other data
+        self.check_restored_options(checkpoint.get("datamodule_hyper_parameters") or {})
+        self.load_state_dict(state)
+        return True
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint_path: str | Path, **overrides: Any) -> DataModule:
+        """The DataModule a checkpoint was trained with, its fitted preprocessing restored.
+
+        Needs no training data: ``dm = TabularDataModule.from_checkpoint(ckpt,
+        predict_file="new.csv")``, then ``trainer.predict(model, datamodule=dm)``. Loads with
+        ``weights_only=True``.
+        """
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        if cls.__qualname__ not in checkpoint:
+            raise ValueError(f"{checkpoint_path} holds no {cls.__name__} state")
+        saved = checkpoint.get("datamodule_hyper_parameters") or {}
+        accepted = init_arguments(cls)
+        datamodule = cls(**{**{k: v for k, v in saved.items() if k in accepted}, **overrides})
+        datamodule.restore(checkpoint)
+        return datamodule
+
+
+def refuse_changed_options(
+    datamodule: pl.LightningDataModule, saved: dict[str, Any], names: Sequence[str]
+) -> None:
+    """Raise if any of ``names`` differs between ``datamodule`` and a checkpoint's ``saved``
+    DataModule hyperparameters: the model was trained on inputs those options produced."""
+    changed = []
+    for name in names:
+        if name not in saved:
+            continue
+        now, then = getattr(datamodule, name, None), saved[name]
+        if isinstance(now, tuple | list) or isinstance(then, tuple | list):
+            now, then = list(now or []), list(then or [])
+        if now != then:
+            changed.append(f"{name}={now!r} (the checkpoint's model was trained with {then!r})")
+    if changed:
+        raise ValueError(
+            "these options would change the model's input from what the checkpoint was trained "
+            f"on: {'; '.join(changed)}. Leave them as they were (use the run's config.yaml); "
+            "options that only concern new rows (predict_file, missing_values ...) may change."
+        )
+
+
+def seeded_split(
+    count: int, held_out: int, seed: int, labels: Sequence[Any] | np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a seeded split of ``count`` items: ``(kept, held_out)``, stratified on
+    ``labels`` when given and every class has two items or more."""
+    index = np.arange(count)
+    stratify = None
+    if labels is not None:
+        values, counts = np.unique(np.asarray(labels), return_counts=True)
+        stratify = labels if len(values) > 1 and counts.min() >= 2 else None
+    kept, out = train_test_split(index, test_size=held_out, random_state=seed, stratify=stratify)
+    return kept, out
+
+
+__all__ = ["DataModule", "Preprocessor", "refuse_changed_options", "seeded_split"]
