@@ -41,7 +41,8 @@ from _common import CONFIGS, bench_parser, device_line, saved_results, write_sec
 
 from dlzoo.cli import main as dlzoo
 from dlzoo.cli import make_cli
-from dlzoo.export import BUNDLE_FILE, ExportedModel, restore_checkpoint
+from dlzoo.cli.checkpoint import restore_checkpoint
+from dlzoo.deploy.bundle import BUNDLE_FILE, ExportedModel
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench:deploy:start -->", "<!-- bench:deploy:end -->"

@@ -22,7 +22,7 @@ from dlzoo.data import (
     TabularDataModule,
     TextClassificationDataModule,
 )
-from dlzoo.export import BUNDLE_FILE, ExportError, export_model
+from dlzoo.deploy.export import BUNDLE_FILE, ExportError, export_model
 from dlzoo.models import (
     AutoEncoder,
     ConvNet,

@@ -293,7 +293,7 @@ def test_images_are_prepared_as_the_backbone_weights_expect(tmp_path: Path) -> N
 
 
 def test_backbone_transforms_are_adopted_at_fit_and_survive_a_checkpoint(tmp_path: Path) -> None:
-    from dlzoo.export import restore_checkpoint
+    from dlzoo.cli.checkpoint import restore_checkpoint
 
     torch.save(_timm_state(1), tmp_path / "weights.pth")
 

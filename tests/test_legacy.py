@@ -38,7 +38,7 @@ def test_old_checkpoint_validates_and_predicts_as_recorded(family: str, tmp_path
 
 
 def test_old_bundle_loads_and_answers_as_recorded() -> None:
-    from dlzoo.export import load_bundle
+    from dlzoo.deploy.export import load_bundle
 
     bundle, model = load_bundle(LEGACY / "ffn_bundle")
     assert bundle["classes"] == ["no", "yes"]

@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
-import yaml
 from jsonargparse import DefaultHelpFormatter
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import (
@@ -41,11 +39,13 @@ from dlzoo.callbacks import (
     ProgressBar,
     RunArtifacts,
 )
+from dlzoo.cli.checkpoint import checkpoint_model_class, read_checkpoint, restore_checkpoint
+from dlzoo.cli.names import expand_registered_names, registered_help
 from dlzoo.data.base import DataModule
 from dlzoo.data.download import ChecksumError, DownloadError
-from dlzoo.export import ExportFormat, export_model, restore_checkpoint
+from dlzoo.deploy.export import ExportFormat, export_model
 from dlzoo.models.base import TaskModule
-from dlzoo.registry import DATAMODULES, MODELS, init_arguments, resolve_class
+from dlzoo.registry import init_arguments
 from dlzoo.tasks import Task, classification_task, get_task
 
 #: subcommands that use a trained model (they need --ckpt_path and leave its run as it is)
@@ -146,7 +146,7 @@ class DlzooTrainer(pl.Trainer):
         """
         if ckpt_path is None:
             raise ValueError("dlzoo serve needs --ckpt_path")
-        from dlzoo.serve import serve
+        from dlzoo.deploy.serve import serve
 
         restore_checkpoint(model, datamodule, ckpt_path, weights_only=weights_only is not False)
         serve(
@@ -274,29 +274,19 @@ class DlzooCLI(LightningCLI):
         if not ckpt_path or not Path(ckpt_path).is_file():
             return  # a URL: Lightning reads it when the run starts
         weights_only = config.get("weights_only")
-        checkpoint = torch.load(
-            ckpt_path,
-            map_location="cpu",
-            weights_only=True if weights_only is None else weights_only,
-        )
+        checkpoint = read_checkpoint(ckpt_path, True if weights_only is None else weights_only)
         for heavy in ("state_dict", "optimizer_states"):
             checkpoint.pop(heavy, None)
         self._checkpoint = checkpoint
         hparams = dict(checkpoint.get("hyper_parameters") or {})
         hparams.pop("_instantiator", None)
         configured = config.model.class_path if config.get("model") else None
-        class_path = hparams.pop("_class_path", None) or configured
-        if not class_path:
-            return
-        model_class = resolve_class(MODELS, class_path)
+        model_class = checkpoint_model_class(checkpoint, configured, ckpt_path)
         if model_class is None:
-            if class_path != configured:
-                raise ValueError(
-                    f"{ckpt_path} was written by model class {class_path!r}, which is neither a "
-                    f"dlzoo model nor the model of the config ({configured}); it is not imported. "
-                    f"If you trust that code, name it yourself: --model {class_path}"
-                )
-            model_class = _import(class_path)
+            if not configured:
+                return
+            model_class = _import(configured)
+        hparams.pop("_class_path", None)
         accepted = init_arguments(model_class)
         init_args = {k: v for k, v in hparams.items() if k in accepted}
         model = {"class_path": f"{model_class.__module__}.{model_class.__qualname__}"}
@@ -440,72 +430,8 @@ def _configured_task(config: Any) -> Task | None:
     return get_task(classification_task(int(num_classes)))
 
 
-def _full_path(table: dict[str, type], name: Any) -> Any:
-    cls = resolve_class(table, name) if isinstance(name, str) else None
-    return f"{cls.__module__}.{cls.__qualname__}" if cls is not None else name
-
-
-def _expand_section(section: Any, table: dict[str, type]) -> Any:
-    if isinstance(section, str):
-        return _full_path(table, section)
-    if isinstance(section, dict) and "class_path" in section:
-        return {**section, "class_path": _full_path(table, section["class_path"])}
-    return section
-
-
-def expand_registered_names(args: list[str]) -> list[str]:
-    """``args`` with registered model and DataModule names (``ffn``, ``FeedForwardNet``) spelled
-    as import paths, in ``--model X``, ``--data=X``, ``--model.class_path X`` and in the
-    ``model``/``data`` sections of ``--config`` files (then passed on as YAML text)."""
-    tables = {"model": MODELS, "data": DATAMODULES}
-    out: list[str] = []
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        key, eq, value = arg.partition("=")
-        has_value = bool(eq) or index + 1 < len(args)
-        value = value if eq else (args[index + 1] if index + 1 < len(args) else "")
-        section = key.removeprefix("--").removesuffix(".class_path")
-        if key.startswith("--") and section in tables and has_value:
-            out += [key, _full_path(tables[section], value)]
-        elif key == "--config" and has_value and Path(value).is_file():
-            config = yaml.safe_load(Path(value).read_text()) or {}
-            if isinstance(config, dict) and any(k in config for k in tables):
-                expanded = {
-                    k: _expand_section(v, tables[k]) if k in tables else v
-                    for k, v in config.items()
-                }
-                if expanded != config:
-                    value = yaml.safe_dump(expanded, sort_keys=False)
-            out += [key, value]
-        else:
-            out.append(arg)
-            index += 1
-            continue
-        index += 1 if eq else 2
-    return out
-
-
-def _summary(table: dict[str, type]) -> str:
-    lines = []
-    for name, cls in sorted(table.items()):
-        doc = (cls.__doc__ or "").strip().splitlines()
-        line = f"  {name:<15} {cls.__name__}: {doc[0].replace('``', '') if doc else ''}"
-        lines.append(line if len(line) <= 100 else line[:97] + "...")
-    return "\n".join(lines)
-
-
 class _HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):
     """jsonargparse's help, with the description's lines kept as written."""
-
-
-def registered_help() -> str:
-    """What ``dlzoo --help`` lists: every registered model and DataModule, one line each."""
-    return (
-        "Train, evaluate and use dlzoo's models from a YAML config (LightningCLI).\n"
-        "--model and --data take a registered name, a class name or an import path.\n\n"
-        f"models:\n{_summary(MODELS)}\n\nDataModules:\n{_summary(DATAMODULES)}"
-    )
 
 
 class _DropTips(logging.Filter):

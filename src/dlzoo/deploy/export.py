@@ -1,0 +1,370 @@
+"""``dlzoo export``: a trained model and its preprocessing as a self-describing bundle.
+
+A bundle is a folder with the network (``model.onnx`` or ``model.pt``), the files its
+preprocessing needs (``vocab.json`` for text) and ``dlzoo-bundle.json``: input and output names
+and shapes, class names, every preprocessing parameter (scaler statistics, category maps,
+tokenizer settings, image sizes and normalisation), versions, the parity measured at export
+time and the sha256 of every file. The network takes *preprocessed* tensors (what
+``datamodule.encode_inputs`` + ``collate_inputs`` make of raw inputs) and returns class
+probabilities, so a caller in any language can score raw inputs with the JSON and ONNX Runtime.
+
+Text models take ``tokens (N, T)`` and ``lengths (N,)``. A packed LSTM (ImprovedRNN) is exported
+as :class:`~dlzoo.models.rnn.PaddedLSTM`, the same computation on padded input, and the parity
+check proves it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import nn
+
+from dlzoo.data.base import DataModule
+from dlzoo.deploy.bundle import (
+    BUNDLE_FILE,
+    BUNDLE_VERSION,
+    ExportedModel,
+    load_bundle,
+    package_version,
+    sha256_file,
+)
+from dlzoo.models.autoencoder import AutoEncoder
+from dlzoo.models.base import TaskModule
+from dlzoo.models.rnn import PaddedLSTM
+from dlzoo.registry import MODELS
+
+log = logging.getLogger(__name__)
+
+ExportFormat = Literal["onnx", "torchscript"]
+#: the ONNX opset written (ONNX Runtime 1.18 and later run it)
+ONNX_OPSET = 18
+#: largest difference of exported and eager outputs accepted at export time. float32 kernels of
+#: ONNX Runtime and of torch sum in different orders: about 1e-7 on probabilities is typical.
+PARITY_TOLERANCE = 1e-5
+
+
+class ExportError(ValueError):
+    """A model or DataModule that cannot be exported; the message says why."""
+
+
+# --------------------------------------------------------------------------- the network
+class InferenceNetwork(nn.Module):
+    """What an exported model computes: preprocessed inputs in, probabilities out.
+
+    Classifiers return ``probabilities (N, num_classes)`` (binary models: ``[1 - p, p]``);
+    an AutoEncoder returns ``reconstruction``, ``latent`` and the per-row mean squared
+    reconstruction ``error``, as ``dlzoo predict`` writes them.
+    """
+
+    def __init__(self, model: pl.LightningModule) -> None:
+        super().__init__()
+        model = copy.deepcopy(model).cpu().eval()
+        self.task = model.task
+        lstm = getattr(model, "lstm", None)
+        if isinstance(lstm, nn.LSTM) and model.hparams.get("packed", False):
+            model.lstm = PaddedLSTM(lstm)  # no PackedSequence in an exported graph
+        # what Lightning's own to_torchscript sets: `model.trainer` reads as None, not an error
+        # (tracers look up every attribute of every submodule)
+        model._jit_is_scripting = True
+        self.model = model.requires_grad_(False)
+
+    def forward(self, *inputs: torch.Tensor) -> Any:
+        out = self.model.predict_outputs(inputs if len(inputs) > 1 else inputs[0])
+        values = tuple(v.float() for v in self.task.exported(out).values())
+        return values if len(values) > 1 else values[0]
+
+    @property
+    def output_names(self) -> list[str]:
+        return list(self.task.output_names)
+
+
+def eager_outputs(model: pl.LightningModule, batch: Any) -> dict[str, np.ndarray]:
+    """The Lightning model's own predictions (``predict_step``) on a preprocessed batch, named as
+    the exported outputs: what every exported file is compared with."""
+    model.eval()
+    with torch.inference_mode():
+        out = model.predict_step((batch,), 0)
+    return {k: v.float().numpy() for k, v in model.task.exported(out).items()}
+
+
+# ------------------------------------------------------------------------- example inputs
+def input_names(datamodule: DataModule) -> list[str]:
+    return list(datamodule.preprocessor.input_names)
+
+
+def example_batch(datamodule: DataModule, batch_size: int, length: int = 9) -> Any:
+    """A preprocessed batch of the shape raw inputs become (values are arbitrary but valid)."""
+    return datamodule.preprocessor.example(batch_size, length)
+
+
+def _as_tuple(batch: Any) -> tuple[torch.Tensor, ...]:
+    return tuple(batch) if isinstance(batch, tuple | list) else (batch,)
+
+
+# ------------------------------------------------------------------------------- checks
+def check_exportable(model: pl.LightningModule, datamodule: pl.LightningDataModule) -> None:
+    """Raise :class:`ExportError` with one line saying why, before anything is written."""
+    if not isinstance(model, TaskModule | AutoEncoder):
+        raise ExportError(
+            f"cannot export {type(model).__name__}: only dlzoo models export "
+            f"(registered: {', '.join(sorted(MODELS))})"
+        )
+    if not isinstance(datamodule, DataModule):
+        raise ExportError(
+            f"cannot export with {type(datamodule).__name__}: it does not describe its "
+            "preprocessing; use a dlzoo DataModule (dlzoo.data.base.DataModule)"
+        )
+    example = _as_tuple(datamodule.preprocessor.example(1))
+    if model.task.name == "reconstruction" and not torch.is_floating_point(example[0]):
+        raise ExportError("cannot export an autoencoder of token ids: it has no float input")
+    uninitialised = [
+        name
+        for name, p in model.named_parameters()
+        if isinstance(p, nn.parameter.UninitializedParameter)
+    ]
+    if uninitialised:
+        raise ExportError(
+            f"cannot export {type(model).__name__}: parameters {uninitialised[:3]} are not "
+            "initialised (lazy layers); load a checkpoint or run one batch first"
+        )
+
+
+# ---------------------------------------------------------------------------- exporters
+def _dynamic(names: list[str], max_length: int | None) -> tuple[dict, dict]:
+    """``dynamic_shapes`` (dynamo exporter) and ``dynamic_axes`` (TorchScript exporter)."""
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    shapes: dict[str, dict] = {}
+    axes: dict[str, dict] = {}
+    for name in names:
+        shapes[name] = {0: batch}
+        axes[name] = {0: "batch"}
+    if "tokens" in names:
+        sequence = torch.export.Dim("sequence", min=1, max=max_length or 65536)
+        shapes["tokens"][1] = sequence
+        axes["tokens"][1] = "sequence"
+    return shapes, axes
+
+
+def _export_onnx(
+    network: InferenceNetwork,
+    example: tuple,
+    names: list[str],
+    path: Path,
+    max_length: int | None,
+    dynamo: bool,
+) -> str:
+    """Write ``path`` with the dynamo-based exporter or the TorchScript-based one; returns the
+    exporter's name."""
+    shapes, axes = _dynamic(names, max_length)
+    outputs = network.output_names
+    for name in outputs:
+        axes[name] = {0: "batch"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporters' own progress and advice
+        if dynamo:
+            program = torch.onnx.export(
+                network,
+                example,
+                input_names=names,
+                output_names=outputs,
+                dynamic_shapes=(tuple(shapes[n] for n in names),),  # forward(*inputs)
+                opset_version=ONNX_OPSET,
+                dynamo=True,
+                verbose=False,
+            )
+            program.save(str(path))
+            return "torch.onnx.export(dynamo=True)"
+        torch.onnx.export(
+            network,
+            example,
+            str(path),
+            input_names=names,
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    return "torch.onnx.export(dynamo=False)"
+
+
+def _export_torchscript(network: InferenceNetwork, example: tuple, path: Path) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shapes read as Python numbers
+        traced = torch.jit.trace(network, example, check_trace=False)
+    traced.save(str(path))
+    return "torch.jit.trace"
+
+
+def _parity(
+    exported: ExportedModel,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    names: list[str],
+) -> dict[str, Any]:
+    """Largest difference between the exported file and the Lightning model, at two batch sizes
+    (and, for text, two sequence lengths)."""
+    lengths = datamodule.preprocessor.parity_lengths
+    worst, checked = 0.0, []
+    for batch_size in (1, 7):
+        for length in lengths:
+            batch = example_batch(datamodule, batch_size, length)
+            feed = {n: t.numpy() for n, t in zip(names, _as_tuple(batch), strict=True)}
+            expected = eager_outputs(model, batch)
+            got = exported.run(feed)
+            for name, value in expected.items():
+                worst = max(worst, float(np.abs(got[name] - value).max()))
+            checked.append([batch_size, length] if len(lengths) > 1 else batch_size)
+    return {"max_abs_diff": worst, "tolerance": PARITY_TOLERANCE, "checked": checked}
+
+
+def _tensor_spec(name: str, array: np.ndarray, dynamic: dict[int, str]) -> dict[str, Any]:
+    shape: list[Any] = list(array.shape)
+    for axis, label in dynamic.items():
+        shape[axis] = label
+    return {"name": name, "dtype": str(array.dtype), "shape": shape}
+
+
+def _registered_name(model: pl.LightningModule) -> str | None:
+    return next((n for n, cls in MODELS.items() if cls is type(model)), None)
+
+
+def _hyperparameters(model: pl.LightningModule) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in dict(model.hparams).items()
+        if not k.startswith("_") and isinstance(v, str | int | float | bool | list | type(None))
+    }
+
+
+def export_model(
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    output: str | Path,
+    format: ExportFormat = "onnx",
+    checkpoint: str | Path | None = None,
+) -> Path:
+    """Export ``model`` and ``datamodule``'s fitted preprocessing to the bundle folder ``output``.
+
+    The model's weights and the DataModule's state must be the trained ones (see
+    :func:`restore_checkpoint`). Nothing is written unless the export succeeds and its outputs
+    equal the model's within :data:`PARITY_TOLERANCE`; a previous bundle in ``output`` is
+    replaced, any other non-empty folder is refused. Returns the path of the bundle's JSON.
+    """
+    if format not in ("onnx", "torchscript"):
+        raise ExportError(f"format must be 'onnx' or 'torchscript', got {format!r}")
+    check_exportable(model, datamodule)
+    output = Path(output)
+    if output.exists() and any(output.iterdir()) and not (output / BUNDLE_FILE).is_file():
+        raise ExportError(f"{output} exists and is not a dlzoo bundle: choose an empty folder")
+    model = model.cpu().eval()
+    names = input_names(datamodule)
+    network = InferenceNetwork(model).eval()
+    example = _as_tuple(example_batch(datamodule, 3))
+    max_length = datamodule.preprocessor.max_length
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        model_file = staging / ("model.onnx" if format == "onnx" else "model.pt")
+        # ONNX: the dynamo-based exporter first; the TorchScript-based one where dynamo cannot
+        # express the network or its graph lost a dynamic axis (seen with nn.RNN)
+        attempts = ("dynamo", "torchscript") if format == "onnx" else ("trace",)
+        failures = []
+        for attempt in attempts:
+            try:
+                with torch.no_grad():
+                    if attempt == "trace":
+                        exporter = _export_torchscript(network, example, model_file)
+                    else:
+                        exporter = _export_onnx(
+                            network, example, names, model_file, max_length, attempt == "dynamo"
+                        )
+                exported = ExportedModel(model_file, network.output_names)
+                parity = _parity(exported, model, datamodule, names)
+            except Exception as err:  # exporters and runtimes raise many types
+                failures.append(f"{attempt}: {' '.join(str(err).split())[:300]}")
+                continue
+            if parity["max_abs_diff"] <= PARITY_TOLERANCE:
+                break
+            failures.append(f"{attempt}: outputs differ by {parity['max_abs_diff']:.3g}")
+        else:
+            raise ExportError(
+                f"cannot export {type(model).__name__} to {format}: {'; '.join(failures)}. "
+                "Nothing was written."
+            )
+        if failures:
+            log.info("used %s after %s", exporter, "; ".join(failures))
+        preprocessing = datamodule.preprocessor.describe(staging)
+        outputs = eager_outputs(model, example_batch(datamodule, 3))
+        dynamic_inputs = {"tokens": {0: "batch", 1: "sequence"}}
+        bundle = {
+            "format": "dlzoo-bundle",
+            "bundle_version": BUNDLE_VERSION,
+            "model_file": model_file.name,
+            "model_format": format,
+            "exporter": exporter,
+            "opset": ONNX_OPSET if format == "onnx" else None,
+            "task": model.task.name,
+            "target_transform": model.hparams.get("target_transform"),
+            "model": {
+                "name": _registered_name(model),
+                "class": f"{type(model).__module__}.{type(model).__qualname__}",
+                "hyperparameters": _hyperparameters(model),
+            },
+            "inputs": [
+                _tensor_spec(n, t.numpy(), dynamic_inputs.get(n, {0: "batch"}))
+                for n, t in zip(names, example, strict=True)
+            ],
+            "outputs": [_tensor_spec(n, v, {0: "batch"}) for n, v in outputs.items()],
+            "classes": [str(c) for c in getattr(datamodule, "classes", None) or []],
+            "preprocessing": preprocessing,
+            "parity": parity,
+            "versions": {
+                p: package_version(p)
+                for p in ("dlzoo", "torch", "lightning", "onnx", "onnxruntime")
+            },
+            "checkpoint": (
+                {"file": Path(checkpoint).name, "sha256": sha256_file(Path(checkpoint))}
+                if checkpoint and Path(checkpoint).is_file()
+                else None
+            ),
+            "files": {
+                p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.name != BUNDLE_FILE
+            },
+        }
+        (staging / BUNDLE_FILE).write_text(json.dumps(bundle, indent=2) + "\n")
+        if output.exists():
+            shutil.rmtree(output)  # a previous bundle (checked above)
+        staging.rename(output)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    log.info(
+        "exported %s to %s (%s, parity %.1e)",
+        type(model).__name__,
+        output,
+        exporter,
+        parity["max_abs_diff"],
+    )
+    return output / BUNDLE_FILE
+
+
+__all__ = [
+    "BUNDLE_FILE",
+    "ExportError",
+    "ExportedModel",
+    "InferenceNetwork",
+    "eager_outputs",
+    "example_batch",
+    "export_model",
+    "load_bundle",
+]
