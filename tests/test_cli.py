@@ -34,7 +34,7 @@ from dlzoo.cli import default_loggers, main, make_cli
 from dlzoo.data import IMDBDataModule, TabularDataModule
 from dlzoo.models import FeedForwardNet, ImprovedRNN
 
-CONFIGS = sorted((REPO / "examples" / "configs").glob("*.yaml"))
+CONFIGS = sorted((REPO / "src" / "dlzoo" / "recipes").glob("*.yaml"))  # the shipped recipes
 
 
 def test_fit_then_predict_with_the_command(

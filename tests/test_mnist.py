@@ -162,3 +162,12 @@ def test_raw_digits_are_encoded_as_a_batch_is_scaled(tmp_path: Path) -> None:
         dm.encode_inputs([[300] * 784])
     with pytest.raises(ValueError, match="input 0: pixel values must be numbers"):
         dm.encode_inputs([["a"] * 784])
+
+
+def test_a_checkpoints_normalize_option_may_not_change(tmp_path: Path) -> None:
+
+    dm = MNISTDataModule(data_dir=str(tmp_path), normalize=True)
+    saved = {"_class_path": "dlzoo.data.mnist.MNISTDataModule", "normalize": False}
+    with pytest.raises(ValueError, match=r"normalize=True .*trained with False"):
+        dm.restore({"datamodule_hyper_parameters": saved})
+    assert dm.restore({"datamodule_hyper_parameters": {**saved, "normalize": True}})

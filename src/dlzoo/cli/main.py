@@ -18,7 +18,7 @@ import warnings
 from argparse import RawDescriptionHelpFormatter
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
 from jsonargparse import DefaultHelpFormatter
@@ -40,7 +40,7 @@ from dlzoo.callbacks import (
     RunArtifacts,
 )
 from dlzoo.cli.checkpoint import checkpoint_model_class, read_checkpoint, restore_checkpoint
-from dlzoo.cli.names import expand_registered_names, registered_help
+from dlzoo.cli.names import expand_registered_names, recipes_text, registered_help
 from dlzoo.data.base import DataModule
 from dlzoo.data.download import ChecksumError, DownloadError
 from dlzoo.deploy.export import ExportFormat, export_model
@@ -161,6 +161,22 @@ class DlzooTrainer(pl.Trainer):
             max_inputs=max_inputs,
             max_request_bytes=int(max_request_mb * 1024 * 1024),
         )
+
+
+class DlzooArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser, whose errors read error-first: the one line that says what is
+    wrong, then a short usage line and where the full help is (not 90 lines of usage first)."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        lines = str(message).strip().splitlines() or ["invalid arguments"]
+        shown = lines[:12] + ([f"... ({len(lines) - 12} more lines)"] if len(lines) > 12 else [])
+        sys.stderr.write(f"{prog}: error: " + "\n  ".join(shown) + "\n")
+        sys.stderr.write(f"usage: {prog} [options]; '{prog} --help' lists every option\n")
+        self.exit(2)
 
 
 class DlzooCLI(LightningCLI):
@@ -344,6 +360,8 @@ class DlzooCLI(LightningCLI):
             # for http(s) checkpoints: here nothing unpickles arbitrary objects unless the user
             # says --weights_only false.
             config.weights_only = True
+        if self.subcommand == "fit" and self._checkpoint is not None:
+            refuse_stretched_schedule(self._checkpoint, config.trainer.max_epochs, config.ckpt_path)
         self._default_checkpoint(config)
 
     def _default_checkpoint(self, config: Any) -> None:
@@ -411,6 +429,33 @@ class DlzooCLI(LightningCLI):
             drop = (ModelCheckpoint,) if trainer.loggers else (ModelCheckpoint, SaveConfigCallback)
             trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, drop)]
         return trainer
+
+
+def refuse_stretched_schedule(
+    checkpoint: dict[str, Any], max_epochs: int | None, path: str
+) -> None:
+    """Refuse, before anything is written, to resume a one-cycle schedule past its planned end.
+
+    ``OneCycleLR`` is planned for a fixed number of steps when a run starts, and the resumed
+    scheduler keeps that plan: with a larger ``max_epochs`` it would fail mid-epoch ("Tried to
+    step N times"). A schedule cannot be stretched half-way without changing what the epochs
+    already trained meant, so dlzoo asks for the planned ``max_epochs`` or a new run instead."""
+    epochs_done = int(checkpoint.get("epoch", -1)) + 1
+    steps_done = int(checkpoint.get("global_step", 0))
+    if not max_epochs or max_epochs < 0 or epochs_done < 1 or steps_done < 1:
+        return
+    for state in checkpoint.get("lr_schedulers") or []:
+        total = state.get("total_steps") if isinstance(state, dict) else None
+        if not total or ("anneal_func" not in state and "_anneal_func_type" not in state):
+            continue  # not a OneCycleLR
+        planned = round(total * epochs_done / steps_done)
+        if max_epochs > planned:
+            raise ValueError(
+                f"cannot resume {path} with max_epochs={max_epochs}: its one-cycle learning-rate "
+                f"schedule was planned for {planned} epochs ({total} steps) when the run "
+                f"started. Resume with --trainer.max_epochs {planned}, or start a new run "
+                "(without --ckpt_path) for a longer schedule"
+            )
 
 
 def _configured_task(config: Any) -> Task | None:
@@ -492,6 +537,7 @@ def make_cli(args: list[str] | None = None, run: bool = True) -> DlzooCLI:
         seed_everything_default=2020,
         save_config_kwargs={"overwrite": True},
         trainer_class=DlzooTrainer,
+        parser_class=DlzooArgumentParser,
         parser_kwargs=parser_kwargs,
         args=args,
         run=run,
@@ -517,6 +563,10 @@ def main(args: list[str] | None = None) -> None:
     Called with ``args`` (from Python), errors propagate. As the command, a data or config error
     prints dlzoo's one message and exits with status 1; ``DLZOO_TRACEBACK=1`` shows the traceback.
     """
+    given = sys.argv[1:] if args is None else args
+    if list(given[:1]) == ["recipes"]:
+        print(recipes_text(), end="")
+        return
     if args is not None:
         make_cli(args)
         return

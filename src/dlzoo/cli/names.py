@@ -10,6 +10,49 @@ import yaml
 
 from dlzoo.registry import DATAMODULES, MODELS, resolve_class
 
+#: the book's experiments, shipped in the wheel: ``dlzoo fit --config bank_ffn``
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+def list_recipes() -> dict[str, str]:
+    """Shipped recipes by name, with the first line of each one's comment."""
+    recipes = {}
+    for path in sorted(RECIPES.glob("*.yaml")):
+        lines = [ln.lstrip("# ").strip() for ln in path.read_text().splitlines()]
+        recipes[path.stem] = next((ln for ln in lines if ln), "")
+    return recipes
+
+
+def config_path(value: str) -> Path | None:
+    """The file ``--config value`` means: a path, else a shipped recipe of that name (with or
+    without ``.yaml``), else ``None`` (LightningCLI then says the file is missing). A path
+    always wins over a recipe."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    if path.parent == Path() and path.suffix in ("", ".yaml"):
+        shipped = RECIPES / f"{path.stem}.yaml"
+        if shipped.is_file():
+            return shipped
+    if path.parent == Path() and not path.exists():
+        known = ", ".join(list_recipes())
+        raise FileNotFoundError(
+            f"--config {value}: no such file, and no recipe of that name (recipes: {known}; "
+            "dlzoo recipes lists them)"
+        )
+    return None
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file, with a syntax error as one line naming the file, line and problem."""
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path} is not valid YAML: {problem} at {where}") from None
+
 
 def full_path(table: dict[str, type], name: Any) -> Any:
     cls = resolve_class(table, name) if isinstance(name, str) else None
@@ -39,8 +82,9 @@ def expand_registered_names(args: list[str]) -> list[str]:
         section = key.removeprefix("--").removesuffix(".class_path")
         if key.startswith("--") and section in tables and has_value:
             out += [key, full_path(tables[section], value)]
-        elif key == "--config" and has_value and Path(value).is_file():
-            config = yaml.safe_load(Path(value).read_text()) or {}
+        elif key == "--config" and has_value and (recipe := config_path(value)) is not None:
+            config = read_yaml(recipe)
+            value = str(recipe)  # a recipe's name: its file
             if isinstance(config, dict) and any(k in config for k in tables):
                 expanded = {
                     k: _expand_section(v, tables[k]) if k in tables else v
@@ -67,9 +111,22 @@ def _summary(table: dict[str, type]) -> str:
 
 
 def registered_help() -> str:
-    """What ``dlzoo --help`` lists: every registered model and DataModule, one line each."""
+    """What ``dlzoo --help`` lists: every registered model and DataModule, one line each, and the
+    shipped recipes."""
+    recipes = ", ".join(list_recipes())
     return (
         "Train, evaluate and use dlzoo's models from a YAML config (LightningCLI).\n"
-        "--model and --data take a registered name, a class name or an import path.\n\n"
-        f"models:\n{_summary(MODELS)}\n\nDataModules:\n{_summary(DATAMODULES)}"
+        "--model and --data take a registered name, a class name or an import path;\n"
+        "--config takes a file or the name of a shipped recipe ('dlzoo recipes' lists them).\n\n"
+        f"models:\n{_summary(MODELS)}\n\nDataModules:\n{_summary(DATAMODULES)}\n\n"
+        f"recipes: {recipes}"
+    )
+
+
+def recipes_text() -> str:
+    """What ``dlzoo recipes`` prints: each shipped recipe's name and what it is."""
+    lines = [f"  {name:<40} {about}"[:110] for name, about in list_recipes().items()]
+    return (
+        "Recipes shipped with dlzoo (the book's experiments); run one by name:\n"
+        "  dlzoo fit --config bank_ffn\n\n" + "\n".join(lines) + f"\n\nFiles: {RECIPES}\n"
     )

@@ -108,10 +108,15 @@ class DataModule(pl.LightningDataModule):
         """Take a loaded checkpoint's fitted state (the one restore path of the CLI, export,
         serve and :meth:`from_checkpoint`). Returns whether it held state for this class."""
         state = checkpoint.get(type(self).__qualname__)
-        if state is None:
-            return False  # a DataModule with nothing fitted (MNIST), or a checkpoint of other data
-        self.check_restored_options(checkpoint.get("datamodule_hyper_parameters") or {})
-        self.load_state_dict(state)
+        saved = checkpoint.get("datamodule_hyper_parameters") or {}
+        written_by_this_class = str(saved.get("_class_path", "")).endswith(
+            "." + type(self).__qualname__
+        )
+        if state is None and not written_by_this_class:
+            return False  # a checkpoint of other data, or one written outside the CLI
+        self.check_restored_options(saved)
+        if state is not None:  # None: nothing fitted (MNIST), but its options still count
+            self.load_state_dict(state)
         return True
 
     @classmethod
@@ -123,9 +128,10 @@ class DataModule(pl.LightningDataModule):
         ``weights_only=True``.
         """
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if cls.__qualname__ not in checkpoint:
+        saved = checkpoint.get("datamodule_hyper_parameters")
+        if cls.__qualname__ not in checkpoint and saved is None:
             raise ValueError(f"{checkpoint_path} holds no {cls.__name__} state")
-        saved = checkpoint.get("datamodule_hyper_parameters") or {}
+        saved = saved or {}
         accepted = init_arguments(cls)
         datamodule = cls(**{**{k: v for k, v in saved.items() if k in accepted}, **overrides})
         datamodule.restore(checkpoint)
@@ -141,7 +147,11 @@ def refuse_changed_options(
     for name in names:
         if name not in saved:
             continue
-        now, then = getattr(datamodule, name, None), saved[name]
+        # settings live as attributes (presets fix some) or only in hparams (MNIST)
+        now = getattr(datamodule, name) if hasattr(datamodule, name) else None
+        if now is None and name in datamodule.hparams:
+            now = datamodule.hparams[name]
+        then = saved[name]
         if isinstance(now, tuple | list) or isinstance(then, tuple | list):
             now, then = list(now or []), list(then or [])
         if now != then:

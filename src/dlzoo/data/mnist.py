@@ -202,6 +202,8 @@ class MNISTDataModule(DataModule):
 
     # sizes the CLI links into the model
     num_classes = 10
+    #: the model's input depends on it: a checkpoint's value may not change
+    input_options = ("normalize",)
     num_features = PIXELS
     in_channels = 1
     input_shape = (1, 28, 28)
