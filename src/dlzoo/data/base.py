@@ -152,6 +152,10 @@ def refuse_changed_options(
         if now is None and name in datamodule.hparams:
             now = datamodule.hparams[name]
         then = saved[name]
+        if isinstance(now, str) and isinstance(then, list | tuple):
+            now = [now]  # target: price and target: [price] are the same
+        if isinstance(then, str) and isinstance(now, list | tuple):
+            then = [then]
         if isinstance(now, tuple | list) or isinstance(then, tuple | list):
             now, then = list(now or []), list(then or [])
         if now != then:

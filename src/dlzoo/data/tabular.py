@@ -23,7 +23,9 @@ from torch.utils.data import DataLoader
 from dlzoo.data.base import DataModule
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import default_cache_dir, download_file
+from dlzoo.data.targets import encode_targets, fit_targets, infer_task
 from dlzoo.registry import register_datamodule
+from dlzoo.tasks import TASKS, TaskName, classification_task
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +82,6 @@ def _lines(index: pd.Index, limit: int = 5) -> str:
     return f"{unit} {shown}" + (f" and {len(index) - limit} more" if len(index) > limit else "")
 
 
-def _as_labels(series: pd.Series) -> pd.Series:
-    """Class labels as text, so 1, 1.0 and "1" read the same in every file."""
-    if pd.api.types.is_float_dtype(series) and (series.dropna() % 1 == 0).all():
-        series = series.astype("Int64")
-    return series.astype(str).where(series.notna())
-
-
 def _is_yes_no(series: pd.Series) -> bool:
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return False
@@ -97,18 +92,20 @@ def _is_yes_no(series: pd.Series) -> bool:
 def handle_missing(
     frame: pd.DataFrame,
     path: Path | str,
-    target: str,
+    target: str | list[str],
     missing_values: MissingValues,
     require_target: bool,
     columns: list[str],
 ) -> pd.DataFrame:
     """Apply ``missing_values`` to the target and ``columns`` (an empty cell elsewhere, in an
     id or a note column, is harmless)."""
-    if require_target or target in frame.columns:
-        bad = frame.index[frame[target].isna()]
+    targets = [target] if isinstance(target, str) else list(target)
+    present = [t for t in targets if t in frame.columns]
+    for name in targets if require_target else present:
+        bad = frame.index[frame[name].isna()]
         if len(bad) and missing_values != "drop":
             raise ValueError(
-                f"{path}: target {target!r} is empty on {_lines(bad)}; fill or remove "
+                f"{path}: target {name!r} is empty on {_lines(bad)}; fill or remove "
                 "those rows, or set missing_values='drop'"
             )
     if missing_values == "error":
@@ -120,7 +117,7 @@ def handle_missing(
                     f"{_lines(bad)}; fix the file or set missing_values to 'drop' or 'impute'"
                 )
     elif missing_values == "drop":
-        checked = [*columns, target] if target in frame.columns else columns
+        checked = [*columns, *present]
         keep = frame[checked].notna().all(axis=1)
         if (~keep).any():
             log.warning(
@@ -233,16 +230,20 @@ class TabularPreprocessor:
             one_hot[np.arange(len(codes)), codes] = 1.0  # rows x categories, nothing quadratic
             parts.append(one_hot)
         features = torch.from_numpy(np.concatenate(parts, axis=1, dtype=np.float32))
-        if state["target"] not in frame.columns:
+        targets = self.targets
+        if not all(c in frame.columns for c in targets["columns"]):
             return (features,)
-        codes = pd.Index(state["classes"]).get_indexer(_as_labels(frame[state["target"]]))
-        bad = frame.index[codes < 0]
-        if len(bad):
-            raise ValueError(
-                f"{source}: target value {frame[state['target']][bad[0]]!r} on "
-                f"{_lines(bad)} is not one of the training classes {state['classes']}"
-            )
-        return features, torch.from_numpy(codes.astype(np.int64))
+        return features, encode_targets(frame, targets, source, _lines)
+
+    @property
+    def targets(self) -> dict[str, Any]:
+        """The fitted target state (checkpoints of 0.1.0.dev0 had classes only)."""
+        state = self.state
+        if "targets" in state:
+            return state["targets"]
+        classes = state["classes"]
+        task = classification_task(len(classes))
+        return {"task": task, "columns": [state["target"]], "classes": classes}
 
     def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
         """Raw rows (dicts of column -> value, as JSON has them) as preprocessed feature vectors,
@@ -304,21 +305,30 @@ class TabularPreprocessor:
             },
             "missing_values": self.missing_values,
             "na_values": self.na_values or [],
+            "targets": self.targets,
         }
 
 
 @register_datamodule("tabular")
 class TabularDataModule(DataModule):
-    """Classification on the rows of a CSV file.
+    """Classification, multi-label classification or (multi-target) regression on the rows of a
+    CSV file.
 
     Numeric columns are standardised; yes/no columns become 0/1; other text columns are one-hot
-    encoded with a reserved slot for categories the training split never saw. The split into
-    train/val(/test) is stratified on the target and seeded.
+    encoded with a reserved slot for categories the training split never saw. The task is
+    decided once from the target column(s) and logged (see :mod:`dlzoo.data.targets`); the split
+    into train/val(/test) is seeded, and stratified on the target for classification.
 
     Args:
         filename: the CSV, relative to ``data_dir`` (or absolute).
-        target: the column to predict. Its distinct values become the classes, in sorted order
-            (so ``no``/``yes`` map to 0/1).
+        target: the column to predict, or several. Classes are the distinct values in sorted
+            order (so ``no``/``yes`` map to 0/1); regression targets are standardised on the
+            training split and every output is in their own units.
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``; default: inferred
+            from the target (strings, booleans, a few integers: classes; floats, many integers:
+            regression; label lists or several 0/1 columns: multi-label).
+        label_delimiter: what separates labels in a label-list target (``drama|comedy``).
+        log_target: regression on ``log1p`` of the target (prices, counts), inverted at output.
         data_dir: where the CSV is, or is downloaded to when ``url`` is given. Default: the
             current directory, or the dlzoo cache (``$DLZOO_DATA``) when ``url`` is given.
         categorical_columns: force these columns to be one-hot encoded (e.g. integer codes).
@@ -342,7 +352,10 @@ class TabularDataModule(DataModule):
     def __init__(
         self,
         filename: str,
-        target: str,
+        target: str | list[str],
+        task: TaskName | None = None,
+        label_delimiter: str = "|",
+        log_target: bool = False,
         data_dir: str | None = None,
         categorical_columns: list[str] | None = None,
         numeric_columns: list[str] | None = None,
@@ -360,7 +373,10 @@ class TabularDataModule(DataModule):
         seed: int = 2020,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # not `task`: the model's linked `task` is the one decided from the data, and Lightning
+        # refuses a model and a DataModule whose shared hyperparameters differ; the decided task
+        # is saved in the state instead
+        self.save_hyperparameters(ignore=["task"])
         if not 0.0 < val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0:
             raise ValueError("val_fraction must be in (0, 1) and test_fraction in [0, 1)")
         if val_fraction + test_fraction >= 1.0:
@@ -371,7 +387,15 @@ class TabularDataModule(DataModule):
             )
         # Settings live as attributes too: under LightningCLI, hparams hold only the arguments of
         # the concrete class (a preset such as BankMarketingDataModule fixes `target` itself).
+        if task not in (None, "binary", "multiclass", "multilabel", "regression"):
+            raise ValueError(
+                f"task must be binary, multiclass, multilabel or regression, got {task!r}"
+            )
         self.filename, self.target, self.data_dir = filename, target, data_dir
+        self.targets = [target] if isinstance(target, str) else list(target)
+        if not self.targets:
+            raise ValueError("target names no column")
+        self.task_option, self.label_delimiter, self.log_target = task, label_delimiter, log_target
         self.categorical_columns = list(categorical_columns or [])
         self.numeric_columns = list(numeric_columns or [])
         self.drop_columns = list(drop_columns or [])
@@ -382,6 +406,7 @@ class TabularDataModule(DataModule):
         self.url, self.sha256 = url, sha256
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self._state: dict[str, Any] | None = None  # fitted preprocessing, plain data only
+        self._task: str | None = None
         self._preprocessor: TabularPreprocessor | None = None
         self._splits: dict[str, pd.DataFrame] | None = None  # raw frames of each split
         self._tensors: dict[str, TensorBatchDataset] = {}
@@ -407,12 +432,37 @@ class TabularDataModule(DataModule):
         return len(self._ensure_state()["feature_names"])
 
     @property
-    def num_classes(self) -> int:
-        return len(self._ensure_state()["classes"])
+    def task(self) -> str:
+        """The task the target poses (decided from the data, or ``task``)."""
+        return self.preprocessor.targets["task"]
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes, or labels of a multi-label target; ``None`` for regression."""
+        classes = self.preprocessor.targets.get("classes")
+        return len(classes) if classes is not None else None
 
     @property
     def classes(self) -> list[str]:
-        return list(self._ensure_state()["classes"])
+        """Class or label names (none for regression)."""
+        return list(self.preprocessor.targets.get("classes") or [])
+
+    @property
+    def num_targets(self) -> int | None:
+        """Regression outputs (``None`` for classification)."""
+        targets = self.preprocessor.targets
+        return len(targets["columns"]) if targets["task"] == "regression" else None
+
+    @property
+    def target_names(self) -> list[str] | None:
+        """The regression targets' names (``None`` for classification)."""
+        targets = self.preprocessor.targets
+        return list(targets["columns"]) if targets["task"] == "regression" else None
+
+    @property
+    def target_transform(self) -> dict[str, Any] | None:
+        """The regression targets' fitted scaling, which the model inverts at every output."""
+        return self.preprocessor.targets.get("transform")
 
     @property
     def feature_names(self) -> list[str]:
@@ -430,31 +480,35 @@ class TabularDataModule(DataModule):
         if self.url and not self.csv_path.is_file():
             self.prepare_data()  # used outside a Trainer (e.g. dm.num_features right away)
         frame = read_csv(self.csv_path, "training CSV", self.na_values)
-        if self.target not in frame.columns:
+        absent = [t for t in self.targets if t not in frame.columns]
+        if absent:
             raise ValueError(
-                f"target column {self.target!r} is not in {self.csv_path}; "
+                f"target column {absent[0]!r} is not in {self.csv_path}; "
                 f"columns are: {', '.join(map(str, frame.columns))}"
             )
         frame = handle_missing(
             frame,
             self.csv_path,
-            self.target,
+            self.targets,
             self.missing_values,
             require_target=True,
             columns=self._feature_columns(frame),
         )
-        counts = frame[self.target].value_counts()
-        self._check_target_spellings(frame, counts)
-        if len(counts) < 2:
-            raise ValueError(
-                f"target column {self.target!r} has a single class: {counts.index[0]!r}"
-            )
+        self._task = self._decide_task(frame)
+        stratify = None
+        if TASKS[self._task].classification:
+            counts = frame[self.targets[0]].value_counts()
+            self._check_target_spellings(frame, counts)
+            if len(counts) < 2:
+                raise ValueError(
+                    f"target column {self.target!r} has a single class: {counts.index[0]!r}"
+                )
+            stratify = frame[self.target] if counts.min() >= 2 else None
         # whole row counts, so 0.2 + 0.1 of 400 rows is exactly 80 + 40
         n_val = round(self.val_fraction * len(frame))
         n_test = round(self.test_fraction * len(frame))
         if n_val < 1 or len(frame) - n_val - n_test < 1:
             raise ValueError(f"{self.csv_path} has {len(frame)} rows: too few to split")
-        stratify = frame[self.target] if counts.min() >= 2 else None
         train, rest = train_test_split(
             frame, test_size=n_val + n_test, random_state=self.seed, stratify=stratify
         )
@@ -469,6 +523,16 @@ class TabularDataModule(DataModule):
             splits.update(val=val, test=test)
         self._splits = splits
         return splits
+
+    def _decide_task(self, frame: pd.DataFrame) -> str:
+        """The task: ``task`` if given, else inferred from the target column(s); said once."""
+        if self.task_option is not None:
+            log.info("task: %s (set by task)", self.task_option)
+            return self.task_option
+        task, why = infer_task(frame, self.targets, self.label_delimiter)
+        names = ", ".join(repr(t) for t in self.targets)
+        log.info("task: %s, from the target %s: %s (task: ... overrides)", task, names, why)
+        return task
 
     def _check_target_spellings(self, frame: pd.DataFrame, counts: pd.Series) -> None:
         """Refuse classes that differ only in case or spaces (``Yes`` among ``yes``): a typo would
@@ -494,7 +558,7 @@ class TabularDataModule(DataModule):
                 f"columns {unknown} given in categorical_columns/numeric_columns/drop_columns are "
                 f"not in {self.csv_path}; columns are: {', '.join(map(str, frame.columns))}"
             )
-        skip = {self.target, *self.drop_columns}
+        skip = {*self.targets, *self.drop_columns}
         return [c for c in frame.columns if c not in skip]
 
     def _read_new_rows(self, path: Path, what: str, require_target: bool) -> pd.DataFrame:
@@ -504,7 +568,7 @@ class TabularDataModule(DataModule):
         used = {*state["numeric"], *state["binary"], *state["categories"]}
         columns = [c for c in frame.columns if c in used]
         return handle_missing(
-            frame, path, self.target, self.missing_values, require_target, columns
+            frame, path, self.targets, self.missing_values, require_target, columns
         )
 
     def _fit(self, train: pd.DataFrame) -> dict[str, Any]:
@@ -546,12 +610,19 @@ class TabularDataModule(DataModule):
         feature_names = [*numeric, *binary]
         for column in categorical:
             feature_names += [f"{column}={c}" for c in [UNKNOWN, *categories[column]]]
-        labels = train[self.target]
-        # sorted by value, so numeric classes keep their order (2 before 10) and no/yes is 0/1
-        classes = _as_labels(pd.Series(sorted(labels.unique()))).tolist()
+        targets = fit_targets(
+            train,
+            self.targets,
+            self._task,
+            self.label_delimiter,
+            self.log_target,
+            str(self.csv_path),
+            _lines,
+        )
         return {
             "target": self.target,
-            "classes": classes,
+            "classes": targets.get("classes") or [],
+            "targets": targets,
             "numeric": numeric,
             "mean": scaler.mean_.tolist() if numeric else [],
             "scale": scaler.scale_.tolist() if numeric else [],
@@ -659,12 +730,25 @@ class TabularDataModule(DataModule):
 
     # ---------------------------------------------------------- saved with every checkpoint
     #: options that decide the model's input: fixed by a checkpoint's fitted preprocessing
-    input_options = ("target", "categorical_columns", "numeric_columns", "drop_columns")
+    input_options = (
+        "target",
+        "categorical_columns",
+        "numeric_columns",
+        "drop_columns",
+        "label_delimiter",
+        "log_target",
+    )
 
     def state_dict(self) -> dict[str, Any]:
         return {"preprocessing": self._ensure_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict["preprocessing"].get("targets", {}).get("task")
+        if self.task_option is not None and saved is not None and saved != self.task_option:
+            raise ValueError(
+                f"task={self.task_option!r}, but the checkpoint's model was trained for "
+                f"{saved!r}: leave task as it was"
+            )
         self._state = state_dict["preprocessing"]
         self._preprocessor = None
         self._tensors.clear()  # re-made with the restored preprocessing when next needed
@@ -680,38 +764,17 @@ class BankMarketingDataModule(TabularDataModule):
     The CSV ships inside dlzoo (CC BY 4.0, see ``dlzoo/data/_files/README.md``), so this works
     offline. ``drop_columns=["duration"]`` gives the realistic setup: a call's duration is only
     known after the call.
+
+    Args:
+        data_dir: where ``filename`` is (default: the copy inside dlzoo).
+        filename: the CSV.
+        **kwargs: splits, missing values, batching ... of :class:`TabularDataModule`.
     """
 
     def __init__(
-        self,
-        data_dir: str | None = None,
-        filename: str = "bank.csv",
-        drop_columns: list[str] | None = None,
-        val_fraction: float = 0.2,
-        test_fraction: float = 0.0,
-        missing_values: MissingValues = "error",
-        na_values: list[str] | None = None,
-        test_file: str | None = None,
-        predict_file: str | None = None,
-        batch_size: int = 128,
-        num_workers: int = 0,
-        seed: int = 2020,
+        self, data_dir: str | None = None, filename: str = "bank.csv", **kwargs: Any
     ) -> None:
-        super().__init__(
-            filename=filename,
-            target="deposit",
-            data_dir=data_dir,
-            drop_columns=drop_columns,
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            missing_values=missing_values,
-            na_values=na_values,
-            test_file=test_file,
-            predict_file=predict_file,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            seed=seed,
-        )
+        super().__init__(filename=filename, target="deposit", data_dir=data_dir, **kwargs)
 
     def default_data_dir(self) -> Path:
         return _BANK_DIR
