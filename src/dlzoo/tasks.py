@@ -217,6 +217,12 @@ def _scores(out: Outputs, target: torch.Tensor, hp: Mapping) -> tuple[torch.Tens
     return out["probs"], target
 
 
+def _label_scores(
+    out: Outputs, target: torch.Tensor, hp: Mapping
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return out["probs"], target.long()  # 0/1 floats for the loss, ints for the metrics
+
+
 def _regression_scores(
     out: Outputs, target: torch.Tensor, hp: Mapping
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -397,7 +403,7 @@ TASKS: dict[str, Task] = {
         loss=_multilabel_loss,
         outputs=_multilabel_outputs,
         metrics=_multilabel_metrics,
-        scores=_scores,
+        scores=_label_scores,
         monitor=("val_auroc", "max"),
         shown=("val_f1_macro", "val_auroc", "test_f1_macro", "test_auroc"),
         exported=_probabilities,

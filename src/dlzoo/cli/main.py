@@ -391,12 +391,11 @@ class DlzooCLI(LightningCLI):
         monitor, mode = task.monitor
         if checkpoint.monitor == monitor:
             return
-        settings = (self.config[self.subcommand] if self.subcommand else self.config).checkpoint
-        settings = settings.as_dict()
-        settings.update(monitor=monitor, mode=mode)
-        if str(settings.get("filename", "")).startswith("best-{epoch:03d}-{"):
-            settings["filename"] = "best-{epoch:03d}-{" + monitor + ":.4f}"
-        config["checkpoint"] = ModelCheckpoint(**settings)
+        namespace = (self.config[self.subcommand] if self.subcommand else self.config).checkpoint
+        namespace.monitor, namespace.mode = monitor, mode  # what config.yaml records
+        if str(namespace.filename or "").startswith("best-{epoch:03d}-{"):
+            namespace.filename = "best-{epoch:03d}-{" + monitor + ":.4f}"
+        config["checkpoint"] = ModelCheckpoint(**namespace.as_dict())
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init

@@ -36,6 +36,11 @@ _FLAGS |= {"no": 0.0, "yes": 1.0}
 Lines = Callable[[pd.Index], str]
 
 
+def _cell(value: Any) -> Any:
+    """A cell as a user reads it: ``395``, not ``np.int64(395)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _shown(values: Sequence[Any], limit: int = 5) -> str:
     values = list(values)
     head = ", ".join(repr(v) for v in values[:limit])
@@ -158,7 +163,7 @@ def numeric_targets(
         if len(bad):
             raise ValueError(
                 f"{where}: regression target {column!r} is not a number on {lines(bad)}, e.g. "
-                f"{frame[column][bad[0]]!r}; fix those cells, or set task to a classification"
+                f"{_cell(frame[column][bad[0]])!r}; fix those cells, or set task to a classification"
             )
         infinite = frame.index[~np.isfinite(values.to_numpy(np.float64)) & values.notna()]
         if len(infinite):
@@ -183,7 +188,7 @@ def encode_targets(
             classes = state["classes"]
             hint = "; if the target is a number to predict, set task: regression"
             raise ValueError(
-                f"{where}: target value {frame[column][bad[0]]!r} on {lines(bad)} is not one of "
+                f"{where}: target value {_cell(frame[column][bad[0]])!r} on {lines(bad)} is not one of "
                 f"the training classes: {_shown(classes)}"
                 + (hint if len(classes) > MAX_INTEGER_CLASSES else "")
             )
@@ -198,7 +203,7 @@ def encode_targets(
                 if len(bad):
                     raise ValueError(
                         f"{where}: label column {column!r} should be 0 or 1, found "
-                        f"{frame[column][bad[0]]!r} on {lines(bad)}"
+                        f"{_cell(frame[column][bad[0]])!r} on {lines(bad)}"
                     )
                 out[:, i] = text.map(_FLAGS).to_numpy(np.float32)
             return torch.from_numpy(out)
