@@ -171,6 +171,12 @@ def test_multilabel_metrics_threshold_and_decoding() -> None:
 
 
 # --------------------------------------------------------------------- through dlzoo fit
+def _predict(run: Path, rows: Path, output: Path) -> None:
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    files = ["--data.init_args.predict_file", str(rows), "--prediction_writer.output", str(output)]
+    main(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", checkpoint, *files])
+
+
 def _fit(tmp_path: Path, csv: Path, target: str, *extra: str) -> Path:
     main(
         [
@@ -346,3 +352,88 @@ def test_a_label_never_seen_in_training_is_refused_at_predict(tmp_path: Path) ->
         ValueError, match=r"label 'western' on line\(s\) 2 was never seen in training"
     ):
         dm.transform(new, "new rows")
+
+
+# ----------------------------------------------------------------------------- text targets
+def _text_fit(tmp_path: Path, data: list[str], model: str = "rnn", epochs: int = 3) -> Path:
+    sizes = ["--model.embedding_dim", "16"]
+    sizes += [] if model == "transformer" else ["--model.hidden_size", "16"]
+    data = [*data, "--data.tokenizer", "simple", "--data.cache_dir", str(tmp_path / "cache")]
+    trainer = ["--trainer.max_epochs", str(epochs), "--trainer.enable_progress_bar", "false"]
+    trainer += ["--trainer.default_root_dir", str(tmp_path / "runs")]
+    main(["fit", "--model", model, *sizes, "--model.lr", "0.01", *data, *trainer])
+    (run,) = run_dirs(tmp_path / "runs")
+    return run
+
+
+def test_imdb_star_ratings_as_regression(tmp_path: Path) -> None:
+    from conftest import write_acl_imdb
+
+    write_acl_imdb(tmp_path / "imdb", per_class=30)
+    for i, path in enumerate(sorted((tmp_path / "imdb").rglob("*.txt"))):
+        positive = path.parent.name == "pos"
+        rating = (7 + i % 4) if positive else (1 + i % 4)  # 7-10 and 1-4 stars
+        path.rename(path.with_name(f"{path.stem.split('_')[0]}_{rating}.txt"))
+    data = ["--data", "imdb", "--data.data_dir", str(tmp_path / "imdb")]
+    data += ["--data.label", "rating", "--data.task", "regression", "--data.batch_size", "16"]
+    run = _text_fit(tmp_path, data, "transformer", epochs=8)
+    rmse = pd.read_csv(run / "metrics.csv")["val_rmse"].dropna().tolist()
+    assert rmse[-1] < min(rmse[0], 2.5)  # in stars: the mean rating alone is off by about 3.3
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["IMDBDataModule"]["targets"]["task"] == "regression"
+    assert saved["hyper_parameters"]["task"] == "regression"
+
+
+def test_text_label_lists_are_multilabel_and_predicted_as_sets(tmp_path: Path) -> None:
+    from conftest import make_reviews
+
+    reviews = make_reviews(160)
+    reviews["label"] = [
+        "|".join(t for t, on in (("pos", y == 1), ("long", len(x) > 90)) if on) or "neg"
+        for x, y in zip(reviews["text"], reviews["label"], strict=True)
+    ]
+    reviews.to_csv(tmp_path / "tagged.csv", index=False)
+    data = ["--data", "text_csv", "--data.train_file", str(tmp_path / "tagged.csv")]
+    run = _text_fit(tmp_path, data, "transformer")
+    assert "val_f1_macro" in pd.read_csv(run / "metrics.csv").columns
+    make_reviews(4, seed=7)[["text"]].to_csv(tmp_path / "new.csv", index=False)
+    main(
+        [
+            "predict",
+            "--config",
+            str(run / "config.yaml"),
+            "--ckpt_path",
+            str(run / "checkpoints" / "last.ckpt"),
+            "--data.init_args.predict_file",
+            str(tmp_path / "new.csv"),
+            "--prediction_writer.output",
+            str(tmp_path / "tags.csv"),
+        ]
+    )
+    predicted = pd.read_csv(tmp_path / "tags.csv")
+    assert list(predicted.columns) == ["row", "prob_long", "prob_neg", "prob_pos", "labels"]
+    assert len(predicted) == 4
+
+
+@pytest.mark.parametrize("model", ["rnn", "improved_rnn", "transformer"])
+@pytest.mark.parametrize("task", ["regression", "multilabel"])
+def test_every_text_model_fits_and_predicts_each_task(model: str, task: str, tmp_path: Path):
+    from conftest import make_reviews
+
+    reviews = make_reviews(60)
+    if task == "regression":
+        reviews["label"] = [8.5 if y else 2.0 for y in reviews["label"]]
+    else:
+        reviews["label"] = ["pos|film" if y else "neg|film" for y in reviews["label"]]
+    reviews.to_csv(tmp_path / "train.csv", index=False)
+    data = ["--data", "text_csv", "--data.train_file", str(tmp_path / "train.csv")]
+    data += ["--data.task", task]
+    run = _text_fit(tmp_path, data, model, epochs=1)
+    make_reviews(3, seed=7)[["text"]].to_csv(tmp_path / "new.csv", index=False)
+    _predict(run, tmp_path / "new.csv", tmp_path / "out.csv")
+    predicted = pd.read_csv(tmp_path / "out.csv")
+    if task == "regression":
+        assert list(predicted.columns) == ["row", "prediction"]
+        assert predicted["prediction"].between(-5, 15).all()  # stars, not standardised
+    else:
+        assert list(predicted.columns) == ["row", "prob_film", "prob_neg", "prob_pos", "labels"]

@@ -47,6 +47,9 @@ class IMDBDataModule(TextClassificationDataModule):
         url: the aclImdb archive.
         sha256: its checksum.
         max_extract_bytes: refuse an archive that expands to more than this (``None``: no limit).
+        label: ``sentiment`` (0 negative, 1 positive) or ``rating``: the 1-10 stars in each
+            aclImdb file name ``ID_RATING.txt`` (a number: set ``task: regression``, or
+            ``multiclass`` for ten classes). The Kaggle CSVs have no ratings.
         **kwargs: tokenizer, vocabulary, vectors, batching ... of
             :class:`TextClassificationDataModule`.
     """
@@ -59,12 +62,16 @@ class IMDBDataModule(TextClassificationDataModule):
         url: str | None = ACLIMDB_URL,
         sha256: str | None = ACLIMDB_SHA256,
         max_extract_bytes: int | None = MAX_EXTRACT_BYTES,
+        label: Literal["sentiment", "rating"] = "sentiment",
         **kwargs: Any,
     ) -> None:
         data_dir = data_dir or str(default_cache_dir() / "imdb")
         super().__init__(data_dir=data_dir, **kwargs)
         if split not in ("book", "official"):
             raise ValueError(f"split must be 'book' or 'official', got {split!r}")
+        if label not in ("sentiment", "rating"):
+            raise ValueError(f"label must be 'sentiment' or 'rating', got {label!r}")
+        self.label = label
         self.split, self.max_train_reviews = split, max_train_reviews
         self.url, self.sha256 = url, sha256
         self.max_extract_bytes = max_extract_bytes
@@ -107,12 +114,20 @@ class IMDBDataModule(TextClassificationDataModule):
 
     def source_key(self) -> str:
         if self._layout() == "csv":
+            if self.label == "rating":
+                raise ValueError(
+                    f"label='rating' needs the aclImdb folders (ratings are in their file "
+                    f"names); {self.data_dir} has the Kaggle CSVs. Get {ACLIMDB_URL}"
+                )
             return "|".join(file_key(self.data_dir / name) for name in KAGGLE_FILES)
         folders = self._acl_folders()
         counts = [sum(1 for _ in os.scandir(f)) for f in folders]
         return "|".join(
-            f"{f.resolve()}:{f.stat().st_mtime_ns}:{n}"
-            for f, n in zip(folders, counts, strict=True)
+            [
+                f"{f.resolve()}:{f.stat().st_mtime_ns}:{n}"
+                for f, n in zip(folders, counts, strict=True)
+            ]
+            + ([self.label] if self.label != "sentiment" else [])  # another label: another cache
         )
 
     def read_documents(self) -> pd.DataFrame:
@@ -127,6 +142,8 @@ class IMDBDataModule(TextClassificationDataModule):
             for label, folder in (("0", "neg"), ("1", "pos")):
                 for path in sorted((self.data_dir / "aclImdb" / part / folder).glob("*.txt")):
                     text = path.read_text(encoding="utf-8", errors="replace")
+                    if self.label == "rating":  # ID_RATING.txt
+                        label = path.stem.rpartition("_")[2]
                     rows.append((text, label, part, str(path), 1))
         return pd.DataFrame(rows, columns=["text", "label", "split", "source", "line"])
 

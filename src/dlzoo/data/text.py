@@ -30,6 +30,7 @@ from dlzoo.data.download import (
     default_cache_dir,
     download_file,
 )
+from dlzoo.data.targets import encode_targets, fit_targets, infer_task
 from dlzoo.data.tokenize import (
     HTML_BREAK,
     SIMPLE_TOKEN,
@@ -42,6 +43,7 @@ from dlzoo.data.tokenize import (
     tokenize,
 )
 from dlzoo.registry import register_datamodule
+from dlzoo.tasks import TASKS, TaskName, classification_task
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,11 @@ class TokenDataset(Dataset):
                 end = start + self.max_length
         tokens = self.ids[start:end]
         return (tokens,) if self.labels is None else (tokens, self.labels[index])
+
+
+def _documents(index: pd.Index) -> str:
+    shown = ", ".join(str(i) for i in index[:5])
+    return f"document(s) {shown}" + (f" and {len(index) - 5} more" if len(index) > 5 else "")
 
 
 def file_key(path: Path) -> str:
@@ -202,7 +209,12 @@ class TextClassificationDataModule(DataModule):
     Args:
         train_file: the labelled CSV, relative to ``data_dir`` (or absolute).
         text_column: the column holding the text.
-        label_column: the column holding the class; its values, sorted, become the classes.
+        label_column: the column holding the target: a class (sorted values become the
+            classes), a number (regression) or a label list (multi-label).
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression``; default: inferred
+            from the labels (see :mod:`dlzoo.data.targets`).
+        label_delimiter: what separates labels in a label list (``drama|comedy``).
+        log_target: regression on ``log1p`` of the target, inverted at every output.
         data_dir: where the files are (default: the current directory).
         val_file: a labelled CSV for validation; without it ``val_fraction`` of ``train_file``
             is held out, stratified and seeded.
@@ -233,6 +245,9 @@ class TextClassificationDataModule(DataModule):
         train_file: str | None = None,
         text_column: str = "text",
         label_column: str = "label",
+        task: TaskName | None = None,
+        label_delimiter: str = "|",
+        log_target: bool = False,
         data_dir: str | None = None,
         val_file: str | None = None,
         test_file: str | None = None,
@@ -253,7 +268,7 @@ class TextClassificationDataModule(DataModule):
         seed: int = 2020,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["task"])  # the decided task is in the state
         if tokenizer not in ("spacy", "simple"):
             raise ValueError(f"tokenizer must be 'spacy' or 'simple', got {tokenizer!r}")
         if not 0.0 < val_fraction < 1.0:
@@ -266,6 +281,13 @@ class TextClassificationDataModule(DataModule):
         self.train_file, self.val_file, self.test_file = train_file, val_file, test_file
         self.predict_file = predict_file
         self.text_column, self.label_column = text_column, label_column
+        if task not in (None, "binary", "multiclass", "multilabel", "regression"):
+            raise ValueError(
+                f"task must be binary, multiclass, multilabel or regression, got {task!r}"
+            )
+        self.task_option, self.label_delimiter, self.log_target = task, label_delimiter, log_target
+        self._task: str | None = None
+        self._targets: dict[str, Any] | None = None
         self.data_dir = Path(data_dir) if data_dir else Path.cwd()
         self.val_fraction, self.tokenizer, self.lower = val_fraction, tokenizer, lower
         self.max_vocab_size, self.min_freq, self.max_length = max_vocab_size, min_freq, max_length
@@ -340,8 +362,9 @@ class TextClassificationDataModule(DataModule):
         """Turn ``pool`` documents into train/val by a stratified, seeded split."""
         pool = np.flatnonzero(split == "pool")
         if len(pool):
+            stratify = labels[pool] if TASKS[self._task or "binary"].classification else None
             train, val = train_test_split(
-                pool, test_size=self.val_fraction, random_state=self.seed, stratify=labels[pool]
+                pool, test_size=self.val_fraction, random_state=self.seed, stratify=stratify
             )
             split = split.copy()
             split[train], split[val] = "train", "val"
@@ -375,6 +398,7 @@ class TextClassificationDataModule(DataModule):
             self.lower,
         )
         labels = np.array(corpus.extra["label"])
+        self._task = self._decide_task(labels)
         split = self.assign_splits(np.array(corpus.extra["split"], dtype=object), labels)
         # documents with no tokens at all (punctuation the tokenizer drops) are left out too
         nonempty = (corpus.lengths > 0).numpy()
@@ -395,9 +419,30 @@ class TextClassificationDataModule(DataModule):
         self._vocab = Vocabulary.from_counts(
             self._corpus.tokens, counts.tolist(), self.max_vocab_size, self.min_freq
         )
-        self._classes = sorted(set(self._labels[train.numpy()].tolist()))
-        if len(self._classes) < 2:
-            raise ValueError(f"the training texts have one class only: {self._classes}")
+        train_labels = self._labels[train.numpy()]
+        if TASKS[self._task].classification and len(set(train_labels.tolist())) < 2:
+            raise ValueError(f"the training texts have one class only: {sorted(set(train_labels))}")
+        self._targets = fit_targets(
+            pd.DataFrame({"label": train_labels}),
+            ["label"],
+            self._task,
+            self.label_delimiter,
+            self.log_target,
+            "training texts",
+            _documents,
+        )
+        self._classes = list(self._targets.get("classes") or [])
+
+    def _decide_task(self, labels: np.ndarray) -> str:
+        """The task: ``task`` if given, else inferred from the labels; said once."""
+        if self.task_option is not None:
+            log.info("task: %s (set by task)", self.task_option)
+            return self.task_option
+        task, why = infer_task(pd.DataFrame({"label": labels}), ["label"], self.label_delimiter)
+        log.info(
+            "task: %s, from the labels (%r): %s (task: ... overrides)", task, self.label_column, why
+        )
+        return task
 
     # --------------------------------------------------------------------- sizes for the model
     @property
@@ -415,12 +460,36 @@ class TextClassificationDataModule(DataModule):
 
     @property
     def classes(self) -> list[str]:
+        """Class or label names (none for regression)."""
         self._ensure_state()
         return list(self._classes)
 
     @property
-    def num_classes(self) -> int:
-        return len(self.classes)
+    def targets(self) -> dict[str, Any]:
+        """The fitted target state: task, classes or labels, regression scaling."""
+        self._ensure_state()
+        return self._targets
+
+    @property
+    def task(self) -> str:
+        return self.targets["task"]
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes, or labels of a multi-label target; ``None`` for regression."""
+        return None if self.task == "regression" else len(self.classes)
+
+    @property
+    def num_targets(self) -> int | None:
+        return 1 if self.task == "regression" else None
+
+    @property
+    def target_names(self) -> list[str] | None:
+        return [self.label_column] if self.task == "regression" else None
+
+    @property
+    def target_transform(self) -> dict[str, Any] | None:
+        return self.targets.get("transform")
 
     @property
     def pretrained_embeddings(self) -> str | None:
@@ -468,15 +537,11 @@ class TextClassificationDataModule(DataModule):
         self._ensure_corpus()
         if self._numbers is None:
             self._numbers = self._corpus.numericalize(self._vocab)
-        index = {c: i for i, c in enumerate(self._classes)}
         for name, documents in self._splits.items():
             if not len(documents):
                 continue
-            labels = self._labels[documents.numpy()]
-            unknown = sorted(set(labels.tolist()) - set(index))
-            if unknown:
-                raise ValueError(f"{name} texts have labels the training texts lack: {unknown}")
-            targets = torch.tensor([index[c] for c in labels], dtype=torch.int64)
+            labels = pd.DataFrame({"label": self._labels[documents.numpy()]})
+            targets = encode_targets(labels, self._targets, f"{name} texts", _documents)
             self._datasets[name] = TokenDataset(
                 self._numbers,
                 self._corpus.offsets,
@@ -574,17 +639,27 @@ class TextClassificationDataModule(DataModule):
 
     # --------------------------------------------------------------------------- checkpoints
     #: options that decide the model's input: fixed by a checkpoint's vocabulary
-    input_options = ("tokenizer", "lower")
+    input_options = ("tokenizer", "lower", "label_delimiter", "log_target")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"vocab": self.vocab.itos, "classes": self.classes}
+        return {"vocab": self.vocab.itos, "classes": self.classes, "targets": self.targets}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         vocab, classes = list(state_dict["vocab"]), list(state_dict["classes"])
-        if self._vocab is not None and self._vocab.itos == vocab and self._classes == classes:
+        targets = state_dict.get("targets") or {  # checkpoints of 0.1.0.dev0: classes only
+            "task": classification_task(len(classes)),
+            "columns": ["label"],
+            "classes": classes,
+        }
+        if self.task_option is not None and targets["task"] != self.task_option:
+            raise ValueError(
+                f"task={self.task_option!r}, but the checkpoint's model was trained for "
+                f"{targets['task']!r}: leave task as it was"
+            )
+        if self._vocab is not None and self._vocab.itos == vocab and self._targets == targets:
             return  # what setup() built already (a resumed fit): keep the encoded splits
         self._vocab = Vocabulary(vocab)
         self._embeddings_file = None  # aligned to the previous vocabulary
-        self._classes = classes
+        self._classes, self._targets, self._task = classes, targets, targets["task"]
         self._numbers = None  # the splits are encoded again, with this vocabulary, when next used
         self._datasets = {}
