@@ -437,3 +437,55 @@ def test_every_text_model_fits_and_predicts_each_task(model: str, task: str, tmp
         assert predicted["prediction"].between(-5, 15).all()  # stars, not standardised
     else:
         assert list(predicted.columns) == ["row", "prob_film", "prob_neg", "prob_pos", "labels"]
+
+
+# ---------------------------------------------------------------------------- image targets
+def _image_table(root: Path) -> pd.DataFrame:
+    """Images listed in a CSV: a colour label list, and a number (redness) per image."""
+    from conftest import write_jpeg
+
+    rows = []
+    for i in range(24):
+        red, blue = i % 2 == 0, i % 3 == 0
+        color = (200 if red else 40, 60, 200 if blue else 40)
+        write_jpeg(root / "pics" / f"{i}.jpg", color, (20 + i % 5, 18), i)
+        tags = "|".join(t for t, on in (("red", red), ("blue", blue)) if on) or "dark"
+        rows.append((f"pics/{i}.jpg", tags, color[0] / 10 + i % 3))
+    frame = pd.DataFrame(rows, columns=["file", "tags", "redness"])
+    frame.to_csv(root / "labels.csv", index=False)
+    return frame
+
+
+@pytest.mark.parametrize("model", ["convnet", "finetune"])
+@pytest.mark.parametrize("target", ["tags", "redness"])
+def test_every_image_model_fits_and_predicts_labels_and_numbers(
+    model: str, target: str, tmp_path: Path
+) -> None:
+    _image_table(tmp_path)
+    sizes = ["--model.head_sizes", "[8]"]
+    if model == "convnet":
+        sizes += ["--model.channels", "[4]"]
+    else:
+        sizes += ["--model.backbone", "timm/test_efficientnet", "--model.weights", "null"]
+    data = ["--data", "image_folder", "--data.data_dir", str(tmp_path)]
+    data += ["--data.labels_file", "labels.csv", "--data.target", target]
+    data += ["--data.image_size", "16", "--data.resize_size", "18", "--data.batch_size", "4"]
+    data += ["--data.num_workers", "0", "--data.predict_dir", str(tmp_path / "pics")]
+    if target == "redness":
+        data += ["--data.task", "regression"]
+    trainer = ["--trainer.max_epochs", "2", "--trainer.enable_progress_bar", "false"]
+    trainer += ["--trainer.default_root_dir", str(tmp_path / "runs")]
+    main(["fit", "--model", model, *sizes, *data, *trainer])
+    (run,) = run_dirs(tmp_path / "runs")
+    metrics = pd.read_csv(run / "metrics.csv").columns
+    assert ("val_rmse" if target == "redness" else "val_f1_macro") in metrics
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    output = ["--prediction_writer.output", str(tmp_path / "out.csv")]
+    main(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", checkpoint, *output])
+    predicted = pd.read_csv(tmp_path / "out.csv")
+    assert len(predicted) == 24 and predicted["row"].iloc[0] == "0.jpg"
+    if target == "redness":
+        assert list(predicted.columns) == ["row", "prediction"]
+        assert predicted["prediction"].between(0, 40).all()  # in the target's units
+    else:
+        assert list(predicted.columns) == ["row", "prob_blue", "prob_dark", "prob_red", "labels"]

@@ -36,7 +36,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from dlzoo.data.base import DataModule
+from dlzoo.data.base import DataModule, seeded_split
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import (
     MAX_EXTRACT_BYTES,
@@ -45,7 +45,9 @@ from dlzoo.data.download import (
     download_file,
     extract_archive,
 )
+from dlzoo.data.targets import encode_targets, fit_targets, infer_task
 from dlzoo.registry import register_datamodule
+from dlzoo.tasks import TASKS, TaskName, classification_task
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +219,10 @@ class ImageFiles(Dataset):
         return image, self.labels[index]
 
 
+def _csv_lines(index: Any) -> str:
+    return "row(s) " + ", ".join(str(i + 2) for i in list(index)[:5])
+
+
 def build_eval_transform(settings: dict[str, Any]) -> Callable:
     """Evaluation transforms from their settings (``resize_size``, ``interpolation``,
     ``crop_size``, ``mean``, ``std``): resize the shorter side, centre-crop, scale, normalise."""
@@ -302,7 +308,8 @@ class ImagePreprocessor:
 
 @register_datamodule("image_folder")
 class ImageFolderDataModule(DataModule):
-    """Classification on ``data_dir/<split>/<class>/*.jpg`` folders (torchvision's ImageFolder layout).
+    """Images in ``data_dir/<split>/<class>/*.jpg`` folders (torchvision's ImageFolder layout), or
+    listed in a CSV of file paths and targets (``labels_file``: multi-label, regression).
 
     Args:
         data_dir: the folder holding ``train_dir`` (and ``val_dir``); also searched one level down
@@ -326,6 +333,16 @@ class ImageFolderDataModule(DataModule):
         batch_size: images per batch.
         num_workers: decoding processes (default: the number of CPU cores, at most 8).
         seed: seed of the split and of the per-epoch shuffle.
+        labels_file: instead of class folders, a CSV with a column of image paths (relative to
+            ``data_dir``) and the target column(s): a label list (``cat|outdoor``, multi-label),
+            several 0/1 columns (multi-label), numbers (regression) or classes. ``val_fraction``
+            of its rows are held out (seeded; stratified for classes).
+        path_column: the column of image paths in ``labels_file``.
+        target: the target column(s) of ``labels_file``.
+        task: ``binary``, ``multiclass``, ``multilabel`` or ``regression`` for ``labels_file``;
+            default: inferred from the target (see :mod:`dlzoo.data.targets`).
+        label_delimiter: what separates labels in a label list.
+        log_target: regression on ``log1p`` of the target, inverted at every output.
     """
 
     def __init__(
@@ -345,9 +362,23 @@ class ImageFolderDataModule(DataModule):
         batch_size: int = 32,
         num_workers: int | None = None,
         seed: int = 2020,
+        labels_file: str | None = None,
+        path_column: str = "file",
+        target: str | list[str] = "label",
+        task: TaskName | None = None,
+        label_delimiter: str = "|",
+        log_target: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["task"])  # the decided task is in the state
+        if task not in (None, "binary", "multiclass", "multilabel", "regression"):
+            raise ValueError(
+                f"task must be binary, multiclass, multilabel or regression, got {task!r}"
+            )
+        self.labels_file, self.path_column = labels_file, path_column
+        self.targets = [target] if isinstance(target, str) else list(target)
+        self.task_option, self.label_delimiter, self.log_target = task, label_delimiter, log_target
+        self._targets: dict[str, Any] | None = None  # fitted targets of a labels_file
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         # settings as attributes: a preset's hparams hold only its own arguments
@@ -359,6 +390,7 @@ class ImageFolderDataModule(DataModule):
         self.batch_size, self.seed = batch_size, seed
         self.num_workers = min(8, os.cpu_count() or 1) if num_workers is None else num_workers
         self._classes: list[str] | None = None  # from the training folders, or a checkpoint
+        self._labelled_rows: dict[str, tuple[list[str], torch.Tensor]] | None = None
         self._datasets: dict[str, Dataset] = {}
         self._features: dict[str, TensorBatchDataset] = {}
         self.skipped: dict[str, str] = {}  # unreadable files and why, once set up
@@ -385,9 +417,98 @@ class ImageFolderDataModule(DataModule):
 
     @property
     def classes(self) -> list[str]:
+        """Class folders in sorted order, or the classes or labels of ``labels_file``."""
+        if self.labels_file:
+            return list(self.fitted_targets.get("classes") or [])
         if self._classes is None:
             self._classes = find_classes(self._root() / self.train_dir)[0]
         return list(self._classes)
+
+    @property
+    def fitted_targets(self) -> dict[str, Any]:
+        """The target state: task, classes or labels, regression scaling."""
+        if self._targets is None:
+            if self.labels_file:
+                self._read_labels_file()
+            else:
+                classes = self.classes
+                self._targets = {
+                    "task": classification_task(len(classes)),
+                    "columns": ["label"],
+                    "classes": classes,
+                }
+        return self._targets
+
+    @property
+    def task(self) -> str:
+        return self.fitted_targets["task"]
+
+    @property
+    def num_targets(self) -> int | None:
+        targets = self.fitted_targets
+        return len(targets["columns"]) if targets["task"] == "regression" else None
+
+    @property
+    def target_names(self) -> list[str] | None:
+        targets = self.fitted_targets
+        return list(targets["columns"]) if targets["task"] == "regression" else None
+
+    @property
+    def target_transform(self) -> dict[str, Any] | None:
+        return self.fitted_targets.get("transform")
+
+    def _read_labels_file(self) -> None:
+        """Files and targets of ``labels_file``: the split, the task, the fitted targets."""
+        from dlzoo.data.tabular import read_csv  # one CSV reader, with errors that name the file
+
+        path = Path(self.labels_file)
+        path = path if path.is_absolute() or self.data_dir is None else self.data_dir / path
+        frame = read_csv(path, "labels CSV")
+        absent = [c for c in [self.path_column, *self.targets] if c not in frame.columns]
+        if absent:
+            raise ValueError(
+                f"{path} has no column {absent[0]!r} (columns: {', '.join(map(str, frame.columns))})"
+                "; set path_column / target"
+            )
+        empty = frame.index[frame[self.targets].isna().any(axis=1)]
+        if len(empty):
+            lines = ", ".join(str(i + 2) for i in empty[:5])
+            raise ValueError(f"{path}: an empty target on line(s) {lines}")
+        root = self.data_dir or path.parent
+        files = [str(root / p) for p in frame[self.path_column].astype(str)]
+        lost = [f for f in files if not Path(f).is_file()]
+        if lost:
+            raise FileNotFoundError(
+                f"{path} lists {len(lost)} image(s) not found, e.g. {lost[0]} (paths are "
+                f"relative to data_dir {root})"
+            )
+        readable, _ = self._readable(files, None, root)
+        keep = np.flatnonzero(np.isin(files, readable))
+        frame, files = frame.iloc[keep], [files[i] for i in keep]
+        if self.task_option is not None:
+            task = self.task_option
+            log.info("task: %s (set by task)", task)
+        else:
+            task, why = infer_task(frame, self.targets, self.label_delimiter)
+            log.info("task: %s, from %s: %s (task: ... overrides)", task, path.name, why)
+        labels = frame[self.targets[0]].astype(str).to_numpy()
+        stratify = labels if TASKS[task].classification else None
+        train, val = seeded_split(
+            len(files), round(self.val_fraction * len(files)), self.seed, stratify
+        )
+        self._targets = fit_targets(
+            frame.iloc[train],
+            self.targets,
+            task,
+            self.label_delimiter,
+            self.log_target,
+            str(path),
+            _csv_lines,
+        )
+        self._labelled_rows = {}
+        for name, rows in (("train", train), ("val", val)):
+            targets = encode_targets(frame.iloc[rows], self._targets, str(path), _csv_lines)
+            self._labelled_rows[name] = ([files[i] for i in rows], targets)
 
     @property
     def num_classes(self) -> int:
@@ -529,6 +650,17 @@ class ImageFolderDataModule(DataModule):
             return
         if "train" in self._datasets:
             return
+        if self.labels_file:
+            if self._labelled_rows is None:
+                self._read_labels_file()
+            train_tf, eval_tf = self.train_transform(), self.eval_transform()
+            for name, (files, targets) in self._labelled_rows.items():
+                self._datasets[name] = ImageFiles(
+                    files, targets, train_tf if name == "train" else eval_tf
+                )
+            if self.predict_dir:
+                self._predict_files()
+            return
         root, classes = self._root(), self.classes
         train_files, train_labels = self._labelled_files(root / self.train_dir, classes)
         train_tf, eval_tf = self.train_transform(), self.eval_transform()
@@ -648,20 +780,30 @@ class ImageFolderDataModule(DataModule):
         if "predict" not in self._datasets:
             self.setup("fit")
             files = self._datasets["val"].files
-            root = self._root()
+            root = self.data_dir if self.labels_file else self._root()
             self.predict_row_ids = [str(Path(p).relative_to(root)) for p in files]
             self._datasets["predict"] = ImageFiles(files, None, self._datasets["val"].transform)
         return self._loader("predict")
 
     # ---------------------------------------------------------- saved with every checkpoint
     #: options that decide what the model sees: fixed by a checkpoint
-    input_options = ("image_size", "resize_size", "preprocessing", "mean", "std")
+    input_options = ("image_size", "resize_size", "preprocessing", "mean", "std", "log_target")
 
     def state_dict(self) -> dict[str, Any]:
-        return {"classes": self.classes, "preprocessing": self.preprocessing or self._adopted}
+        return {
+            "classes": self.classes,
+            "preprocessing": self.preprocessing or self._adopted,
+            "targets": self.fitted_targets,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._classes = list(state_dict["classes"])
+        self._targets = state_dict.get("targets")  # None in 0.1.0.dev0's: from the classes
+        if self._targets and self.task_option and self._targets["task"] != self.task_option:
+            raise ValueError(
+                f"task={self.task_option!r}, but the checkpoint's model was trained for "
+                f"{self._targets['task']!r}: leave task as it was"
+            )
         if self.preprocessing is None:  # what the model was trained with (older: no entry)
             self._adopted = state_dict.get("preprocessing")
 
