@@ -113,6 +113,25 @@ def _tiny_data(config: Path, tmp_path: Path) -> list[str]:
             (tmp_path / "glove.txt").write_text("\n".join(lines) + "\n")
             args += ["--data.init_args.vectors", str(tmp_path / "glove.txt")]
         return args
+    if name.startswith("diamonds"):  # the diamonds columns, 60 rows
+        rng = np.random.default_rng(0)
+        carat = rng.uniform(0.2, 2.5, 60).round(2)
+        frame = pd.DataFrame(
+            {
+                "carat": carat,
+                "cut": rng.choice(["Fair", "Good", "Ideal"], 60),
+                "color": rng.choice(list("DEFGHIJ"), 60),
+                "clarity": rng.choice(["SI1", "VS2", "IF"], 60),
+                "depth": rng.normal(61.7, 1.4, 60).round(1),
+                "table": rng.normal(57, 2, 60).round(0),
+                "price": (3900 * carat**1.6 + rng.normal(0, 300, 60)).round(0).clip(326),
+                "x": (carat * 3 + 3).round(2),
+                "y": (carat * 3 + 3).round(2),
+                "z": (carat * 2 + 2).round(2),
+            }
+        )
+        frame.to_csv(tmp_path / "diamonds.csv", index=False)
+        return ["--data.init_args.data_dir", str(tmp_path), "--data.init_args.url", "null"]
     return []
 
 
@@ -143,6 +162,9 @@ def test_example_config_runs_in_a_tiny_setting(config: Path, tmp_path: Path, mon
     if saved["model"]["class_path"].endswith("AutoEncoder"):
         assert "val_mse" in last_metrics(run)
         assert (run / "reconstructions.png").is_file()
+    elif "diamonds" in config.stem or "rating" in config.stem:
+        assert "val_rmse" in last_metrics(run)
+        assert (run / "predicted_vs_actual.png").is_file()
     else:
         assert "val_auroc" in last_metrics(run)
         assert (run / "confusion_matrix.png").is_file()
