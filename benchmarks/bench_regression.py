@@ -151,7 +151,7 @@ def section(results: dict, command: str) -> str:
         "",
         "| model | val RMSE | val MAE | val R² | training time |",
         "|---|---|---|---|---|",
-        f"| dlzoo `diamonds_ffn` (FFN 256-256-128, log target, {ffn['epochs']} epochs) | "
+        f"| dlzoo `diamonds_ffn` (FFN 256-256-128, {ffn['epochs']} epochs) | "
         f"{ffn['rmse']:,.0f} | {ffn['mae']:,.0f} | {ffn['r2']:.4f} | {ffn['wall']:.0f} s |",
     ]
     for name, row in d.items():

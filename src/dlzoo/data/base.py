@@ -84,6 +84,20 @@ class DataModule(pl.LightningDataModule):
         """The fitted preprocessing of raw inputs (fits it on the training split if needed)."""
         raise NotImplementedError(f"{type(self).__name__} has no preprocessor")
 
+    # --------------------------------------------------------------------------- loaders
+    def _loader(self, split: str, shuffle: bool = False) -> Any:
+        """The loader of ``split`` (``train``, ``val``, ``test``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no {split} loader")
+
+    def train_dataloader(self) -> Any:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> Any:
+        return self._loader("val")
+
+    def test_dataloader(self) -> Any:
+        return self._loader("test")
+
     # ---------------------------------------------------- raw inputs (names of 0.1.0.dev0)
     @property
     def input_kind(self) -> str:
@@ -138,6 +152,12 @@ class DataModule(pl.LightningDataModule):
         return datamodule
 
 
+def check_task_option(task: str | None) -> None:
+    """A DataModule's ``task`` option: a task a target can pose, or ``None`` (infer it)."""
+    if task not in (None, "binary", "multiclass", "multilabel", "regression"):
+        raise ValueError(f"task must be binary, multiclass, multilabel or regression, got {task!r}")
+
+
 def refuse_changed_options(
     datamodule: pl.LightningDataModule, saved: dict[str, Any], names: Sequence[str]
 ) -> None:
@@ -182,4 +202,10 @@ def seeded_split(
     return kept, out
 
 
-__all__ = ["DataModule", "Preprocessor", "refuse_changed_options", "seeded_split"]
+__all__ = [
+    "DataModule",
+    "Preprocessor",
+    "check_task_option",
+    "refuse_changed_options",
+    "seeded_split",
+]

@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import re
 import textwrap
@@ -36,7 +35,7 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2.functional import pil_to_tensor
 
-from dlzoo.data.base import DataModule, seeded_split
+from dlzoo.data.base import DataModule, check_task_option, seeded_split
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import (
     MAX_EXTRACT_BYTES,
@@ -46,6 +45,7 @@ from dlzoo.data.download import (
     extract_archive,
 )
 from dlzoo.data.targets import encode_targets, fit_targets, infer_task
+from dlzoo.models.backbones import pretrained_eval_settings
 from dlzoo.registry import register_datamodule
 from dlzoo.tasks import TASKS, TaskName, classification_task
 
@@ -80,53 +80,6 @@ def read_image(source: str | Path | bytes) -> torch.Tensor:
     with Image.open(source) as image:
         image.seek(0)
         return pil_to_tensor(image.convert("RGB"))
-
-
-def pretrained_eval_settings(spec: str) -> dict[str, Any]:
-    """The evaluation transforms pretrained weights were trained with, as numbers: ``spec`` is a
-    torchvision weights entry (``MobileNet_V2_Weights.IMAGENET1K_V1``) or a timm model
-    (``timm/tf_efficientnet_lite0``, optionally ``.<tag>``). Center crops only."""
-    if spec.startswith("timm/"):
-        import timm
-        from timm.data import resolve_data_config
-
-        try:
-            cfg = timm.models.get_pretrained_cfg(spec.removeprefix("timm/"))
-        except RuntimeError:  # an unknown pretrained tag
-            cfg = None
-        if cfg is None:
-            raise ValueError(
-                f"unknown timm model {spec!r} for preprocessing; e.g. timm/tf_efficientnet_lite0 "
-                "(timm.list_pretrained())"
-            )
-        config = resolve_data_config(pretrained_cfg=cfg.to_dict())
-        if config.get("crop_mode", "center") != "center":
-            raise ValueError(f"{spec} crops with {config['crop_mode']!r}; dlzoo does center crops")
-        crop = int(config["input_size"][-1])
-        return {
-            "resize_size": math.floor(crop / config["crop_pct"]),  # as timm's eval transform
-            "crop_size": crop,
-            "interpolation": config["interpolation"],
-            "mean": [float(m) for m in config["mean"]],
-            "std": [float(s) for s in config["std"]],
-        }
-    from torchvision.models import get_weight
-
-    try:
-        preset = get_weight(spec).transforms()
-    except (ValueError, KeyError, AttributeError):
-        raise ValueError(
-            f"unknown pretrained weights {spec!r} for preprocessing; e.g. "
-            "VGG16_Weights.IMAGENET1K_V1, ResNet18_Weights.IMAGENET1K_V1 (torchvision) or "
-            "timm/tf_efficientnet_lite0"
-        ) from None
-    return {
-        "resize_size": int(preset.resize_size[0]),
-        "crop_size": int(preset.crop_size[0]),
-        "interpolation": preset.interpolation.value,
-        "mean": [float(m) for m in preset.mean],
-        "std": [float(s) for s in preset.std],
-    }
 
 
 def _too_large(source: str | io.BytesIO) -> str | None:
@@ -371,10 +324,7 @@ class ImageFolderDataModule(DataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["task"])  # the decided task is in the state
-        if task not in (None, "binary", "multiclass", "multilabel", "regression"):
-            raise ValueError(
-                f"task must be binary, multiclass, multilabel or regression, got {task!r}"
-            )
+        check_task_option(task)
         self.labels_file, self.path_column = labels_file, path_column
         self.targets = [target] if isinstance(target, str) else list(target)
         self.task_option, self.label_delimiter, self.log_target = task, label_delimiter, log_target
@@ -764,15 +714,6 @@ class ImageFolderDataModule(DataModule):
             collate_fn=default_collate,
             **kwargs,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
         if self.predict_dir:

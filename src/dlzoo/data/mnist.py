@@ -340,15 +340,6 @@ class MNISTDataModule(DataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
     def predict_dataloader(self) -> DataLoader:
         if "predict" not in self._splits:
             split = "test" if "test" in self._splits else "val"

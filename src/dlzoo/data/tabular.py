@@ -20,7 +20,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
-from dlzoo.data.base import DataModule
+from dlzoo.data.base import DataModule, check_task_option
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import default_cache_dir, download_file
 from dlzoo.data.targets import encode_targets, fit_targets, infer_task
@@ -387,10 +387,7 @@ class TabularDataModule(DataModule):
             )
         # Settings live as attributes too: under LightningCLI, hparams hold only the arguments of
         # the concrete class (a preset such as BankMarketingDataModule fixes `target` itself).
-        if task not in (None, "binary", "multiclass", "multilabel", "regression"):
-            raise ValueError(
-                f"task must be binary, multiclass, multilabel or regression, got {task!r}"
-            )
+        check_task_option(task)
         self.filename, self.target, self.data_dir = filename, target, data_dir
         self.targets = [target] if isinstance(target, str) else list(target)
         if not self.targets:

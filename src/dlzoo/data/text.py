@@ -23,7 +23,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
-from dlzoo.data.base import DataModule
+from dlzoo.data.base import DataModule, check_task_option
 from dlzoo.data.batching import batch_loader, ordered_loader
 from dlzoo.data.download import (
     check_sha256,
@@ -281,10 +281,7 @@ class TextClassificationDataModule(DataModule):
         self.train_file, self.val_file, self.test_file = train_file, val_file, test_file
         self.predict_file = predict_file
         self.text_column, self.label_column = text_column, label_column
-        if task not in (None, "binary", "multiclass", "multilabel", "regression"):
-            raise ValueError(
-                f"task must be binary, multiclass, multilabel or regression, got {task!r}"
-            )
+        check_task_option(task)
         self.task_option, self.label_delimiter, self.log_target = task, label_delimiter, log_target
         self._task: str | None = None
         self._targets: dict[str, Any] | None = None
@@ -614,15 +611,6 @@ class TextClassificationDataModule(DataModule):
             collate_fn=self._collate,
             lengths=dataset.lengths if self.bucket else None,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
 
     def predict_dataloader(self) -> DataLoader:
         if not self.predict_file:  # as every dlzoo DataModule: the validation split

@@ -23,100 +23,18 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
+from dlzoo.models.backbones import (
+    TIMM_PREFIX,
+    read_state_dict,
+    split_last_linear,
+    timm_backbone,
+    timm_hub_state,
+    timm_name,
+)
 from dlzoo.models.base import TaskModule, make_activation
 from dlzoo.registry import register_model
 
 log = logging.getLogger(__name__)
-
-
-def _split_last_linear(network: nn.Module) -> tuple[str, nn.Linear]:
-    name, last = None, None
-    for module_name, module in network.named_modules():
-        if isinstance(module, nn.Linear):
-            name, last = module_name, module
-    if last is None:
-        raise ValueError(f"{type(network).__name__} has no Linear layer to replace with a head")
-    return name, last
-
-
-#: how a timm backbone is named: ``timm/tf_efficientnet_lite0``
-TIMM_PREFIX = "timm/"
-
-
-def _timm_name(backbone: str, weights: str | None) -> str:
-    """``<architecture>[.<pretrained tag>]`` for timm; ``weights`` is DEFAULT, a tag or None."""
-    name = backbone.removeprefix(TIMM_PREFIX)
-    return name if weights in (None, "DEFAULT") or "." in name else f"{name}.{weights}"
-
-
-def _timm_pretrained_cfg(name: str) -> Any:
-    """timm's pretrained config of ``<architecture>[.<tag>]``, or ``None`` if it has none."""
-    import timm
-
-    try:
-        return timm.models.get_pretrained_cfg(name)
-    except RuntimeError:  # "Invalid pretrained tag"
-        return None
-
-
-def _timm_backbone(backbone: str, weights: str | None) -> tuple[nn.Module, str, int]:
-    """A timm network without its classifier (pooled features out), the classifier's name in
-    its state dicts, and the feature width."""
-    import timm
-
-    name = _timm_name(backbone, weights)
-    architecture = name.split(".", 1)[0]
-    if architecture not in timm.list_models():
-        raise ValueError(
-            f"unknown timm model {architecture!r} (backbone {backbone!r}); see "
-            "timm.list_models(), e.g. timm/tf_efficientnet_lite0, timm/resnet18"
-        )
-    if weights is not None and _timm_pretrained_cfg(name) is None:
-        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{architecture}.*")]
-        raise ValueError(
-            f"timm has no pretrained weights {weights!r} for {architecture}; weights is DEFAULT, "
-            f"one of the tags {tags}, or null"
-        )
-    network = timm.create_model(name, pretrained=False, num_classes=0)  # no I/O here
-    return network, network.pretrained_cfg.get("classifier", "classifier"), network.num_features
-
-
-def _timm_hub_state(backbone: str, weights: str | None) -> dict[str, torch.Tensor]:
-    """timm's pretrained weights from its Hugging Face hub cache (downloaded when online)."""
-    import timm
-    from huggingface_hub import constants
-
-    name = _timm_name(backbone, weights)
-    try:
-        return timm.create_model(name, pretrained=True).state_dict()
-    except Exception as err:  # offline: LocalEntryNotFoundError, OSError, timeouts ...
-        hub_id = getattr(_timm_pretrained_cfg(name), "hf_hub_id", None) or name
-        raise FileNotFoundError(
-            f"timm weights of {name} are not in the Hugging Face hub cache "
-            f"({constants.HF_HUB_CACHE}) and could not be downloaded ({type(err).__name__}). "
-            f"On an offline machine, download model.safetensors from "
-            f"https://huggingface.co/{hub_id} elsewhere and pass it as "
-            "--model.init_args.weights_file /path/to/model.safetensors (a .pth/.bin state dict "
-            "works too), or copy the hub cache folder, or weights: null for random weights."
-        ) from err
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.safetensors`` file (no unpickling at all) or a ``.pth``/``.pt``/
-    ``.bin`` file (``torch.load(weights_only=True)``; a ``state_dict``/``model`` entry is
-    unwrapped)."""
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
-    return state
 
 
 class UnfreezeBackbone(BackboneFinetuning):
@@ -202,7 +120,7 @@ class FineTuneClassifier(TaskModule):
         if cache_features and (not freeze_backbone or unfreeze_at_epoch is not None):
             raise ValueError("cache_features needs a backbone that stays frozen")
         if backbone.startswith(TIMM_PREFIX):
-            network, self._replaced, feature_dim = _timm_backbone(backbone, weights)
+            network, self._replaced, feature_dim = timm_backbone(backbone, weights)
         else:
             if backbone not in torchvision.models.list_models(torchvision.models):
                 raise ValueError(
@@ -213,7 +131,7 @@ class FineTuneClassifier(TaskModule):
             if weights is not None:
                 self._weights_entry()  # a bad weights name fails now, before any data is read
             network = torchvision.models.get_model(backbone, weights=None)  # no I/O here
-            self._replaced, last = _split_last_linear(network)
+            self._replaced, last = split_last_linear(network)
             network.set_submodule(self._replaced, nn.Identity())
             feature_dim = last.in_features
         self.backbone = network
@@ -258,7 +176,7 @@ class FineTuneClassifier(TaskModule):
         if hp.weights is None and not hp.weights_file:
             return None
         if self.is_timm:
-            return TIMM_PREFIX + _timm_name(hp.backbone, hp.weights)
+            return TIMM_PREFIX + timm_name(hp.backbone, hp.weights)
         # a weights_file alone: assume the torchvision weights it was saved from are DEFAULT's
         entry = self._weights_entry(hp.weights or "DEFAULT")
         return f"{type(entry).__name__}.{entry.name}"
@@ -287,7 +205,7 @@ class FineTuneClassifier(TaskModule):
         if hp.weights_file and not path.is_file():
             raise FileNotFoundError(f"weights_file not found: {path}")
         if path is None:  # timm's own weights, from the Hugging Face hub cache
-            state, path = _timm_hub_state(hp.backbone, hp.weights), "the Hugging Face hub cache"
+            state, path = timm_hub_state(hp.backbone, hp.weights), "the Hugging Face hub cache"
         else:
             if not path.is_file():
                 self._download_torchvision(path)
