@@ -52,6 +52,7 @@ def _bank(root: Path) -> tuple[list[str], list[str], object]:
     new = pd.read_csv(BANK_CSV).head(6).drop(columns="deposit")
     new.to_csv(root / "new.csv", index=False)
     data = ["--data", "bank_marketing", "--trainer.limit_train_batches", "4"]
+    data += ["--data.batch_size", "64"]
     return [*FFN, *data], ["--data.predict_file", str(root / "new.csv")], _records(new)
 
 
@@ -123,6 +124,7 @@ def predicted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path,
         folder.mkdir()
         args, predict_args, raw = setup(folder)
         trainer = ["--trainer.max_epochs", "1", "--trainer.accelerator", "cpu"]
+        trainer += ["--trainer.limit_val_batches", "2"]  # the contract, not the metrics
         trainer += ["--trainer.enable_progress_bar", "false"]
         trainer += ["--trainer.default_root_dir", str(folder / "runs")]
         main(["fit", *args, *trainer])
