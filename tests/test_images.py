@@ -132,12 +132,17 @@ def test_cats_dogs_from_an_archive_with_checksum(tmp_path: Path) -> None:
         tar.add(tree, arcname="cats_and_dogs")
     target = tmp_path / "data"
     with pytest.raises(ChecksumError):
-        CatsDogsDataModule(data_dir=str(target), archive=str(archive), sha256="0" * 64).classes
+        CatsDogsDataModule(
+            data_dir=str(target), archive=str(archive), sha256="0" * 64
+        ).prepare_data()
     assert not (target / "cats_and_dogs").exists()
     dm = CatsDogsDataModule(
         data_dir=str(target), archive=str(archive), sha256=sha256sum(archive), **_small()
     )
-    assert dm.classes == ["cats", "dogs"]  # extracted on first use, top folder found
+    with pytest.raises(FileNotFoundError, match="call prepare_data"):
+        dm.classes  # a size the CLI links reads nothing from the network, extracts nothing
+    dm.prepare_data()
+    assert dm.classes == ["cats", "dogs"]  # extracted, top folder found
     dm.setup("fit")
     assert (len(dm._datasets["train"]), len(dm._datasets["val"])) == (6, 4)
 
@@ -146,7 +151,9 @@ def test_cats_dogs_missing_everywhere_says_where(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"no Cats-vs-Dogs images in .*empty.*train/cats"):
         CatsDogsDataModule(data_dir=str(tmp_path / "empty"), url=None).prepare_data()
     with pytest.raises(FileNotFoundError, match="archive not found"):
-        CatsDogsDataModule(data_dir=str(tmp_path / "e2"), archive=str(tmp_path / "x.zip")).classes
+        CatsDogsDataModule(
+            data_dir=str(tmp_path / "e2"), archive=str(tmp_path / "x.zip")
+        ).prepare_data()
 
 
 def test_images_over_the_decompression_bomb_limit_are_skipped(

@@ -164,6 +164,9 @@ def test_aclimdb_archive_is_downloaded_checked_and_extracted(tmp_path: Path) -> 
         tar.add(tmp_path / "src" / "aclImdb", arcname="aclImdb")
     target = tmp_path / "data"
     dm = IMDBDataModule(data_dir=str(target), url=archive.as_uri(), sha256=sha256sum(archive))
+    with pytest.raises(FileNotFoundError, match="call prepare_data"):
+        dm.num_classes  # a size the CLI links downloads nothing
+    dm.prepare_data()
     assert dm.num_classes == 2 and (target / "aclImdb" / "test" / "neg").is_dir()
     with pytest.raises(FileNotFoundError, match=r"no IMDB reviews in .*aclImdb_v1\.tar\.gz"):
         IMDBDataModule(data_dir=str(tmp_path / "empty"), url=None).prepare_data()

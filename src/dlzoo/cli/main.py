@@ -192,6 +192,7 @@ class DlzooCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._checkpoint: dict[str, Any] | None = None  # of --ckpt_path, without the weights
         self._restored: set[int] = set()  # DataModules given the checkpoint's state already
+        self._prepared: set[int] = set()  # DataModules whose prepare_data ran
         self._auto_monitor = False  # the best checkpoint's monitor comes from the task
         given = kwargs.get("args")
         tokens = sys.argv[1:] if given is None else given
@@ -328,6 +329,11 @@ class DlzooCLI(LightningCLI):
         nothing is read from training data or word-vector files that may not be here).
         """
         self._restore_datamodule(datamodule)
+        if self._checkpoint is None and id(datamodule) not in self._prepared:
+            # downloads happen here, explicitly, before the first size is read: no property
+            # read by a link downloads anything (with a checkpoint, its sizes are used instead)
+            self._prepared.add(id(datamodule))
+            datamodule.prepare_data()
         saved = (self._checkpoint or {}).get("hyper_parameters") or {}
         if size in saved:
             return saved[size]

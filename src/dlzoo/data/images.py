@@ -828,6 +828,10 @@ class CatsDogsDataModule(ImageFolderDataModule):
 
     @property
     def classes(self) -> list[str]:
-        if self._classes is None:
-            self.prepare_data()  # the CLI reads num_classes before fit: the images must exist
+        if self._classes is None and not self._has_images():
+            source = self.archive or self.url or CATS_DOGS_URL
+            raise FileNotFoundError(
+                f"no Cats-vs-Dogs images in {self.data_dir} yet: call prepare_data() to extract "
+                f"{source} there (the dlzoo command and Lightning's Trainer do)"
+            )
         return super().classes

@@ -93,11 +93,18 @@ class IMDBDataModule(TextClassificationDataModule):
             )
         return bool(found)
 
-    def _layout(self) -> str:
+    def _layout(self, download: bool = False) -> str:
+        """``csv`` or ``aclimdb``: the files in ``data_dir``. Only ``prepare_data`` downloads
+        (``download=True``): sizes read by the CLI's links never do."""
         if all((self.data_dir / name).is_file() for name in KAGGLE_FILES):
             return "csv"
         if self._has_acl_imdb():
             return "aclimdb"
+        if self.url and not download:
+            raise FileNotFoundError(
+                f"no IMDB reviews in {self.data_dir} yet: call prepare_data() to download and "
+                f"extract {self.url} there (the dlzoo command and Lightning's Trainer do)"
+            )
         if self.url:
             archive = download_file(self.url, self.data_dir, sha256=self.sha256)
             extract_archive(archive, self.data_dir, self.max_extract_bytes)
@@ -110,7 +117,8 @@ class IMDBDataModule(TextClassificationDataModule):
         )
 
     def prepare_data(self) -> None:
-        self._layout()
+        super().prepare_data()  # word vectors from a URL
+        self._layout(download=True)
 
     def source_key(self) -> str:
         if self._layout() == "csv":

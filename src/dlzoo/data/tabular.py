@@ -475,7 +475,10 @@ class TabularDataModule(DataModule):
         if self._splits is not None:
             return self._splits
         if self.url and not self.csv_path.is_file():
-            self.prepare_data()  # used outside a Trainer (e.g. dm.num_features right away)
+            raise FileNotFoundError(
+                f"{self.csv_path} is not downloaded yet: call prepare_data() to fetch {self.url} "
+                "(the dlzoo command and Lightning's Trainer do)"
+            )
         frame = read_csv(self.csv_path, "training CSV", self.na_values)
         absent = [t for t in self.targets if t not in frame.columns]
         if absent:

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -497,9 +498,12 @@ class TextClassificationDataModule(DataModule):
             return self._embeddings_file
         source = self.vectors
         if "://" in source:
-            source = str(
-                download_file(source, self.cache_dir / "vectors", sha256=self.vectors_sha256)
-            )
+            source = str(self._downloaded_vectors())
+            if not Path(source).is_file():
+                raise FileNotFoundError(
+                    f"word vectors {self.vectors} are not downloaded yet ({source}): call "
+                    "prepare_data() (the dlzoo command and Lightning's Trainer do)"
+                )
         elif self.vectors_sha256:
             check_sha256(source, self.vectors_sha256)
         path = Path(source)
@@ -518,6 +522,14 @@ class TextClassificationDataModule(DataModule):
             tmp.replace(out)
         self._embeddings_file = str(out)
         return self._embeddings_file
+
+    def _downloaded_vectors(self) -> Path:
+        return self.cache_dir / "vectors" / Path(urllib.parse.urlparse(self.vectors).path).name
+
+    def prepare_data(self) -> None:
+        """Download word vectors given as a URL (the only download of this DataModule)."""
+        if self.vectors and "://" in self.vectors:
+            download_file(self.vectors, self.cache_dir / "vectors", sha256=self.vectors_sha256)
 
     # ---------------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
