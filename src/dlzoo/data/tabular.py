@@ -260,6 +260,12 @@ class TabularPreprocessor:
                         f"input {number}: column {column!r} holds a {type(value).__name__}; "
                         "a value is a number, a string or null"
                     )
+                if isinstance(value, int) and abs(value) > 1e150:  # JSON allows any digits
+                    digits = len(str(abs(value)))
+                    raise ValueError(
+                        f"input {number}: column {column!r} holds a number of {digits} digits, "
+                        "too large to use"
+                    )
         frame = pd.DataFrame.from_records(list(inputs))
         frame.index = pd.RangeIndex(len(frame), name="input")
         # as in a CSV: an empty string, or a declared marker, is a missing value

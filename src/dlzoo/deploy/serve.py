@@ -144,8 +144,8 @@ class PredictionAPI(ls.LitAPI):
         try:
             items = self.preprocessor.encode([x for r in raws for x in r.inputs])
             return [len(r.inputs) if isinstance(r, _Raw) else r for r in requests], items
-        except (ValueError, KeyError, TypeError):
-            pass  # some request is bad: find it
+        except Exception:
+            pass  # some request is bad, whatever it raised: encode each alone to find it
         counts, items = [], []
         for request in requests:
             if not isinstance(request, _Raw):
@@ -153,9 +153,13 @@ class PredictionAPI(ls.LitAPI):
                 continue
             try:
                 encoded = self.preprocessor.encode(request.inputs)
-            except (ValueError, KeyError, TypeError) as err:
+            except (ValueError, KeyError, TypeError, OverflowError) as err:
                 message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
                 counts.append(_Rejected(422, str(message)))
+                continue
+            except Exception as err:  # our bug, not the client's: this request alone gets a 500
+                log.exception("encoding a request failed")
+                counts.append(_Rejected(500, f"internal error ({type(err).__name__})"))
                 continue
             counts.append(len(encoded))
             items += encoded
