@@ -28,6 +28,8 @@ from torchmetrics.functional.classification import (
 )
 from torchvision.utils import make_grid
 
+from dlzoo.data.base import DataModule
+
 log = logging.getLogger(__name__)
 
 
@@ -165,7 +167,7 @@ class RunArtifacts(Callback):
         val_probs, val_targets = collect_probabilities(
             pl_module, datamodule.val_dataloader(), datamodule
         )
-        classes = list(getattr(datamodule, "classes", [])) or None
+        classes = output_names(datamodule, pl_module)
         binary = task.name == "binary"
         if self.roc and binary:
             curves = {
@@ -313,7 +315,8 @@ class PredictionWriter(BasePredictionWriter):
         order = [i for batch in batch_indices or [] for i in batch]
         if len(order) != count:
             order = list(range(count))
-        row_ids = getattr(trainer.datamodule, "predict_row_ids", None)
+        datamodule = trainer.datamodule
+        row_ids = datamodule.predict_row_ids if isinstance(datamodule, DataModule) else None
         return [row_ids[i] for i in order] if row_ids and len(row_ids) > max(order) else order
 
     @staticmethod
@@ -328,7 +331,7 @@ def output_names(
 ) -> list[str] | None:
     """What a model's outputs are called: the DataModule's classes (or labels), else the
     regression targets' names the model was given."""
-    classes = getattr(datamodule, "classes", None) if datamodule is not None else None
+    classes = datamodule.classes if isinstance(datamodule, DataModule) else None
     if classes:
         return [str(c) for c in classes]
     return model.hparams.get("target_names") or None
@@ -390,9 +393,10 @@ class AdoptPreprocessing(Callback):
     """
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        adopt = getattr(trainer.datamodule, "adopt_preprocessing", None)
-        if adopt is not None:
-            adopt(pl_module.preprocessing_spec)
+        from dlzoo.data.images import ImageFolderDataModule
+
+        if isinstance(trainer.datamodule, ImageFolderDataModule):
+            trainer.datamodule.adopt_preprocessing(pl_module.preprocessing_spec)
 
 
 class CacheFeatures(Callback):

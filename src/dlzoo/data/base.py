@@ -80,6 +80,11 @@ class DataModule(pl.LightningDataModule):
         return classification_task(self.num_classes)
 
     @property
+    def classes(self) -> list[str]:
+        """Class or label names in the model's output order (none for regression)."""
+        return []
+
+    @property
     def preprocessor(self) -> Preprocessor:
         """The fitted preprocessing of raw inputs (fits it on the training split if needed)."""
         raise NotImplementedError(f"{type(self).__name__} has no preprocessor")

@@ -44,7 +44,7 @@ from dlzoo.data.download import (
     download_file,
     extract_archive,
 )
-from dlzoo.data.targets import encode_targets, fit_targets, infer_task
+from dlzoo.data.targets import decide_task, encode_targets, fit_targets
 from dlzoo.models.backbones import pretrained_eval_settings
 from dlzoo.registry import register_datamodule
 from dlzoo.tasks import TASKS, TaskName, classification_task
@@ -435,12 +435,9 @@ class ImageFolderDataModule(DataModule):
         readable, _ = self._readable(files, None, root)
         keep = np.flatnonzero(np.isin(files, readable))
         frame, files = frame.iloc[keep], [files[i] for i in keep]
-        if self.task_option is not None:
-            task = self.task_option
-            log.info("task: %s (set by task)", task)
-        else:
-            task, why = infer_task(frame, self.targets, self.label_delimiter)
-            log.info("task: %s, from %s: %s (task: ... overrides)", task, path.name, why)
+        task = decide_task(
+            self.task_option, frame, self.targets, self.label_delimiter, path.name, log
+        )
         labels = frame[self.targets[0]].astype(str).to_numpy()
         stratify = labels if TASKS[task].classification else None
         train, val = seeded_split(

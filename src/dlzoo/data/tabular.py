@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from dlzoo.data.base import DataModule, check_task_option
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import default_cache_dir, download_file
-from dlzoo.data.targets import encode_targets, fit_targets, infer_task
+from dlzoo.data.targets import decide_task, encode_targets, fit_targets
 from dlzoo.registry import register_datamodule
 from dlzoo.tasks import TASKS, TaskName, classification_task
 
@@ -500,7 +500,10 @@ class TabularDataModule(DataModule):
             require_target=True,
             columns=self._feature_columns(frame),
         )
-        self._task = self._decide_task(frame)
+        names = ", ".join(repr(t) for t in self.targets)
+        self._task = decide_task(
+            self.task_option, frame, self.targets, self.label_delimiter, f"the target {names}", log
+        )
         stratify = None
         if TASKS[self._task].classification:
             counts = frame[self.targets[0]].value_counts()
@@ -529,16 +532,6 @@ class TabularDataModule(DataModule):
             splits.update(val=val, test=test)
         self._splits = splits
         return splits
-
-    def _decide_task(self, frame: pd.DataFrame) -> str:
-        """The task: ``task`` if given, else inferred from the target column(s); said once."""
-        if self.task_option is not None:
-            log.info("task: %s (set by task)", self.task_option)
-            return self.task_option
-        task, why = infer_task(frame, self.targets, self.label_delimiter)
-        names = ", ".join(repr(t) for t in self.targets)
-        log.info("task: %s, from the target %s: %s (task: ... overrides)", task, names, why)
-        return task
 
     def _check_target_spellings(self, frame: pd.DataFrame, counts: pd.Series) -> None:
         """Refuse classes that differ only in case or spaces (``Yes`` among ``yes``): a typo would

@@ -94,6 +94,24 @@ def infer_task(frame: pd.DataFrame, columns: Sequence[str], delimiter: str) -> t
     )
 
 
+def decide_task(
+    option: str | None,
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    delimiter: str,
+    source: str,
+    logger: logging.Logger = log,
+) -> str:
+    """The task: ``option`` (a DataModule's ``task``) if given, else the one ``columns`` pose;
+    said once on ``logger``, with why (``source`` names where the targets come from)."""
+    if option is not None:
+        logger.info("task: %s (set by task)", option)
+        return option
+    task, why = infer_task(frame, columns, delimiter)
+    logger.info("task: %s, from %s: %s (task: ... overrides)", task, source, why)
+    return task
+
+
 def _label_lists(series: pd.Series, delimiter: str) -> pd.Series:
     return series.astype(str).map(
         lambda cell: sorted({part.strip() for part in cell.split(delimiter) if part.strip()})
@@ -236,4 +254,11 @@ def as_labels(series: pd.Series) -> pd.Series:
     return series.astype(str).where(series.notna())
 
 
-__all__ = ["as_labels", "encode_targets", "fit_targets", "infer_task", "numeric_targets"]
+__all__ = [
+    "as_labels",
+    "decide_task",
+    "encode_targets",
+    "fit_targets",
+    "infer_task",
+    "numeric_targets",
+]

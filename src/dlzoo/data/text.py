@@ -31,7 +31,7 @@ from dlzoo.data.download import (
     default_cache_dir,
     download_file,
 )
-from dlzoo.data.targets import encode_targets, fit_targets, infer_task
+from dlzoo.data.targets import decide_task, encode_targets, fit_targets
 from dlzoo.data.tokenize import (
     HTML_BREAK,
     SIMPLE_TOKEN,
@@ -396,7 +396,14 @@ class TextClassificationDataModule(DataModule):
             self.lower,
         )
         labels = np.array(corpus.extra["label"])
-        self._task = self._decide_task(labels)
+        self._task = decide_task(
+            self.task_option,
+            pd.DataFrame({"label": labels}),
+            ["label"],
+            self.label_delimiter,
+            f"the labels ({self.label_column!r})",
+            log,
+        )
         split = self.assign_splits(np.array(corpus.extra["split"], dtype=object), labels)
         # documents with no tokens at all (punctuation the tokenizer drops) are left out too
         nonempty = (corpus.lengths > 0).numpy()
@@ -430,17 +437,6 @@ class TextClassificationDataModule(DataModule):
             _documents,
         )
         self._classes = list(self._targets.get("classes") or [])
-
-    def _decide_task(self, labels: np.ndarray) -> str:
-        """The task: ``task`` if given, else inferred from the labels; said once."""
-        if self.task_option is not None:
-            log.info("task: %s (set by task)", self.task_option)
-            return self.task_option
-        task, why = infer_task(pd.DataFrame({"label": labels}), ["label"], self.label_delimiter)
-        log.info(
-            "task: %s, from the labels (%r): %s (task: ... overrides)", task, self.label_column, why
-        )
-        return task
 
     # --------------------------------------------------------------------- sizes for the model
     @property

@@ -325,7 +325,7 @@ def export_model(
                 for n, t in zip(names, example, strict=True)
             ],
             "outputs": [_tensor_spec(n, v, {0: "batch"}) for n, v in outputs.items()],
-            "classes": [str(c) for c in getattr(datamodule, "classes", None) or []],
+            "classes": [str(c) for c in datamodule.classes],
             "preprocessing": preprocessing,
             "parity": parity,
             "versions": {
