@@ -1,23 +1,76 @@
-"""Requests that break the parser are refused alone (issue 18, defect 1), in-process: the code
-``dlzoo serve`` runs for a batch of requests, without starting a server."""
+"""Requests are checked and refused alone (issue 18, defects 1, 3 and 6), in-process: the code
+``dlzoo serve`` runs for a request and a batch of requests, without starting a server; and the
+ONNX Runtime serving path answers as the torch one does."""
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 from pathlib import Path
 
-from conftest import make_frame
-from dlzoo.data import TabularDataModule
-from dlzoo.deploy.serve import PredictionAPI, _Raw, _Rejected
-from dlzoo.models import FeedForwardNet
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from conftest import make_frame, make_reviews, write_image_tree
+from dlzoo.data import ImageFolderDataModule, TabularDataModule, TextClassificationDataModule
+from dlzoo.deploy.export import export_model
+from dlzoo.deploy.host import build_app
+from dlzoo.deploy.serve import (
+    Limits,
+    OnnxRuntime,
+    PredictionAPI,
+    RequestChecks,
+    TorchRuntime,
+    _Raw,
+    _Rejected,
+)
+from dlzoo.models import ConvNet, FeedForwardNet, ImprovedRNN
 
 
-def test_a_request_that_overflows_the_parser_fails_alone(tmp_path: Path) -> None:
-    # a 400-digit number raised OverflowError in pandas, which the API did not catch, and
-    # every request batched with it answered 500
-    make_frame(n=120).to_csv(tmp_path / "rows.csv", index=False)
-    dm = TabularDataModule(filename=str(tmp_path / "rows.csv"), target="target")
+@pytest.fixture(scope="module")
+def tabular(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    root = tmp_path_factory.mktemp("tabular")
+    make_frame(n=120).to_csv(root / "rows.csv", index=False)
+    dm = TabularDataModule(filename=str(root / "rows.csv"), target="target")
+    torch.manual_seed(0)
     model = FeedForwardNet(num_features=dm.num_features, hidden_sizes=[8]).eval()
-    good = make_frame(n=2, seed=5).drop(columns="target").to_dict("records")
+    rows = make_frame(n=6, seed=5).drop(columns="target").to_dict("records")
+    return model, dm, rows
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    root = write_image_tree(tmp_path_factory.mktemp("images"), {"train": 4, "validation": 2})
+    dm = ImageFolderDataModule(
+        data_dir=str(root), val_dir="validation", image_size=32, resize_size=36, num_workers=0
+    )
+    dm.setup("fit")
+    torch.manual_seed(0)
+    model = ConvNet(
+        num_classes=dm.num_classes, input_shape=(3, 32, 32), channels=[4], head_sizes=[8]
+    ).eval()
+    files = sorted((root / "validation").rglob("*.jpg"))
+    return model, dm, [p.read_bytes() for p in files]
+
+
+def _png(size: tuple[int, int]) -> bytes:
+    """A small file that decodes to ``size`` pixels (a bilevel PNG compresses to bytes)."""
+    buffer = io.BytesIO()
+    Image.new("1", size).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_request_that_overflows_the_parser_fails_alone(tabular: tuple) -> None:
+    # defect 1: a 400-digit number raised OverflowError in pandas, which the API did not
+    # catch, and every request batched with it answered 500
+    model, dm, good = tabular
     bad = [{**good[0], "x1": int("9" * 400)}]  # what JSON parses a 400-digit number to
     api = PredictionAPI(model, dm)
     first, rejected, last = api.predict([_Raw(good), _Raw(bad), _Raw(good)])
@@ -25,3 +78,166 @@ def test_a_request_that_overflows_the_parser_fails_alone(tmp_path: Path) -> None
     assert first == alone and last == alone  # good answers, equal to a batch of their own
     assert isinstance(rejected, _Rejected) and rejected.status == 422
     assert "x1" in rejected.message
+
+
+def test_a_dlzoo_bug_in_encoding_is_a_500_for_that_request_alone(tabular: tuple) -> None:
+    model, dm, good = tabular
+    api = PredictionAPI(model, dm)
+
+    class Broken(type(api.preprocessor)):
+        def encode(self, inputs):  # a bug that only some inputs reach
+            if any(row.get("x1") == 12345 for row in inputs):
+                raise ZeroDivisionError("a bug")
+            return super().encode(inputs)
+
+    api.preprocessor = Broken(api.preprocessor.state)
+    ok, broken = api.predict([_Raw(good), _Raw([{**good[0], "x1": 12345}])])
+    assert len(ok) == len(good)
+    assert broken.status == 500 and "ZeroDivisionError" in broken.message
+
+
+@pytest.mark.parametrize(
+    ("make", "limits", "status", "words"),
+    [
+        # defect 1's 80,000,000 x 1 image: its resize asked for 1.2 TB
+        (lambda: [_png((8000, 6000))], {}, 413, "more than max_image_pixels=40,000,000"),
+        # defect 3: a 667-byte 200000 x 1 PNG took the worker to 4.7 GB
+        (lambda: [_png((200_000, 1))], {}, 422, "max_image_aspect"),
+        # defect 3: many large images in one request held the only worker for a minute
+        (lambda: [_png((5000, 5000))] * 3, {}, 413, "max_request_pixels"),
+        (lambda: [_png((100, 100))], {"max_image_pixels": 5000}, 413, "--max_image_pixels"),
+    ],
+)
+def test_image_budgets_are_checked_from_the_header_before_decoding(
+    images: tuple, make, limits: dict, status: int, words: str
+) -> None:
+    model, dm, good = images
+    api = PredictionAPI(model, dm, limits=Limits(**limits))
+    encoded = [base64.b64encode(b).decode() for b in make()]
+    decoded = api.decode_request({"inputs": encoded})
+    assert isinstance(decoded, _Rejected), decoded
+    assert decoded.status == status and words in decoded.message, decoded.message
+    # good images still pass, and are answered
+    raw = api.decode_request({"inputs": [base64.b64encode(good[0]).decode()]})
+    (answer,) = api.predict([raw])
+    assert len(answer) == 1 and answer[0]["label"] in dm.classes
+
+
+def test_an_undecodable_image_names_itself_without_python_object_reprs(images: tuple) -> None:
+    # defect 6: messages showed <_io.BytesIO object at 0x...>
+    model, dm, _ = images
+    api = PredictionAPI(model, dm)
+    (rejected,) = api.predict([_Raw([b"BM not really a bitmap" * 4])])
+    assert rejected.status == 422 and "input 0: not a usable image" in rejected.message
+    assert "object at 0x" not in rejected.message
+
+
+def test_text_is_cut_before_tokenising_and_max_length_keeps_its_meaning(tmp_path: Path) -> None:
+    make_reviews(80).to_csv(tmp_path / "reviews.csv", index=False)
+    dm = TextClassificationDataModule(
+        train_file=str(tmp_path / "reviews.csv"),
+        tokenizer="simple",
+        max_length=12,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    dm.setup("fit")
+    prep = dm.preprocessor
+    long_text = " ".join(["great film <br /> a plot, it was dull."] * 200_000)  # ~8 MB
+    part = prep.bounded(long_text)
+    assert len(part) < 2_000  # what is tokenised: a few hundred characters, not 8 MB
+    head = " ".join(long_text[:5_000].split(" ")[:-1])
+    assert prep.encode([long_text])[0].tolist() == prep.encode([head])[0].tolist()
+    for text in ("short text", long_text[:190], "x" * 3_000 + " great"):  # nothing to cut
+        (uncut,) = prep.token_ids([text])
+        assert prep.encode([text])[0].tolist() == prep.cut(uncut)
+    prep.truncation = "tail"
+    assert prep.encode([long_text])[0].tolist() == prep.encode([long_text[-5_000:]])[0].tolist()
+    model = ImprovedRNN(vocab_size=len(prep.vocab), embedding_dim=4, hidden_size=4)
+    api = PredictionAPI(model, dm, limits=Limits(max_text_chars=1_000))
+    rejected = api.decode_request({"inputs": ["ok", "y" * 1_001]})
+    assert rejected.status == 413 and "input 1 has 1,001 characters" in rejected.message
+    assert "--max_text_chars" in rejected.message
+
+
+def _client(api: PredictionAPI) -> TestClient:
+    return TestClient(build_app(api), raise_server_exceptions=False)
+
+
+def test_the_http_app_refuses_malformed_requests_with_4xx_and_answers_health(
+    tabular: tuple,
+) -> None:
+    # defect 6: 100,000-deep JSON was a 500, any Content-Type was parsed as JSON, HEAD /health
+    # was a 405, and /docs, /openapi.json and /info were exposed
+    model, dm, rows = tabular
+    with _client(PredictionAPI(model, dm)) as client:
+        deep = '{"inputs": ' + "[" * 100_000 + "]" * 100_000 + "}"
+        answer = client.post("/predict", content=deep, headers={"content-type": "application/json"})
+        assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]
+        body = json.dumps({"inputs": rows[:1]})
+        answer = client.post("/predict", content=body, headers={"content-type": "text/plain"})
+        assert answer.status_code == 415 and "application/json" in answer.json()["detail"]
+        answer = client.post(
+            "/predict", content=body, headers={"content-type": "application/json; charset=utf-8"}
+        )
+        assert answer.status_code == 200 and len(answer.json()["predictions"]) == 1
+        assert client.head("/health").status_code == 200
+        assert client.get("/health").text == "ok"
+        for path in ("/docs", "/openapi.json", "/info"):
+            assert client.get(path).status_code == 404
+        bad = {**rows[0], "x1": float("inf")}
+        answer = client.post(
+            "/predict",
+            content=json.dumps({"inputs": [bad]}),
+            headers={"content-type": "application/json"},
+        )
+        assert answer.status_code == 422 and "np.float64" not in answer.json()["detail"]
+        assert "'x1' holds a non-finite or huge value inf" in answer.json()["detail"]
+
+
+def test_health_says_not_ready_when_the_inference_loop_is_gone(tabular: tuple) -> None:
+    model, dm, _ = tabular
+    with _client(PredictionAPI(model, dm)) as client:
+        assert client.get("/health").status_code == 200
+        client.app.state.batcher.task.cancel()
+        answer = client.get("/health")
+        assert answer.status_code == 503 and "not running" in answer.text
+
+
+def test_request_checks_refuse_an_unknown_content_type_under_litserve_too() -> None:
+    async def ok(request):
+        return PlainTextResponse("ok")
+
+    app = RequestChecks(Starlette(routes=[Route("/predict", ok, methods=["POST"])]))
+    with TestClient(app) as client:
+        answer = client.post("/predict", content=b"a=1", headers={"content-type": "text/csv"})
+        assert answer.status_code == 415
+        answer = client.post("/predict", content=b'{"inputs": [1]}')  # no type: JSON
+        assert answer.status_code == 200
+
+
+def _answers(api: PredictionAPI, inputs: list) -> list[dict]:
+    (rows,) = api.predict([_Raw(list(inputs))])
+    return rows
+
+
+def _assert_same_answers(got: list[dict], expected: list[dict]) -> None:
+    assert [r.get("label") for r in got] == [r.get("label") for r in expected]
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(
+            list(a["probabilities"].values()), list(b["probabilities"].values()), atol=1e-5
+        )
+
+
+def test_onnxruntime_serving_answers_as_torch_does(tabular: tuple, images: tuple, tmp_path) -> None:
+    for model, dm, raw in (tabular, images):
+        torch_api = PredictionAPI.for_model(model, dm, runtime="torch")
+        onnx_api = PredictionAPI.for_model(model, dm, runtime="onnxruntime", threads=1)
+        assert isinstance(torch_api.runtime, TorchRuntime)
+        assert isinstance(onnx_api.runtime, OnnxRuntime)
+        expected = _answers(torch_api, raw)
+        _assert_same_answers(_answers(onnx_api, raw), expected)
+        # and from the exported bundle alone, its preprocessor rebuilt from the JSON
+        folder = tmp_path / type(model).__name__
+        export_model(model, dm, folder)
+        bundle_api = PredictionAPI.for_bundle(folder, threads=1)
+        _assert_same_answers(_answers(bundle_api, raw), expected)

@@ -245,6 +245,28 @@ def _reconstruction(out: Outputs) -> dict[str, torch.Tensor]:
     return {"reconstruction": out["reconstruction"], "latent": out["latent"], "error": out["mse"]}
 
 
+def _from_probabilities(named: Outputs, hp: Mapping) -> Outputs:
+    probs = named["probabilities"].float()  # hp["task"]: the task's name
+    if hp["task"] == "binary":
+        probs = probs[:, 1]
+        return {"probs": probs, "preds": (probs >= 0.5).long()}
+    if hp.get("task") == "multilabel":
+        return {"probs": probs, "preds": (probs >= hp.get("threshold", 0.5)).long()}
+    return {"probs": probs, "preds": probs.argmax(dim=-1)}
+
+
+def _from_prediction(named: Outputs, hp: Mapping) -> Outputs:
+    return {"prediction": named["prediction"]}
+
+
+def _from_reconstruction(named: Outputs, hp: Mapping) -> Outputs:
+    return {
+        "reconstruction": named["reconstruction"],
+        "latent": named["latent"],
+        "mse": named["error"],
+    }
+
+
 # ------------------------------------------------------------------------------ decoding
 def _names(names: Sequence[str] | None, count: int) -> list[str]:
     names = [str(n) for n in names or []]
@@ -354,6 +376,9 @@ class Task:
     exported: Callable[[Outputs], dict[str, torch.Tensor]]
     #: the names of those outputs, in order
     output_names: tuple[str, ...]
+    #: ``(the exported outputs, hp) -> predict_step outputs``: an exported model's answers
+    #: decoded by the same ``decode`` (ONNX Runtime serving)
+    imported: Callable[[Outputs, Mapping[str, Any]], Outputs]
     #: ``predict_step`` outputs and class / label / target names -> one JSON row per input
     decode: Callable[[Outputs, Sequence[str] | None], list[Row]]
     #: decoded rows -> a CSV header and its cells
@@ -378,6 +403,7 @@ TASKS: dict[str, Task] = {
         shown=("val_acc", "val_auroc", "test_acc", "test_auroc"),
         exported=_probabilities,
         output_names=("probabilities",),
+        imported=_from_probabilities,
         decode=_decode_classes,
         csv=_csv_binary,
         classification=True,
@@ -393,6 +419,7 @@ TASKS: dict[str, Task] = {
         shown=("val_acc", "val_auroc", "test_acc", "test_auroc"),
         exported=_probabilities,
         output_names=("probabilities",),
+        imported=_from_probabilities,
         decode=_decode_classes,
         csv=_csv_classes,
         classification=True,
@@ -408,6 +435,7 @@ TASKS: dict[str, Task] = {
         shown=("val_f1_macro", "val_auroc", "test_f1_macro", "test_auroc"),
         exported=_probabilities,
         output_names=("probabilities",),
+        imported=_from_probabilities,
         decode=_decode_labels,
         csv=_csv_labels,
     ),
@@ -422,6 +450,7 @@ TASKS: dict[str, Task] = {
         shown=("val_rmse", "val_mae", "test_rmse", "test_mae"),
         exported=_prediction,
         output_names=("prediction",),
+        imported=_from_prediction,
         decode=_decode_values,
         csv=_csv_values,
     ),
@@ -436,6 +465,7 @@ TASKS: dict[str, Task] = {
         shown=("val_loss", "val_mse"),
         exported=_reconstruction,
         output_names=("reconstruction", "latent", "error"),
+        imported=_from_reconstruction,
         decode=_decode_codes,
         csv=_csv_codes,
     ),

@@ -43,6 +43,11 @@ class Preprocessor(Protocol):
         """A JSON request's value as a raw input (images: base64 text to bytes); raises
         ``ValueError`` naming input ``number``."""
 
+    def measure(self, value: Any) -> dict[str, float]:
+        """What encoding a raw input (``from_json``'s value) will cost, read cheaply (an image's
+        header: ``pixels``, ``aspect``; a text: ``chars``), for serving budgets; ``{}``: nothing
+        to budget."""
+
     def encode(self, inputs: Sequence[Any]) -> list[Any]:
         """Raw inputs as model-ready items, one per input; ``ValueError`` names a bad one."""
 
@@ -55,6 +60,14 @@ class Preprocessor(Protocol):
     def describe(self, directory: Path) -> dict[str, Any]:
         """What a caller outside dlzoo needs to do the same (a bundle's JSON); files it needs
         (a vocabulary) are written to ``directory``."""
+
+    def bundle_args(self) -> dict[str, Any]:
+        """Plain (JSON) arguments that :meth:`from_bundle` rebuilds this object from; files they
+        name were written by :meth:`describe`."""
+
+    @classmethod
+    def from_bundle(cls, args: dict[str, Any], folder: Path) -> Preprocessor:
+        """The object :meth:`bundle_args` describes, reading files from the bundle ``folder``."""
 
 
 class DataModule(pl.LightningDataModule):

@@ -102,18 +102,44 @@ def _too_large(source: str | io.BytesIO) -> str | None:
     return None
 
 
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """An image file's ``(width, height)`` from its header alone (nothing decoded), or ``None``
+    where PIL cannot tell."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                return image.size
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
+def _decode_error(err: Exception) -> str:
+    # torchvision prefixes its reasons with a C++ source location, PIL names its file object:
+    # keep the reason
+    reason = re.sub(r"^.*\.cpp:\d+,\s*", "", " ".join(str(err).split())) or type(err).__name__
+    reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "the image bytes", reason)
+    return f"cannot be decoded: {textwrap.shorten(reason, 300, placeholder=' ...')}"
+
+
+def read_checked(source: str | bytes) -> torch.Tensor:
+    """:func:`read_image`, raising ``ValueError`` with :func:`why_unreadable`'s reason."""
+    if (len(source) if isinstance(source, bytes) else os.path.getsize(source)) == 0:
+        raise ValueError("empty file (0 bytes)")
+    if reason := _too_large(io.BytesIO(source) if isinstance(source, bytes) else source):
+        raise ValueError(reason)
+    try:
+        return read_image(source)
+    except (RuntimeError, OSError, ValueError, SyntaxError) as err:
+        raise ValueError(_decode_error(err)) from None
+
+
 def why_unreadable(source: str | bytes) -> str | None:
     """Why an image file (a path, or its bytes) cannot be used, or ``None`` if it can."""
     try:
-        if (len(source) if isinstance(source, bytes) else os.path.getsize(source)) == 0:
-            return "empty file (0 bytes)"
-        if reason := _too_large(io.BytesIO(source) if isinstance(source, bytes) else source):
-            return reason
-        read_image(source)
-    except (RuntimeError, OSError, ValueError, SyntaxError) as err:
-        # torchvision prefixes its reasons with a C++ source location: keep the reason
-        reason = re.sub(r"^.*\.cpp:\d+,\s*", "", " ".join(str(err).split())) or type(err).__name__
-        return f"cannot be decoded: {textwrap.shorten(reason, 300, placeholder=' ...')}"
+        read_checked(source)
+    except (ValueError, OSError) as err:
+        return str(err)
     return None
 
 
@@ -230,10 +256,20 @@ class ImagePreprocessor:
                 raise ValueError(
                     f"input {number}: an image is a file's bytes, got {type(source).__name__}"
                 )
-            if reason := why_unreadable(source):
-                raise ValueError(f"input {number}: not a usable image: {reason}")
-            images.append(self.transform(read_image(source)))
+            try:
+                image = read_checked(source)  # decoded once
+            except (ValueError, OSError) as err:
+                raise ValueError(f"input {number}: not a usable image: {err}") from None
+            images.append(self.transform(image))
         return images
+
+    def measure(self, value: Any) -> dict[str, float]:
+        """What decoding the image will cost, from its header: pixels and aspect ratio."""
+        size = image_size(value) if isinstance(value, bytes) else None
+        if not size:
+            return {}  # encode says what is wrong with it
+        width, height = size
+        return {"pixels": width * height, "aspect": max(width, height) / max(1, min(width, height))}
 
     def collate(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
         """Images as the model's input batch ``(N, 3, crop_size, crop_size)``."""
@@ -243,6 +279,13 @@ class ImagePreprocessor:
         generator = torch.Generator().manual_seed(batch_size * 1000 + length)
         side = self.settings["crop_size"]
         return torch.randn(batch_size, 3, side, side, generator=generator)
+
+    def bundle_args(self) -> dict[str, Any]:
+        return {"settings": self.settings}
+
+    @classmethod
+    def from_bundle(cls, args: dict[str, Any], folder: Path) -> ImagePreprocessor:
+        return cls(**args)
 
     def describe(self, directory: Path) -> dict[str, Any]:
         """The evaluation transforms, as numbers (for a bundle's JSON)."""

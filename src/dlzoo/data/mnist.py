@@ -137,6 +137,16 @@ class DigitsPreprocessor:
         generator = torch.Generator().manual_seed(batch_size * 1000 + length)
         return torch.randn(batch_size, 1, 28, 28, generator=generator)
 
+    def measure(self, value: Any) -> dict[str, float]:
+        return {}  # bounded by the request's size
+
+    def bundle_args(self) -> dict[str, Any]:
+        return {"normalize": self.normalize}
+
+    @classmethod
+    def from_bundle(cls, args: dict[str, Any], folder: Path) -> DigitsPreprocessor:
+        return cls(**args)
+
     def describe(self, directory: Path) -> dict[str, Any]:
         return {
             "kind": "digits",

@@ -9,6 +9,7 @@ checkpoint. So ``dlzoo predict`` on raw CSV rows works after a reload, and check
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -142,7 +143,7 @@ def refuse_non_finite(values: pd.DataFrame, source: str | Path) -> None:
         lines = values.index[bad[:, col]]
         raise ValueError(
             f"{source}: column {column!r} holds a non-finite or huge value "
-            f"{values.iloc[row, col]!r} on {_lines(lines)}; fix or remove those rows"
+            f"{float(values.iloc[row, col])} on {_lines(lines)}; fix or remove those rows"
         )
 
 
@@ -266,6 +267,9 @@ class TabularPreprocessor:
                         f"input {number}: column {column!r} holds a number of {digits} digits, "
                         "too large to use"
                     )
+        fast = self._plain_rows(inputs)
+        if fast is not None:
+            return list(fast)
         frame = pd.DataFrame.from_records(list(inputs))
         frame.index = pd.RangeIndex(len(frame), name="input")
         # as in a CSV: an empty string, or a declared marker, is a missing value
@@ -278,9 +282,84 @@ class TabularPreprocessor:
             raise ValueError("request: rows with empty values cannot be scored (missing_values)")
         return list(self.transform(frame, "request")[0])
 
+    def _plain_rows(self, rows: Sequence[dict]) -> torch.Tensor | None:
+        """:meth:`transform` of rows that need none of its checks or fills, without pandas (a
+        served request's rows: pandas costs ~15 ms a call, this ~20 us a row): every numeric
+        value a finite number, every yes/no value yes or no, no value missing. ``None`` for
+        anything else: :meth:`transform` then decides, and words its errors. The same numbers
+        as :meth:`transform` (tested)."""
+        state = self.state
+        empty = {"", *(self.na_values or [])}
+        numeric = np.empty((len(rows), len(state["numeric"])), dtype=np.float64)
+        binary = np.empty((len(rows), len(state["binary"])), dtype=np.float64)
+        categories = list(state["categories"].items())
+        codes = np.zeros((len(rows), len(categories)), dtype=np.int64)
+        lookups = self._category_codes()
+        for r, row in enumerate(rows):
+            for c, column in enumerate(state["numeric"]):
+                value = row.get(column)
+                if (
+                    type(value) not in (int, float)
+                    or not math.isfinite(value)
+                    or abs(value) > 1e150
+                ):
+                    return None
+                numeric[r, c] = value
+            for c, column in enumerate(state["binary"]):
+                value = row.get(column)
+                if not isinstance(value, str) or value in empty:
+                    return None
+                code = _YES_NO.get(value.strip().lower())
+                if code is None:
+                    return None
+                binary[r, c] = code
+            for c, (column, _) in enumerate(categories):
+                value = row.get(column)
+                if value is None or value in empty or isinstance(value, float):
+                    return None
+                codes[r, c] = lookups[column].get(str(value), 0)
+        parts = [(numeric - state["mean"]) / state["scale"]] if state["numeric"] else []
+        if state["binary"]:
+            parts.append(binary)
+        for c, (column, known) in enumerate(categories):
+            unseen = int((codes[:, c] == 0).sum())
+            if unseen:
+                log.info(
+                    "request: %d value(s) of %r not seen in training, mapped to %s",
+                    unseen,
+                    column,
+                    UNKNOWN,
+                )
+            one_hot = np.zeros((len(rows), len(known) + 1), dtype=np.float32)
+            one_hot[np.arange(len(rows)), codes[:, c]] = 1.0
+            parts.append(one_hot)
+        return torch.from_numpy(np.concatenate(parts, axis=1, dtype=np.float32))
+
+    def _category_codes(self) -> dict[str, dict[str, int]]:
+        if getattr(self, "_codes", None) is None:
+            self._codes = {
+                column: {value: i + 1 for i, value in enumerate(known)}
+                for column, known in self.state["categories"].items()
+            }
+        return self._codes
+
     def collate(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
         """Encoded rows as the model's input batch ``(N, num_features)``."""
         return torch.stack(list(items))
+
+    def measure(self, value: Any) -> dict[str, float]:
+        return {}  # bounded by the request's size
+
+    def bundle_args(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "missing_values": self.missing_values,
+            "na_values": self.na_values,
+        }
+
+    @classmethod
+    def from_bundle(cls, args: dict[str, Any], folder: Path) -> TabularPreprocessor:
+        return cls(**args)
 
     def describe(self, directory: Path) -> dict[str, Any]:
         """What a caller outside dlzoo needs to turn a row into the model's input (for a bundle's

@@ -47,6 +47,10 @@ from dlzoo.registry import register_datamodule
 from dlzoo.tasks import TASKS, TaskName, classification_task
 
 log = logging.getLogger(__name__)
+#: the vocabulary file of an export bundle: the token of each index, in order
+VOCABULARY_FILE = "vocab.json"
+#: tokens a cut text must yield beyond those kept (a cut inside markup changes only its end)
+CUT_MARGIN = 16
 
 
 class TokenDataset(Dataset):
@@ -155,12 +159,36 @@ class TextPreprocessor:
     def from_json(self, value: Any, number: int) -> Any:
         return value  # checked in encode
 
+    def measure(self, value: Any) -> dict[str, float]:
+        return {"chars": len(value)} if isinstance(value, str) else {}
+
+    def bounded(self, text: str) -> str:
+        """``text`` cut, at a space, to a part that still yields the ``max_length`` tokens kept
+        (``truncation`` says which end): tokenising a 10 MB text for 400 tokens costs as much as
+        a short one. The kept part ends more than :data:`CUT_MARGIN` tokens past what is kept,
+        so every kept token comes from whole words; where no such cut exists, the whole text."""
+        if not self.max_length:
+            return text
+        size = self.max_length * 16  # characters; grown until enough tokens are inside
+        while size < len(text):
+            if self.truncation == "tail":
+                start = text.find(" ", len(text) - size)
+                part = text[start:] if start >= 0 else text
+            else:
+                end = text.rfind(" ", 0, size)
+                part = text[:end] if end > 0 else text
+            if len(tokenize(part, self.tokenizer, self.lower)) > self.max_length + CUT_MARGIN:
+                return part
+            size *= 4
+        return text
+
     def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
         """Raw texts as token ids (cut to ``max_length``), as a predict CSV's texts are."""
         for number, text in enumerate(inputs):
             if not isinstance(text, str):
                 raise ValueError(f"input {number}: a text is a string, got {type(text).__name__}")
-        return [torch.tensor(self.cut(ids), dtype=torch.int64) for ids in self.token_ids(inputs)]
+        ids = self.token_ids([self.bounded(t) for t in inputs])
+        return [torch.tensor(self.cut(i), dtype=torch.int64) for i in ids]
 
     def collate(self, items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids as the model's input: ``(tokens (N, T) padded, lengths (N,))``."""
@@ -174,10 +202,27 @@ class TextPreprocessor:
             items.append(torch.randint(2, max(3, len(self.vocab)), (size,), generator=generator))
         return self.collate(items)
 
+    def bundle_args(self) -> dict[str, Any]:
+        return {
+            "vocabulary_file": VOCABULARY_FILE,  # written by describe()
+            "tokenizer": self.tokenizer,
+            "lower": self.lower,
+            "max_length": self.max_length,
+            "truncation": self.truncation,
+        }
+
+    @classmethod
+    def from_bundle(cls, args: dict[str, Any], folder: Path) -> TextPreprocessor:
+        args = dict(args)
+        name = args.pop("vocabulary_file")
+        if Path(name).name != name:
+            raise ValueError(f"the vocabulary file {name!r} is not a file of {folder}")
+        return cls(json.loads((Path(folder) / name).read_text()), **args)
+
     def describe(self, directory: Path) -> dict[str, Any]:
         """Tokenizer settings, and the vocabulary written beside the bundle (``vocab.json``:
         the token of each index, in order)."""
-        vocab_file = Path(directory) / "vocab.json"
+        vocab_file = Path(directory) / VOCABULARY_FILE
         vocab_file.write_text(json.dumps(self.vocab.itos, ensure_ascii=False))
         return {
             "kind": "text",

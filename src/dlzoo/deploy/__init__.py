@@ -1,2 +1,11 @@
-"""Deployment: ``export`` (bundles with a sealed manifest), ``bundle`` (reading them) and
-``serve`` (a LitServe API over a DataModule's preprocessor and the model's task)."""
+"""Deployment: export bundles (:mod:`.export`, :mod:`.bundle`) and serving (:mod:`.serve`,
+:mod:`.host`)."""
+
+from typing import Literal
+
+#: what runs the network when serving: ``auto`` chooses ONNX Runtime on CPU
+RuntimeName = Literal["auto", "onnxruntime", "torch"]
+#: which HTTP host serves: dlzoo's (CPU) or LitServe's (GPU)
+ServerName = Literal["dlzoo", "litserve"]
+
+__all__ = ["RuntimeName", "ServerName"]

@@ -1,10 +1,18 @@
-"""Export bundles on disk: the folder's ``dlzoo-bundle.json`` with the sha256 of every file, and
-the model file run as a caller outside dlzoo would (ONNX Runtime or ``torch.jit.load``)."""
+"""Export bundles on disk: the folder's ``dlzoo-bundle.json`` with the sha256 of every file and
+of its own content, and the model file run as a caller outside dlzoo would (ONNX Runtime or
+``torch.jit.load``).
+
+A bundle is sealed: :func:`load_bundle` refuses a folder whose JSON was edited (its ``sha256``
+covers every other field), whose files differ from their digests, that holds files the manifest
+does not list, or whose manifest names a path outside the folder.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -12,10 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 BUNDLE_FILE = "dlzoo-bundle.json"
-BUNDLE_VERSION = 1
+#: 2: the JSON's own ``sha256`` and the ``preprocessor`` block (1: files' digests only)
+BUNDLE_VERSION = 2
+
+
+class BundleError(ValueError):
+    """A bundle folder that cannot be trusted or read; the message names the file."""
 
 
 def sha256_file(path: Path) -> str:
@@ -26,6 +38,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def content_sha256(bundle: dict[str, Any]) -> str:
+    """The digest of a bundle JSON's content: every field but ``sha256``, canonical JSON."""
+    fields = {k: v for k, v in bundle.items() if k != "sha256"}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def seal(bundle: dict[str, Any]) -> dict[str, Any]:
+    """``bundle`` with its ``sha256`` field set (written last, over everything else)."""
+    return {**bundle, "sha256": content_sha256(bundle)}
+
+
 def package_version(package: str) -> str | None:
     try:
         return version(package)
@@ -33,24 +57,40 @@ def package_version(package: str) -> str | None:
         return None
 
 
+def default_threads() -> int:
+    """The CPU cores this process may use (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class ExportedModel:
     """An exported model file run as a caller would: ONNX Runtime or ``torch.jit.load``.
 
     ``run(inputs)`` takes numpy arrays by input name and returns numpy arrays by output name.
+    ``threads`` caps the intra-op threads (default: ONNX Runtime's, one per core).
     """
 
-    def __init__(self, path: str | Path, output_names: Sequence[str]) -> None:
+    def __init__(
+        self, path: str | Path, output_names: Sequence[str], threads: int | None = None
+    ) -> None:
         self.path, self.output_names = Path(path), list(output_names)
         if self.path.suffix == ".onnx":
             import onnxruntime
 
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3
+            if threads:
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
             self._session = onnxruntime.InferenceSession(
                 str(self.path), options, providers=["CPUExecutionProvider"]
             )
             self.input_names = [i.name for i in self._session.get_inputs()]
         else:
+            import torch
+
             with warnings.catch_warnings():
                 # TorchScript is deprecated in favour of torch.export; the user chose the format
                 warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated")
@@ -61,29 +101,98 @@ class ExportedModel:
             # an input the graph does not read (a vanilla RNN ignores lengths) was dropped
             feed = {name: inputs[name] for name in self.input_names}
             return dict(zip(self.output_names, self._session.run(None, feed), strict=True))
+        import torch
+
         with torch.inference_mode():
             out = self._module(*(torch.from_numpy(np.asarray(v)) for v in inputs.values()))
         out = out if isinstance(out, tuple) else (out,)
         return {n: o.numpy() for n, o in zip(self.output_names, out, strict=True)}
 
 
-def load_bundle(path: str | Path) -> tuple[dict[str, Any], ExportedModel]:
-    """A bundle's JSON and its model, after checking every file's sha256."""
+def _inside(folder: Path, name: Any) -> Path:
+    """``folder / name``, refused unless it is a plain file name inside ``folder``."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise BundleError(f"{folder / BUNDLE_FILE} names {name!r}: not a file of the bundle folder")
+    path = folder / name
+    if path.is_symlink() or not path.resolve().is_relative_to(folder.resolve()):
+        raise BundleError(f"{folder / BUNDLE_FILE} names {name!r}, which points outside {folder}")
+    return path
+
+
+def read_bundle(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """A bundle's JSON and folder, after checking the JSON's own digest, every file's digest
+    and that the folder holds nothing else. Raises :class:`BundleError`."""
     folder = Path(path)
     folder = folder.parent if folder.name == BUNDLE_FILE else folder
-    bundle = json.loads((folder / BUNDLE_FILE).read_text())
-    for name, digest in bundle["files"].items():
-        if sha256_file(folder / name) != digest:
-            raise ValueError(f"{folder / name} does not match the sha256 in {BUNDLE_FILE}")
+    json_file = folder / BUNDLE_FILE
+    if not json_file.is_file():
+        raise BundleError(
+            f"{folder} is not a dlzoo bundle: it has no {BUNDLE_FILE} (write one with "
+            "dlzoo export --ckpt_path ... --output DIR)"
+        )
+    try:
+        bundle = json.loads(json_file.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BundleError(f"{json_file} is not valid JSON: {err}") from None
+    if not isinstance(bundle, dict) or bundle.get("format") != "dlzoo-bundle":
+        raise BundleError(f"{json_file} is not a dlzoo bundle JSON")
+    sealed = bundle.get("bundle_version", 1) >= 2
+    if sealed and bundle.get("sha256") != content_sha256(bundle):
+        raise BundleError(f"{json_file} was changed after export: its sha256 does not match")
+    files = bundle.get("files")
+    if not isinstance(files, dict) or bundle.get("model_file") not in files:
+        raise BundleError(f"{json_file}: its file list does not name the model file")
+    for name, digest in files.items():
+        file = _inside(folder, name)
+        if not file.is_file():
+            raise BundleError(f"{file} is missing from the bundle")
+        if sha256_file(file) != digest:
+            raise BundleError(f"{file} does not match the sha256 in {BUNDLE_FILE}")
+    if sealed:
+        extra = sorted(p.name for p in folder.iterdir() if p.name not in {*files, BUNDLE_FILE})
+        if extra:
+            raise BundleError(f"{folder} holds files the bundle does not list: {extra[:5]}")
+    return bundle, folder
+
+
+def load_bundle(
+    path: str | Path, threads: int | None = None
+) -> tuple[dict[str, Any], ExportedModel]:
+    """A bundle's JSON and its model, after :func:`read_bundle`'s checks."""
+    bundle, folder = read_bundle(path)
     names = [o["name"] for o in bundle["outputs"]]
-    return bundle, ExportedModel(folder / bundle["model_file"], names)
+    return bundle, ExportedModel(_inside(folder, bundle["model_file"]), names, threads)
+
+
+def load_preprocessor(bundle: dict[str, Any], folder: Path) -> Any:
+    """The bundle's preprocessor object (``encode`` / ``collate``), rebuilt from its
+    ``preprocessor`` block: a dlzoo class and its plain arguments."""
+    block = bundle.get("preprocessor")
+    if not isinstance(block, dict):
+        raise BundleError(
+            f"{folder / BUNDLE_FILE} (bundle_version {bundle.get('bundle_version', 1)}) does not "
+            "carry its preprocessor: export it again with this dlzoo"
+        )
+    module, _, name = str(block.get("class", "")).rpartition(".")
+    if not module.startswith("dlzoo."):
+        raise BundleError(f"{folder / BUNDLE_FILE}: {block.get('class')!r} is not a dlzoo class")
+    cls = getattr(importlib.import_module(module), name, None)
+    if cls is None or not hasattr(cls, "from_bundle"):
+        raise BundleError(f"{folder / BUNDLE_FILE}: no preprocessor {block['class']!r}")
+    return cls.from_bundle(block.get("init_args", {}), folder)
 
 
 __all__ = [
     "BUNDLE_FILE",
     "BUNDLE_VERSION",
+    "BundleError",
     "ExportedModel",
+    "content_sha256",
+    "default_threads",
     "load_bundle",
+    "load_preprocessor",
     "package_version",
+    "read_bundle",
+    "seal",
     "sha256_file",
 ]

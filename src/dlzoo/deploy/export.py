@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import shutil
 import tempfile
 import warnings
@@ -33,9 +34,12 @@ from dlzoo.data.base import DataModule
 from dlzoo.deploy.bundle import (
     BUNDLE_FILE,
     BUNDLE_VERSION,
+    BundleError,
     ExportedModel,
     load_bundle,
     package_version,
+    read_bundle,
+    seal,
     sha256_file,
 )
 from dlzoo.models.autoencoder import AutoEncoder
@@ -136,6 +140,28 @@ def check_exportable(model: pl.LightningModule, datamodule: pl.LightningDataModu
         raise ExportError(
             f"cannot export {type(model).__name__}: parameters {uninitialised[:3]} are not "
             "initialised (lazy layers); load a checkpoint or run one batch first"
+        )
+
+
+def check_replaceable(output: Path) -> None:
+    """Raise :class:`ExportError` unless ``output`` is missing, empty, or a bundle holding
+    only the files its manifest lists (which export may replace)."""
+    if not output.exists() or not any(output.iterdir()):
+        return
+    if not (output / BUNDLE_FILE).is_file():
+        raise ExportError(f"{output} exists and is not a dlzoo bundle: choose an empty folder")
+    try:
+        bundle = json.loads((output / BUNDLE_FILE).read_text())
+        listed = {*bundle["files"], BUNDLE_FILE}
+    except (ValueError, KeyError, TypeError):
+        raise ExportError(
+            f"{output / BUNDLE_FILE} cannot be read: choose an empty folder"
+        ) from None
+    foreign = sorted(p.name for p in output.iterdir() if p.name not in listed)
+    if foreign:
+        raise ExportError(
+            f"{output} holds files the bundle did not write ({', '.join(foreign[:5])}): "
+            "move them or choose an empty folder; nothing was written"
         )
 
 
@@ -258,14 +284,14 @@ def export_model(
     The model's weights and the DataModule's state must be the trained ones (see
     :func:`restore_checkpoint`). Nothing is written unless the export succeeds and its outputs
     equal the model's within :data:`PARITY_TOLERANCE`; a previous bundle in ``output`` is
-    replaced, any other non-empty folder is refused. Returns the path of the bundle's JSON.
+    replaced only if it holds nothing but its own files (export never deletes a file it did not
+    write); any other non-empty folder is refused. Returns the path of the bundle's JSON.
     """
     if format not in ("onnx", "torchscript"):
         raise ExportError(f"format must be 'onnx' or 'torchscript', got {format!r}")
     check_exportable(model, datamodule)
     output = Path(output)
-    if output.exists() and any(output.iterdir()) and not (output / BUNDLE_FILE).is_file():
-        raise ExportError(f"{output} exists and is not a dlzoo bundle: choose an empty folder")
+    check_replaceable(output)
     model = model.cpu().eval()
     names = input_names(datamodule)
     network = InferenceNetwork(model).eval()
@@ -303,7 +329,8 @@ def export_model(
             )
         if failures:
             log.info("used %s after %s", exporter, "; ".join(failures))
-        preprocessing = datamodule.preprocessor.describe(staging)
+        preprocessor = datamodule.preprocessor
+        preprocessing = preprocessor.describe(staging)
         outputs = eager_outputs(model, example_batch(datamodule, 3))
         dynamic_inputs = {"tokens": {0: "batch", 1: "sequence"}}
         bundle = {
@@ -327,6 +354,11 @@ def export_model(
             "outputs": [_tensor_spec(n, v, {0: "batch"}) for n, v in outputs.items()],
             "classes": [str(c) for c in datamodule.classes],
             "preprocessing": preprocessing,
+            # how dlzoo itself rebuilds the preprocessing (dlzoo serve --bundle)
+            "preprocessor": {
+                "class": f"{type(preprocessor).__module__}.{type(preprocessor).__qualname__}",
+                "init_args": preprocessor.bundle_args(),
+            },
             "parity": parity,
             "versions": {
                 p: package_version(p)
@@ -341,9 +373,14 @@ def export_model(
                 p.name: sha256_file(p) for p in sorted(staging.iterdir()) if p.name != BUNDLE_FILE
             },
         }
-        (staging / BUNDLE_FILE).write_text(json.dumps(bundle, indent=2) + "\n")
+        (staging / BUNDLE_FILE).write_text(json.dumps(seal(bundle), indent=2) + "\n")
+        # mkdtemp made the folder 0700: give it the permissions of any folder the user makes
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)
         if output.exists():
-            shutil.rmtree(output)  # a previous bundle (checked above)
+            check_replaceable(output)  # again: nothing was added meanwhile
+            shutil.rmtree(output)  # a previous bundle holding only its own files
         staging.rename(output)
     finally:
         if staging.exists():
@@ -360,6 +397,7 @@ def export_model(
 
 __all__ = [
     "BUNDLE_FILE",
+    "BundleError",
     "ExportError",
     "ExportedModel",
     "InferenceNetwork",
@@ -367,4 +405,5 @@ __all__ = [
     "example_batch",
     "export_model",
     "load_bundle",
+    "read_bundle",
 ]

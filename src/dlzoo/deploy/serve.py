@@ -1,16 +1,24 @@
-"""``dlzoo serve``: a trained model behind an HTTP API, on LitServe.
+"""``dlzoo serve``: a trained model behind an HTTP API.
 
 ``POST /predict`` takes raw inputs as a user has them, ``{"inputs": [...]}``: tabular rows as
 objects (column -> value), texts as strings, images as base64 strings (or files uploaded as
 ``multipart/form-data``), MNIST digits as 784 pixel values. Each input becomes the model's input
-through the DataModule's own ``encode_inputs`` / ``collate_inputs``, the code ``dlzoo predict``
-uses, with the fitted state restored from the checkpoint (no training data needed). The answer
-is ``{"predictions": [...]}``: per input the class probabilities by class name and the label
-(autoencoders: the reconstruction error and the latent code).
+through the DataModule's preprocessor (``encode`` / ``collate``), the code ``dlzoo predict``
+uses, with the fitted state restored from the checkpoint or the export bundle. The answer is
+``{"predictions": [...]}``, one row per input as the task decodes it.
 
-Requests are batched across clients (LitServe's ``max_batch_size`` / ``batch_timeout``). A bad
-request gets a 4xx answer that names the problem and never disturbs the requests batched with it.
-``GET /health`` answers ``ok`` once the model is loaded.
+:class:`PredictionAPI` is a LitServe ``LitAPI`` over a *runtime*: the Lightning model in torch
+(:class:`TorchRuntime`), or the exported network in ONNX Runtime (:class:`OnnxRuntime`).
+Two hosts run it: dlzoo's own (:mod:`dlzoo.deploy.host`: uvicorn worker processes, inference
+in-process; the default) and LitServe's (``server="litserve"``: a process per inference worker,
+for GPUs).
+
+Every request is checked on its own before it joins a batch: its shape, then its budgets
+(:class:`Limits`: inputs, bytes, decoded pixels, aspect ratio, text characters), read from
+headers without decoding anything; a request over a budget gets a 413 (422 for an aspect ratio)
+naming the limit and the flag that raises it. Encoding a batch that fails is retried request by
+request, so a bad request gets its own 4xx (a 500 for a dlzoo bug) and never disturbs the
+requests batched with it.
 """
 
 # no `from __future__ import annotations`: LitServe reads decode_request's annotation as a type
@@ -18,19 +26,23 @@ request gets a 4xx answer that names the problem and never disturbs the requests
 import base64
 import json
 import logging
-from dataclasses import dataclass
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as pl
 import litserve as ls
+import numpy as np
 import torch
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dlzoo.callbacks import output_names
-from dlzoo.data.base import DataModule, Preprocessor
+from dlzoo.deploy import RuntimeName, ServerName
+from dlzoo.deploy.bundle import ExportedModel, default_threads, load_bundle, load_preprocessor
+from dlzoo.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +50,54 @@ log = logging.getLogger(__name__)
 MAX_INPUTS = 256
 #: largest request body in bytes (more: 413)
 MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost; each is a ``dlzoo serve`` flag of the same name."""
+
+    #: inputs in one request
+    max_inputs: int = MAX_INPUTS
+    #: request body, MiB
+    max_request_mb: float = MAX_REQUEST_BYTES / 2**20
+    #: decoded pixels of one image (width x height, read from its header)
+    max_image_pixels: int = 40_000_000
+    #: decoded pixels of all the images of one request
+    max_request_pixels: int = 64_000_000
+    #: longer side / shorter side of an image (a 200000x1 image resized is 13 G pixels)
+    max_image_aspect: float = 20.0
+    #: characters of one text (tokenising is bounded anyway: texts are cut to what max_length keeps)
+    max_text_chars: int = 1_000_000
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 2**20)
+
+    def check(self, measures: Sequence[Mapping[str, float]]) -> None:
+        """Raise :class:`RequestError` for the first budget a request's inputs exceed."""
+        for number, m in enumerate(measures):
+            if m.get("pixels", 0) > self.max_image_pixels:
+                raise self._over(413, number, f"{m['pixels']:,.0f} pixels", "max_image_pixels")
+            if m.get("aspect", 0) > self.max_image_aspect:
+                aspect = f"an aspect ratio of {m['aspect']:,.0f}:1"
+                raise self._over(422, number, aspect, "max_image_aspect")
+            if m.get("chars", 0) > self.max_text_chars:
+                raise self._over(413, number, f"{m['chars']:,.0f} characters", "max_text_chars")
+        pixels = sum(m.get("pixels", 0) for m in measures)
+        if pixels > self.max_request_pixels:
+            raise RequestError(
+                413,
+                f"the request's images hold {pixels:,.0f} pixels, more than max_request_pixels="
+                f"{self.max_request_pixels:,} (dlzoo serve --max_request_pixels): send fewer "
+                "or smaller images per request",
+            )
+
+    def _over(self, status: int, number: int, what: str, name: str) -> "RequestError":
+        limit = getattr(self, name)
+        return RequestError(
+            status,
+            f"input {number} has {what}, more than {name}={limit:,} (dlzoo serve --{name})",
+        )
 
 
 class RequestError(ValueError):
@@ -50,7 +110,7 @@ class RequestError(ValueError):
 
 @dataclass
 class _Raw:
-    inputs: list[Any]  # one request's raw inputs, checked for shape only
+    inputs: list[Any]  # one request's raw inputs, checked for shape and budgets
 
 
 @dataclass
@@ -60,11 +120,14 @@ class _Rejected:
 
 
 def request_inputs(
-    body: Any, max_inputs: int = MAX_INPUTS, preprocessor: Preprocessor | None = None
+    body: Any,
+    max_inputs: int = MAX_INPUTS,
+    preprocessor: Any = None,
+    limits: Limits | None = None,
 ) -> list[Any]:
     """The raw inputs of a request body ``{"inputs": [...]}``, each as the preprocessor's
-    ``encode`` takes it (``from_json``: images' base64 decoded to bytes). Raises
-    :class:`RequestError`."""
+    ``encode`` takes it (``from_json``: images' base64 decoded to bytes), within ``limits``.
+    Raises :class:`RequestError`."""
     if not isinstance(body, dict) or "inputs" not in body:
         raise RequestError(
             400, 'the body must be a JSON object {"inputs": [...]} with one entry per input'
@@ -76,58 +139,197 @@ def request_inputs(
         raise RequestError(400, '"inputs" is empty: send at least one input')
     if len(inputs) > max_inputs:
         raise RequestError(
-            413, f"too many inputs in one request: {len(inputs)}, at most {max_inputs}"
+            413,
+            f"too many inputs in one request: {len(inputs)}, at most {max_inputs} "
+            "(dlzoo serve --max_inputs)",
         )
     if preprocessor is None:
         return inputs
     try:
-        return [preprocessor.from_json(value, number) for number, value in enumerate(inputs)]
+        raw = [preprocessor.from_json(value, number) for number, value in enumerate(inputs)]
     except ValueError as err:
         raise RequestError(422, str(err)) from None
+    if limits is not None:
+        limits.check([preprocessor.measure(value) for value in raw])
+    return raw
 
 
+# ------------------------------------------------------------------------------ runtimes
+class TorchRuntime:
+    """The Lightning model's ``predict_step`` in eager torch (CPU or GPU)."""
+
+    name = "torch"
+
+    def __init__(self, model: Any, threads: int | None = None) -> None:
+        self.model = model.cpu().eval()
+        self.threads = threads
+        self.device = torch.device("cpu")
+
+    @property
+    def task(self) -> Task:
+        return self.model.task
+
+    def setup(self, device: str = "cpu") -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self.device = torch.device(device)
+        self.model.to(self.device).eval()
+
+    def __call__(self, batch: Any) -> dict[str, torch.Tensor]:
+        batch = (
+            tuple(t.to(self.device) for t in batch)
+            if isinstance(batch, tuple)
+            else batch.to(self.device)
+        )
+        with torch.inference_mode():
+            return self.model.predict_step((batch,), 0)
+
+
+class OnnxRuntime:
+    """The exported network in ONNX Runtime (CPU): the same outputs as :class:`TorchRuntime`
+    within the export's parity tolerance, decoded by the same task row."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model_file: str | Path,
+        task: str,
+        hyperparameters: Mapping[str, Any],
+        input_names: Sequence[str],
+        threads: int | None = None,
+    ) -> None:
+        self.model_file, self.threads = Path(model_file), threads
+        self.task_name = task  # a name: task rows hold functions, which do not pickle
+        self.hparams = {**hyperparameters, "task": task}
+        self.input_names = list(input_names)
+        self.session: ExportedModel | None = None
+
+    @property
+    def task(self) -> Task:
+        return get_task(self.task_name)
+
+    def setup(self, device: str = "cpu") -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)  # preprocessing's own tensor work
+        # made in the process that runs it: an ONNX Runtime session is not forked or pickled
+        self.session = ExportedModel(self.model_file, self.task.output_names, self.threads)
+
+    def __call__(self, batch: Any) -> dict[str, torch.Tensor]:
+        if self.session is None:
+            self.setup()
+        tensors = batch if isinstance(batch, tuple) else (batch,)
+        feed = {
+            n: np.ascontiguousarray(t.numpy())
+            for n, t in zip(self.input_names, tensors, strict=True)
+        }
+        named = {k: torch.from_numpy(v) for k, v in self.session.run(feed).items()}
+        return self.task.imported(named, self.hparams)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "session": None}
+
+
+# ---------------------------------------------------------------------------- the LitAPI
 class PredictionAPI(ls.LitAPI):
-    """The LitServe API of a dlzoo model and its DataModule (fitted state restored).
+    """The LitServe API of a dlzoo model: a runtime, its preprocessor and output names.
+
+    Build it with :meth:`for_model` (a Lightning model and its DataModule) or
+    :meth:`for_bundle` (an export bundle); ``PredictionAPI(model, datamodule)`` still works.
 
     Args:
-        model: a dlzoo classifier or autoencoder with trained weights.
-        datamodule: its DataModule, with the checkpoint's preprocessing state.
+        runtime: a :class:`TorchRuntime` or :class:`OnnxRuntime` (or, for compatibility, a
+            dlzoo Lightning model, then ``preprocessor`` is its DataModule).
+        preprocessor: the fitted preprocessor (``encode`` / ``collate``).
+        names: class, label or target names of the outputs.
         max_batch_size: inputs of up to this many requests are run as one batch.
         batch_timeout: seconds to wait for more requests to fill a batch.
-        max_inputs: most inputs in one request.
+        limits: the budgets of one request.
     """
 
     def __init__(
         self,
-        model: pl.LightningModule,
-        datamodule: pl.LightningDataModule,
+        runtime: Any,
+        preprocessor: Any,
+        names: Sequence[str] | None = None,
         max_batch_size: int = 64,
         batch_timeout: float = 0.005,
-        max_inputs: int = MAX_INPUTS,
+        limits: Limits | None = None,
+        max_inputs: int | None = None,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
-        if not isinstance(datamodule, DataModule):
+        if not isinstance(runtime, TorchRuntime | OnnxRuntime):  # (model, datamodule)
+            from dlzoo.callbacks import output_names
+
+            names = output_names(preprocessor, runtime)
+            runtime, preprocessor = TorchRuntime(runtime), _preprocessor_of(preprocessor)
+        self.runtime, self.preprocessor = runtime, preprocessor
+        self.names = list(names) if names else None
+        limits = limits or Limits()
+        if max_inputs is not None:
+            limits = Limits(**{**_as_dict(limits), "max_inputs": max_inputs})
+        self.limits = limits
+        self.max_inputs = limits.max_inputs
+
+    @classmethod
+    def for_model(
+        cls,
+        model: Any,
+        datamodule: Any,
+        runtime: RuntimeName = "auto",
+        threads: int | None = None,
+        **kwargs: Any,
+    ) -> "PredictionAPI":
+        """The API of a Lightning model with trained weights and its DataModule (fitted state).
+        ``runtime="onnxruntime"`` (and ``auto`` on CPU) exports the network to a temporary
+        folder first; ``auto`` falls back to torch, saying why, where that export fails."""
+        from dlzoo.callbacks import output_names
+
+        preprocessor = _preprocessor_of(datamodule)
+        names = output_names(datamodule, model)
+        if runtime in ("auto", "onnxruntime"):
+            try:
+                onnx = _export_for_serving(model, datamodule, threads)
+                return cls(onnx, preprocessor, names, **kwargs)
+            except ValueError as err:  # ExportError: this network does not export
+                if runtime == "onnxruntime":
+                    raise
+                log.warning("serving with torch: %s", err)
+        return cls(TorchRuntime(model, threads), preprocessor, names, **kwargs)
+
+    @classmethod
+    def for_bundle(
+        cls, folder: str | Path, threads: int | None = None, **kwargs: Any
+    ) -> "PredictionAPI":
+        """The API of an export bundle (ONNX: ONNX Runtime; TorchScript: torch), its files
+        verified and its preprocessor rebuilt from the bundle alone."""
+        bundle, model = load_bundle(folder, threads)
+        folder = model.path.parent
+        preprocessor = load_preprocessor(bundle, folder)
+        hp = bundle["model"].get("hyperparameters", {})
+        names = bundle.get("classes") or hp.get("target_names")
+        if bundle["model_format"] != "onnx":
             raise ValueError(
-                f"{type(datamodule).__name__} cannot turn raw inputs into tensors; serve a dlzoo "
-                "DataModule (dlzoo.data.base.DataModule)"
+                f"{folder}: dlzoo serve --bundle runs ONNX bundles; this one is "
+                f"{bundle['model_format']} (export with --format onnx)"
             )
-        self.model = model.cpu().eval()
-        self.preprocessor = datamodule.preprocessor
-        self.max_inputs = max_inputs
-        self.names = output_names(datamodule, model)
-        self.device = torch.device("cpu")
+        inputs = [i["name"] for i in bundle["inputs"]]
+        runtime = OnnxRuntime(model.path, bundle["task"], hp, inputs, threads)
+        return cls(runtime, preprocessor, names, **kwargs)
 
     def setup(self, device: str) -> None:
-        self.device = torch.device(device)
-        self.model.to(self.device).eval()
+        self.runtime.setup(device)
 
     def decode_request(self, request: dict) -> Any:
         """The request's raw inputs, or why it cannot be answered. Never raises: a bad request
         must not fail the others batched with it (LitServe fails a whole batch on an error)."""
         try:
-            return _Raw(request_inputs(request, self.max_inputs, self.preprocessor))
+            return _Raw(request_inputs(request, self.max_inputs, self.preprocessor, self.limits))
         except RequestError as err:
             return _Rejected(err.status, str(err))
+        except Exception as err:  # a dlzoo bug: this request alone gets a 500
+            log.exception("reading a request failed")
+            return _Rejected(500, f"internal error ({type(err).__name__})")
 
     def batch(self, inputs: list) -> list:
         return list(inputs)  # requests keep their own inputs; predict() encodes them together
@@ -135,18 +337,19 @@ class PredictionAPI(ls.LitAPI):
     def unbatch(self, output: list) -> list:
         return output
 
-    def _encode(self, requests: list[Any]) -> tuple[list[Any], list[torch.Tensor]]:
-        """Every request's inputs preprocessed by the DataModule in one call (its per-call cost,
-        e.g. pandas for rows, is paid once per batch); if that fails, each request is encoded
-        alone so that only the bad one is refused. Returns, per request, its number of items or
-        its rejection, and all the items."""
+    def _encode(self, requests: list[Any]) -> tuple[list[Any], list[Any]]:
+        """Every request's inputs preprocessed in one call (its per-call cost, e.g. pandas for
+        rows, is paid once per batch); if that fails, each request is encoded alone so that
+        only the bad one is refused. Returns, per request, its number of items or its
+        rejection, and all the items."""
         raws = [r for r in requests if isinstance(r, _Raw)]
         try:
             items = self.preprocessor.encode([x for r in raws for x in r.inputs])
             return [len(r.inputs) if isinstance(r, _Raw) else r for r in requests], items
         except Exception:
             pass  # some request is bad, whatever it raised: encode each alone to find it
-        counts, items = [], []
+        counts: list[Any] = []
+        items = []
         for request in requests:
             if not isinstance(request, _Raw):
                 counts.append(request)
@@ -170,14 +373,8 @@ class PredictionAPI(ls.LitAPI):
         counts, items = self._encode(requests)
         rows: list[dict] = []
         if items:
-            batch = self.preprocessor.collate(items)
-            batch = (
-                tuple(t.to(self.device) for t in batch)
-                if isinstance(batch, tuple)
-                else batch.to(self.device)
-            )
-            with torch.inference_mode():
-                rows = self._rows(self.model.predict_step((batch,), 0))
+            out = self.runtime(self.preprocessor.collate(items))
+            rows = self.runtime.task.decode(out, self.names)
         answers: list[Any] = []
         start = 0
         for count in counts:
@@ -188,20 +385,51 @@ class PredictionAPI(ls.LitAPI):
             start += count
         return answers if isinstance(x, list) else answers[0]
 
-    def _rows(self, out: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
-        """``predict_step``'s tensors as one JSON object per input (the task's decoding)."""
-        return self.model.task.decode(out, self.names)
-
     def encode_response(self, output: Any) -> Any:
         if isinstance(output, _Rejected):
             return JSONResponse({"detail": output.message}, status_code=output.status)
         return {"predictions": output}
 
 
+def _as_dict(limits: Limits) -> dict[str, Any]:
+    return {f.name: getattr(limits, f.name) for f in fields(limits)}
+
+
+def _preprocessor_of(datamodule: Any) -> Any:
+    from dlzoo.data.base import DataModule
+
+    if not isinstance(datamodule, DataModule):
+        raise ValueError(
+            f"{type(datamodule).__name__} cannot turn raw inputs into tensors; serve a dlzoo "
+            "DataModule (dlzoo.data.base.DataModule)"
+        )
+    return datamodule.preprocessor
+
+
+def _export_for_serving(model: Any, datamodule: Any, threads: int | None) -> OnnxRuntime:
+    """The model exported to ONNX in a temporary folder (parity checked, as ``dlzoo export``
+    does), as an :class:`OnnxRuntime`."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from dlzoo.deploy.export import export_model, input_names
+
+    folder = Path(tempfile.mkdtemp(prefix="dlzoo-serve-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    export_model(model, datamodule, folder / "bundle", "onnx")
+    hp = dict(model.hparams)
+    return OnnxRuntime(
+        folder / "bundle" / "model.onnx", model.task.name, hp, input_names(datamodule), threads
+    )
+
+
+# ------------------------------------------------------------------- request middleware
 class RequestChecks:
-    """ASGI middleware in front of ``/predict``: an empty, over-size or malformed body gets its
-    4xx here, and uploaded files (``multipart/form-data``, images) become the JSON body
-    ``{"inputs": [<base64>, ...]}`` the API reads."""
+    """ASGI middleware in front of ``/predict``: an empty, over-size, deeply nested, non-JSON
+    or malformed body gets its 4xx here, and uploaded files (``multipart/form-data``, images)
+    become the JSON body ``{"inputs": [<base64>, ...]}`` the API reads. The parsed body is
+    left in ``scope["dlzoo.body"]`` for a host that need not parse it again."""
 
     def __init__(
         self,
@@ -217,14 +445,15 @@ class RequestChecks:
             await self.app(scope, receive, send)
             return
         try:
-            body, content_type = await self._read(scope, receive)
+            body, parsed = await self._read(scope, receive)
         except RequestError as err:
             await JSONResponse({"detail": str(err)}, status_code=err.status)(scope, receive, send)
             return
         headers = [
             (k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")
         ]
-        headers += [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        headers += [(b"content-type", b"application/json")]
+        headers += [(b"content-length", str(len(body)).encode())]
         sent = False
 
         async def replay() -> Message:
@@ -234,10 +463,19 @@ class RequestChecks:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app({**scope, "headers": headers}, replay, send)
+        await self.app({**scope, "headers": headers, "dlzoo.body": parsed}, replay, send)
 
-    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, bytes]:
-        declared = dict(scope["headers"]).get(b"content-length")
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, Any]:
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        form = content_type == b"multipart/form-data"
+        if content_type and not form and not _is_json(content_type):
+            raise RequestError(
+                415,
+                f"Content-Type {content_type.decode('latin-1')!r} is not accepted: send "
+                "application/json, or image files as multipart/form-data",
+            )
+        declared = headers.get(b"content-length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
             raise RequestError(413, self._too_large(int(declared)))
         chunks, size = [], 0
@@ -259,22 +497,25 @@ class RequestChecks:
                 'empty body: send JSON {"inputs": [...]} (Content-Type: application/json), '
                 "or image files as multipart/form-data",
             )
-        content_type = dict(scope["headers"]).get(b"content-type", b"")
-        if content_type.startswith(b"multipart/form-data"):
-            return await self._files_as_json(scope, body), b"application/json"
+        if form:
+            body = await self._files_as_json(scope, body)
         try:
             parsed = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise RequestError(400, f"the body is not valid JSON: {err}") from None
+        except RecursionError:
+            raise RequestError(400, "the body's JSON is nested too deeply") from None
         request_inputs(parsed, self.max_inputs)  # its shape: {"inputs": [...]}, within max_inputs
-        return body, b"application/json"
+        return body, parsed
 
     async def _files_as_json(self, scope: Scope, body: bytes) -> bytes:
         async def once() -> Message:
             return {"type": "http.request", "body": body, "more_body": False}
 
         try:
-            form = await Request(scope, once).form(max_files=MAX_INPUTS, max_fields=MAX_INPUTS)
+            form = await Request(scope, once).form(
+                max_files=self.max_inputs, max_fields=self.max_inputs
+            )
         except Exception as err:  # starlette's multipart parser raises several types
             raise RequestError(400, f"the multipart body cannot be read: {err}") from None
         files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
@@ -284,69 +525,152 @@ class RequestChecks:
         return json.dumps({"inputs": encoded}).encode()
 
     def _too_large(self, size: int) -> str:
-        return f"request body too large: {size:,} bytes, at most {self.max_bytes:,}"
+        return (
+            f"request body too large: {size:,} bytes, at most {self.max_bytes:,} "
+            "(dlzoo serve --max_request_mb)"
+        )
 
 
+def _is_json(content_type: bytes) -> bool:
+    return content_type == b"application/json" or content_type.endswith(b"+json")
+
+
+# ------------------------------------------------------------------------------- hosting
 def build_server(
-    model: pl.LightningModule,
-    datamodule: pl.LightningDataModule,
+    api: PredictionAPI,
     accelerator: str = "auto",
     devices: int | str = "auto",
     workers_per_device: int = 1,
-    max_batch_size: int = 64,
-    batch_timeout: float = 0.005,
-    max_inputs: int = MAX_INPUTS,
-    max_request_bytes: int = MAX_REQUEST_BYTES,
     timeout: float = 30.0,
 ) -> ls.LitServer:
-    """The LitServer for ``model`` (trained weights) and ``datamodule`` (fitted state).
-    ``max_batch_size=1`` turns batching off."""
-    api = PredictionAPI(
-        model,
-        datamodule,
-        max_batch_size=max_batch_size,
-        batch_timeout=batch_timeout if max_batch_size > 1 else 0.0,
-        max_inputs=max_inputs,
-    )
+    """The LitServer (LitServe's host: a process per inference worker) of ``api``; a dead
+    worker is restarted. ``max_batch_size=1`` of the API turns batching off."""
     return ls.LitServer(
         api,
         accelerator=accelerator,
         devices=devices,
         workers_per_device=workers_per_device,
         timeout=timeout,
+        restart_workers=True,
+        disable_openapi_url=True,
         middlewares=[
             (
                 RequestChecks,
-                {"path": api.api_path, "max_bytes": max_request_bytes, "max_inputs": max_inputs},
+                {
+                    "path": api.api_path,
+                    "max_bytes": api.limits.max_request_bytes,
+                    "max_inputs": api.limits.max_inputs,
+                },
             )
         ],
     )
 
 
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # LitServe's own graceful shutdown path
+
+
 def serve(
-    model: pl.LightningModule,
-    datamodule: pl.LightningDataModule,
+    api: PredictionAPI,
     host: str = "127.0.0.1",
     port: int = 8000,
-    **kwargs: Any,
+    server: ServerName = "dlzoo",
+    workers: int = 1,
+    threads: int | None = None,
+    drain_timeout: float = 10.0,
+    timeout: float = 30.0,
+    accelerator: str = "cpu",
 ) -> None:
-    """Serve until interrupted; binds to ``host`` (loopback unless told otherwise).
-    ``kwargs`` go to :func:`build_server`."""
-    server = build_server(model, datamodule, **kwargs)
-    log.info("serving %s on http://%s:%d/predict", type(model).__name__, host, port)
-    server.run(
+    """Serve ``api`` until SIGTERM or SIGINT; binds to ``host`` (loopback unless told
+    otherwise). ``server="dlzoo"``: :func:`dlzoo.deploy.host.run` (``workers`` processes);
+    ``"litserve"``: LitServe (``workers`` per device)."""
+    if server == "litserve":
+        import multiprocessing
+
+        litserver = build_server(
+            api, accelerator=accelerator, workers_per_device=workers, timeout=timeout
+        )
+        log.info("serving on http://%s:%d/predict (LitServe)", host, port)
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        try:
+            litserver.run(
+                host=host,
+                port=port,
+                generate_client_file=False,
+                log_level="warning",
+                num_api_servers=1,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            for child in multiprocessing.active_children():  # what LitServe left running
+                child.terminate()
+                child.join(5)
+        return
+    from dlzoo.deploy.host import run
+
+    run(
+        api,
         host=host,
         port=port,
-        generate_client_file=False,
-        log_level="warning",
-        num_api_servers=1,
+        workers=workers,
+        threads=threads or max(1, default_threads() // workers),
+        drain_timeout=drain_timeout,
+        timeout=timeout,
+    )
+
+
+def bundle_main(argv: Sequence[str]) -> None:
+    """``dlzoo serve --bundle DIR [options]``: serve an export bundle, no config or checkpoint;
+    the options are ``dlzoo serve``'s (``--help`` lists them)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="dlzoo serve --bundle DIR",
+        description="Serve an ONNX export bundle with ONNX Runtime (POST /predict, GET /health).",
+    )
+    parser.add_argument("--bundle", required=True, help="the bundle folder (dlzoo export)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--server", choices=["dlzoo", "litserve"], default="dlzoo")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--max_batch_size", type=int, default=64)
+    parser.add_argument("--batch_timeout", type=float, default=0.0)
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--drain_timeout", type=float, default=10.0)
+    for field in fields(Limits):
+        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
+    args = parser.parse_args(list(argv))
+    limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
+    threads = args.threads or max(1, default_threads() // args.workers)
+    api = PredictionAPI.for_bundle(
+        args.bundle,
+        threads=threads,
+        max_batch_size=args.max_batch_size,
+        batch_timeout=args.batch_timeout,
+        limits=limits,
+    )
+    serve(
+        api,
+        host=args.host,
+        port=args.port,
+        server=args.server,
+        workers=args.workers,
+        threads=threads,
+        drain_timeout=args.drain_timeout,
+        timeout=args.timeout,
     )
 
 
 __all__ = [
+    "Limits",
+    "OnnxRuntime",
     "PredictionAPI",
     "RequestChecks",
+    "RequestError",
+    "TorchRuntime",
     "build_server",
+    "bundle_main",
     "request_inputs",
     "serve",
 ]

@@ -1,0 +1,340 @@
+"""dlzoo's HTTP host for ``dlzoo serve`` on CPU: uvicorn worker processes that each run the
+:class:`~dlzoo.deploy.serve.PredictionAPI` in-process, under a supervisor.
+
+Why not LitServe's host here: on 2 cores, LitServe answers at most ~580 requests/s with p99
+~50 ms *for an API that does nothing* (its HTTP process hands every request to an inference
+process through queues); plain uvicorn answers ~4,500/s with p99 8 ms (BENCHMARKS.md). So each
+worker here parses, batches and predicts in one process: requests wait in an asyncio queue,
+and one inference thread takes all of them waiting (up to ``max_batch_size``) as one batch
+while the event loop keeps reading new ones.
+
+The supervisor (the process ``dlzoo serve`` started) binds the socket, forks ``workers``
+processes that share it, and:
+
+- on SIGTERM or SIGINT, asks every worker to stop (uvicorn drains in-flight requests for up to
+  ``drain_timeout`` s), kills what is left, closes the socket and returns: the port is free;
+- restarts a worker that dies (a worker's in-flight requests see their connection closed at
+  once); if workers keep dying (5 within a minute) it stops with one ``dlzoo: error`` line;
+- dies with its workers: each worker gets SIGTERM if the supervisor is killed (Linux
+  ``PR_SET_PDEATHSIG``), so nothing is left holding the port.
+
+``GET`` or ``HEAD /health`` answers ``200 ok`` while the worker's inference thread is alive
+and not stuck on a batch for longer than ``timeout``; otherwise ``503`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from dlzoo.deploy.serve import PredictionAPI, RequestChecks, _Rejected
+
+log = logging.getLogger(__name__)
+
+#: a worker dying this many times within RESTART_WINDOW seconds stops the server
+MAX_RESTARTS = 5
+RESTART_WINDOW = 60.0
+
+
+class Batcher:
+    """Requests queued by the event loop, predicted in batches by one inference thread."""
+
+    def __init__(self, api: PredictionAPI, timeout: float) -> None:
+        self.api, self.timeout = api, timeout
+        self.max_batch_size = max(1, int(api.max_batch_size or 1))
+        self.batch_timeout = float(api.batch_timeout or 0.0) if self.max_batch_size > 1 else 0.0
+        self.queue: asyncio.Queue[tuple[Any, asyncio.Future]] = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="dlzoo-inference")
+        self.busy_since: float | None = None  # when the running batch started
+        self.task: asyncio.Task | None = None
+
+    async def submit(self, request: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((request, future))
+        try:
+            return await asyncio.wait_for(future, self.timeout)
+        except TimeoutError:
+            return _Rejected(504, f"no answer within {self.timeout:g} s (dlzoo serve --timeout)")
+
+    def health(self) -> str | None:
+        """Why this worker cannot answer now, or ``None``."""
+        if self.task is None or self.task.done():
+            return "the inference loop is not running"
+        if self.busy_since is not None and time.monotonic() - self.busy_since > self.timeout:
+            return f"a batch has been running for more than {self.timeout:g} s"
+        return None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self.queue.get()]
+            while len(batch) < self.max_batch_size and not self.queue.empty():
+                batch.append(self.queue.get_nowait())  # everything waiting now
+            deadline = loop.time() + self.batch_timeout
+            while len(batch) < self.max_batch_size and (left := deadline - loop.time()) > 0:
+                try:
+                    batch.append(await asyncio.wait_for(self.queue.get(), left))
+                except TimeoutError:
+                    break
+            live = [(r, f) for r, f in batch if not f.done()]  # timed-out clients are gone
+            if not live:
+                continue
+            self.busy_since = time.monotonic()
+            try:
+                answers = await loop.run_in_executor(
+                    self.executor, self.api.predict, [r for r, _ in live]
+                )
+            except Exception as err:  # a dlzoo bug: this batch gets 500s, the loop goes on
+                log.exception("predicting a batch failed")
+                answers = [_Rejected(500, f"internal error ({type(err).__name__})")] * len(live)
+            finally:
+                self.busy_since = None
+            for (_, future), answer in zip(live, answers, strict=True):
+                if not future.done():
+                    future.set_result(answer)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(
+        json.dumps(payload, allow_nan=False, separators=(",", ":")),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def build_app(api: PredictionAPI, timeout: float = 30.0) -> Starlette:
+    """The ASGI app of one worker: ``POST /predict`` and ``GET``/``HEAD /health``; nothing
+    else (no docs or info routes)."""
+    batcher = Batcher(api, timeout)
+
+    async def predict(request: Request) -> Response:
+        body = request.scope.get("dlzoo.body")
+        if body is None:
+            body = await request.json()
+        decoded = api.decode_request(body)
+        answer = decoded if isinstance(decoded, _Rejected) else await batcher.submit(decoded)
+        if isinstance(answer, _Rejected):
+            return _json({"detail": answer.message}, answer.status)
+        try:
+            return _json({"predictions": answer})
+        except ValueError:  # NaN or inf in an answer: JSON has no such numbers, send null
+            return _json({"predictions": _finite(answer)})
+
+    async def health(request: Request) -> Response:
+        reason = batcher.health()
+        if reason:
+            return PlainTextResponse(f"not ready: {reason}", status_code=503)
+        return PlainTextResponse("ok")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        batcher.task = asyncio.create_task(batcher.run())
+        yield
+        batcher.task.cancel()
+        batcher.executor.shutdown(wait=False, cancel_futures=True)
+
+    app = Starlette(
+        routes=[
+            Route(api.api_path, predict, methods=["POST"]),
+            Route("/health", health, methods=["GET", "HEAD"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        RequestChecks,
+        path=api.api_path,
+        max_bytes=api.limits.max_request_bytes,
+        max_inputs=api.limits.max_inputs,
+    )
+    app.state.batcher = batcher
+    return app
+
+
+def _die_with_parent() -> None:
+    """SIGTERM this process when its parent dies (Linux); elsewhere, nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker(
+    api: PredictionAPI, sock: socket.socket, number: int, drain: float, timeout: float
+) -> None:
+    """A forked worker: set up the runtime, then serve on the shared socket until SIGTERM."""
+    _die_with_parent()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)  # uvicorn installs its own
+    api.setup("cpu")
+    config = uvicorn.Config(
+        build_app(api, timeout),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=drain,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _fork_worker(
+    api: PredictionAPI, sock: socket.socket, number: int, drain: float, timeout: float
+) -> int:
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 0
+        try:
+            _worker(api, sock, number, drain, timeout)
+        except BaseException:
+            log.exception("worker %d failed", number)
+            code = 1
+        finally:
+            logging.shutdown()
+            os._exit(code)
+    return pid
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket the workers share."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class ServerError(RuntimeError):
+    """The server had to stop: workers kept dying."""
+
+
+def run(
+    api: PredictionAPI,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    threads: int = 1,
+    drain_timeout: float = 10.0,
+    timeout: float = 30.0,
+) -> None:
+    """Serve ``api`` with ``workers`` forked processes of ``threads`` intra-op threads each
+    until SIGTERM/SIGINT (then return with the port free) or until workers keep dying (then
+    raise :class:`ServerError`)."""
+    api.runtime.threads = api.runtime.threads or threads
+    sock = bind(host, port)
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    children: dict[int, int] = {}  # pid -> worker number
+    deaths: list[float] = []
+    failure = None
+    try:
+        for number in range(workers):
+            children[_fork_worker(api, sock, number, drain_timeout, timeout)] = number
+        log.info(
+            "serving on http://%s:%d%s: %d worker(s) x %d thread(s), %s",
+            host,
+            port,
+            api.api_path,
+            workers,
+            api.runtime.threads,
+            api.runtime.name,
+        )
+        while not stopping:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                time.sleep(0.1)
+                continue
+            number = children.pop(pid, None)
+            if number is None or stopping:
+                continue
+            now = time.monotonic()
+            deaths = [t for t in deaths if now - t < RESTART_WINDOW] + [now]
+            how = _exit_reason(status)
+            if len(deaths) >= MAX_RESTARTS:
+                failure = (
+                    f"worker {number} {how}; workers died {len(deaths)} times within "
+                    f"{RESTART_WINDOW:g} s, stopping (see the log above)"
+                )
+                break
+            log.warning("worker %d (pid %d) %s; restarting it", number, pid, how)
+            children[_fork_worker(api, sock, number, drain_timeout, timeout)] = number
+    finally:
+        _stop_workers(children, drain_timeout)
+        sock.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if failure:
+        raise ServerError(failure)
+
+
+def _exit_reason(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+def _stop_workers(children: dict[int, int], drain: float) -> None:
+    """SIGTERM every worker, wait for them to drain (bounded), SIGKILL what is left."""
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + drain + 5
+    waiting = set(children)
+    while waiting and time.monotonic() < deadline:
+        for pid in list(waiting):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                waiting.discard(pid)
+        time.sleep(0.05)
+    for pid in waiting:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+__all__ = ["Batcher", "ServerError", "bind", "build_app", "run"]
