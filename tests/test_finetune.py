@@ -397,3 +397,26 @@ def test_gradual_unfreezing_keeps_the_backbone_fixed_until_the_epoch_and_warns_n
     assert seen[1][:2] == (1, True) and not seen[1][2]  # unfrozen: the whole backbone trains
     messages = [str(w.message) for w in caught]
     assert not [m for m in messages if "already exist within another group" in m], messages
+
+
+def test_cached_features_come_from_onnxruntime_checked_against_torch() -> None:
+    from dlzoo.models.backbones import CheckedExtractor
+
+    torch.manual_seed(0)
+    model = FineTuneClassifier(backbone="resnet18", weights=None, cache_features=True).eval()
+    images = torch.randn(5, 3, 64, 64)
+    extractor = CheckedExtractor(model.backbone, model.extract_features, threads=1)
+    with torch.inference_mode():
+        first = extractor(images[:3])  # checked against torch
+        later = extractor(images[3:])  # ONNX Runtime alone, another batch size
+        expected = model.extract_features(images)
+    assert extractor.runtime == "onnxruntime" and extractor.session is not None
+    torch.testing.assert_close(torch.cat([first, later]), expected, rtol=0, atol=1e-5 * 10)
+
+    def shifted(batch: torch.Tensor) -> torch.Tensor:  # torch disagrees: ONNX Runtime is dropped
+        return model.extract_features(batch) + 1.0
+
+    extractor = CheckedExtractor(model.backbone, shifted, threads=1)
+    with torch.inference_mode():
+        torch.testing.assert_close(extractor(images), shifted(images))
+    assert extractor.runtime == "torch" and extractor.session is None

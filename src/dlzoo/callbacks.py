@@ -414,7 +414,13 @@ class CacheFeatures(Callback):
             )
         pl_module.ensure_pretrained()  # callbacks run before the module's own on_fit_start
         pl_module.backbone.eval()
-        datamodule.cache_features(pl_module.extract_features, pl_module.device)
+        extractor = pl_module.extract_features
+        runtime = pl_module.hparams.get("feature_runtime", "torch")
+        if pl_module.device.type == "cpu" and runtime != "torch":
+            from dlzoo.models.backbones import CheckedExtractor
+
+            extractor = CheckedExtractor(pl_module.backbone, extractor, torch.get_num_threads())
+        datamodule.cache_features(extractor, pl_module.device)
 
 
 class ProgressBar(TQDMProgressBar):

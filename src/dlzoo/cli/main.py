@@ -576,9 +576,12 @@ def _import(class_path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def make_cli(args: list[str] | None = None, run: bool = True) -> DlzooCLI:
+def make_cli(
+    args: list[str] | None = None, run: bool = True, trainer_defaults: dict | None = None
+) -> DlzooCLI:
     """The ``dlzoo`` CLI on ``args``; ``run=False`` only builds the model, data and trainer
-    (then ``args`` has no subcommand)."""
+    (then ``args`` has no subcommand). ``trainer_defaults``: Trainer arguments under the
+    config's (``callbacks`` are added to the config's, e.g. a sweep's pruning callback)."""
     _hide_known_noise()
     _show_dlzoo_logs()
     text = registered_help()
@@ -597,6 +600,7 @@ def make_cli(args: list[str] | None = None, run: bool = True) -> DlzooCLI:
         trainer_class=DlzooTrainer,
         parser_class=DlzooArgumentParser,
         parser_kwargs=parser_kwargs,
+        trainer_defaults=trainer_defaults or {},
         args=args,
         run=run,
     )
@@ -633,6 +637,10 @@ def main(args: list[str] | None = None) -> None:
         from dlzoo.deploy.serve import bundle_main
 
         run = partial(bundle_main, given[1:])
+    elif list(given[:1]) == ["sweep"]:
+        from dlzoo.sweep import main as sweep_main
+
+        run = partial(sweep_main, list(given[1:]))
     else:
         run = partial(make_cli, None if args is None else list(args))
     if args is not None:

@@ -95,6 +95,9 @@ class FineTuneClassifier(TaskModule):
         cache_features: compute backbone features of the train/val images once and train the
             head on them (frozen backbone, no augmentation, an image DataModule).
         channels_last: run convolutions in NHWC layout (faster with mixed precision on GPUs).
+        feature_runtime: what computes cached features on CPU: ``onnxruntime`` (checked against
+            torch on the first batch; torch where they differ), ``torch``, or ``auto``
+            (ONNX Runtime on CPU, torch on a GPU).
         **kwargs: the task, optimiser, scheduler and L1 settings of :class:`TaskModule`.
     """
 
@@ -112,6 +115,7 @@ class FineTuneClassifier(TaskModule):
         unfreeze_lr_ratio: float = 0.1,
         cache_features: bool = False,
         channels_last: bool = False,
+        feature_runtime: Literal["auto", "onnxruntime", "torch"] = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
