@@ -59,6 +59,8 @@ def bench(session: nox.Session) -> None:
         "bench_vision.py",
         "bench_text.py",
         "bench_deploy.py",
+        "bench_sweep.py",
+        "bench_layout.py",
         "bench_pretrained.py",
     ):
         session.run(UV, "run", "--locked", "python", f"benchmarks/{script}", *session.posargs)

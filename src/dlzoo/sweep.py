@@ -54,6 +54,7 @@ SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 #: trial attributes dlzoo sets (besides Optuna's own)
 HOST_KEY, PID_KEY, REASON_KEY, FINAL_KEY, RUN_KEY = "host", "pid", "reason", "final", "run"
+DUPLICATE_KEY, RETRY_KEY = "duplicate_of", "retry_of"
 
 
 class SweepError(ValueError):
@@ -395,10 +396,12 @@ def _fail_dead_local_trials(study: Any) -> None:
             pass
         except PermissionError:
             continue
-        storage = study._storage  # the public API cannot finish another process's trial
-        storage.set_trial_user_attr(trial._trial_id, REASON_KEY, "its process was killed")
-        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        log.info("trial %d was left running by a killed process: marked failed", trial.number)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        # its point runs again first (a grid counts a failed point as visited)
+        study.enqueue_trial(trial.params, user_attrs={RETRY_KEY: trial.number})
+        log.info(
+            "trial %d was left running by a killed process: failed, queued again", trial.number
+        )
 
 
 # ----------------------------------------------------------------------------- the run
@@ -430,6 +433,7 @@ class Sweep:
             and (other := _same_point(trial, trial.params)) is not None
         ):
             trial.set_user_attr(REASON_KEY, f"the same grid point as trial {other}")
+            trial.set_user_attr(DUPLICATE_KEY, other)
             raise optuna.TrialPruned(f"the same grid point as trial {other}")
         folder = self.root / f"trial_{trial.number}"
         trial.set_user_attr(RUN_KEY, str(folder))
@@ -538,19 +542,27 @@ def run_sweep(
         )
     _fail_dead_local_trials(the_study)
     sweep = Sweep(config, parsed, folder, name, storage, metric, direction, extra)
-    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+    def finished(study: Any) -> int:  # complete or pruned, a skipped duplicate not counted
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        trials = study.get_trials(deepcopy=False, states=states)
+        return sum(DUPLICATE_KEY not in t.user_attrs for t in trials)
+
+    def stop_when_done(study: Any, trial: Any) -> None:
+        if finished(study) >= total:
+            study.stop()
+
     started = time.monotonic()
     log.info("sweep %s: %d trials of %s (%s), in %s", name, total, metric, direction, folder)
     interrupted = False
     try:
-        finished = len(the_study.get_trials(deepcopy=False, states=done))
-        if finished < total:
+        if finished(the_study) < total:
             the_study.optimize(
                 sweep.objective,
                 timeout=timeout,
                 catch=(_Failed,),
                 callbacks=[
-                    optuna.study.MaxTrialsCallback(total, states=done),
+                    stop_when_done,
                     lambda s, t: write_results(s, folder, metric),
                 ],
                 gc_after_trial=True,
@@ -581,7 +593,7 @@ def write_results(study: Any, folder: Path, metric: str) -> None:
         row.update(
             {
                 "duration_s": round(duration, 1) if duration is not None else None,
-                "reason": t.user_attrs.get(REASON_KEY, ""),
+                "reason": _reason(t),
                 "run": t.user_attrs.get(RUN_KEY, ""),
             }
         )
@@ -605,6 +617,15 @@ def write_results(study: Any, folder: Path, metric: str) -> None:
         )
         (folder / "best.yaml").write_text(header + yaml.safe_dump(settings, sort_keys=False))
     _plots(study, folder, metric, len(complete))
+
+
+def _reason(trial: Any) -> str:
+    """Why a trial did not complete: what dlzoo recorded, or, for a failed trial with no record,
+    that its process stopped before it finished (killed, or stopped beating)."""
+    recorded = trial.user_attrs.get(REASON_KEY)
+    if recorded:
+        return recorded
+    return "its process was killed" if trial.state.name == "FAIL" else ""
 
 
 def _plots(study: Any, folder: Path, metric: str, complete: int) -> None:

@@ -81,9 +81,11 @@ class ExportedModel:
 
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3
-            if threads:
+            if threads:  # serving: a fixed share of the cores, and no busy-waiting
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
+                # idle intra-op threads spin by default, taking the CPU the HTTP side needs
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = onnxruntime.InferenceSession(
                 str(self.path), options, providers=["CPUExecutionProvider"]
             )
