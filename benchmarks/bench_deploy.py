@@ -365,8 +365,58 @@ def main() -> None:
                 f"| {runtime} | {f[runtime]:.1f} s | {fit.get('wall', float('nan')):.0f} s | "
                 f"{fit.get('val_acc', float('nan')):.4f} | {fit.get('val_auroc', float('nan')):.4f} |"
             )
+    lines += ["", *_goals(results)]
     lines.append(END)
     write_section(args.out, START, END, "\n".join(lines))
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _goals(results: dict) -> list[str]:
+    """The issue's goals, each against the row that measures it."""
+    lines = ["Goals (issue 18):", ""]
+    bank = results.get("bank_ffn_serve_ort_batched")
+    if bank:
+        best = max(
+            (
+                results[k]
+                for k in results
+                if k.startswith("bank_ffn_serve_") and "litserve" not in k
+            ),
+            key=lambda r: r["rps"],
+        )
+        lines.append(
+            "- bank FFN served at >= 1,000 requests/s with p99 <= 25 ms: "
+            f"{_met(bank['rps'] >= 1000 and bank['p99'] <= 25)} with the defaults "
+            f"(`--bundle`, 1 worker): {bank['rps']:,.0f} requests/s, p99 {bank['p99']:.1f} ms; "
+            f"best row {best['rps']:,.0f} requests/s, p99 {best['p99']:.1f} ms (before: 293, "
+            "p99 87 ms, LitServe)."
+        )
+        lines.append(
+            f"- start to a healthy `/health` <= 10 s with ONNX Runtime: {_met(bank['ready_s'] <= 10)} "
+            f"({bank['ready_s']:.1f} s from a bundle; before: ~40 s). Memory: "
+            f"{bank['pss_mb']:,.0f} MiB PSS for supervisor and worker (before: ~1.7 GB)."
+        )
+    cats = [results[k] for k in results if k.startswith("catsdogs_mobilenet_v2_serve_")]
+    if cats:
+        best = max(cats, key=lambda r: r["rps"])
+        lines.append(
+            f"- MobileNetV2 images at >= 3x the 32 requests/s before (96): {_met(best['rps'] >= 96)}"
+            f" ({best['rps']:.0f} requests/s at best, {best['rps'] / 32:.1f}x)."
+        )
+    if "features_pass" in results:
+        f = results["features_pass"]
+        speed = f["torch"] / f["onnxruntime"]
+        fits = [results.get(f"features_fit_{r}", {}) for r in ("torch", "onnxruntime")]
+        same = fits[0].get("val_acc") == fits[1].get("val_acc")
+        lines.append(
+            f"- frozen-backbone feature pass >= 2x faster: {_met(speed >= 2)} ({speed:.1f}x), "
+            f"accuracy {'unchanged' if same else 'changed'} "
+            f"({fits[0].get('val_acc', float('nan')):.4f} and {fits[1].get('val_acc', float('nan')):.4f})."
+        )
+    return lines
 
 
 if __name__ == "__main__":

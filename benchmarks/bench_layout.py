@@ -105,7 +105,7 @@ def main() -> None:
         "Command: `nox -s bench` (`python benchmarks/bench_layout.py`); rounds interleaved, "
         "median ms per call, nothing else of ours running.",
         "",
-        "| what | NCHW (default) | channels_last | ONNX Runtime |",
+        "| what | NCHW | channels_last | ONNX Runtime |",
         "|---|---|---|---|",
         f"| book ConvNet (MNIST, batch 64), one training step | {c['nchw']:.2f} | "
         f"{c['channels_last']:.2f} ({c['nchw'] / c['channels_last']:.2f}x) | |",

@@ -277,7 +277,7 @@ def test_a_bad_request_does_not_fail_the_requests_batched_with_it(servers: dict)
     payloads = [
         bad if i % 2 else {"inputs": rows[i % len(rows) : i % len(rows) + 1]} for i in range(24)
     ]
-    with ThreadPoolExecutor(8) as pool:  # concurrent: LitServe batches them together
+    with ThreadPoolExecutor(8) as pool:  # concurrent: the server batches them together
         results = list(pool.map(lambda p: post_json(port, p), payloads))
     for payload, (status, answer) in zip(payloads, results, strict=True):
         if payload is bad:
