@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -29,10 +30,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     return FeedForwardNet(num_features=dm.num_features, hidden_sizes=[8]).eval(), dm
 
 
-@pytest.fixture
-def bundle(trained: tuple, tmp_path: Path) -> Path:
+@pytest.fixture(scope="module")
+def exported(trained: tuple, tmp_path_factory: pytest.TempPathFactory) -> Path:
     model, dm = trained
-    return export_model(model, dm, tmp_path / "bundle").parent
+    return export_model(model, dm, tmp_path_factory.mktemp("export") / "bundle").parent
+
+
+@pytest.fixture
+def bundle(exported: Path, tmp_path: Path) -> Path:
+    """A fresh copy of one exported bundle, for each test to tamper with."""
+    return Path(shutil.copytree(exported, tmp_path / "bundle"))
 
 
 def _edit_json(folder: Path, change: Callable[[dict], None]) -> None:
@@ -137,10 +144,10 @@ def test_export_never_deletes_a_file_it_did_not_write(trained: tuple, bundle: Pa
     assert sorted(p.name for p in bundle.iterdir()) == [BUNDLE_FILE, "model.onnx"]
 
 
-def test_bundle_files_and_folder_get_normal_permissions(bundle: Path) -> None:
+def test_bundle_files_and_folder_get_normal_permissions(exported: Path) -> None:
     # defect 6: bundle folders were created 0700
     umask = os.umask(0)
     os.umask(umask)
-    assert stat.S_IMODE(bundle.stat().st_mode) == 0o777 & ~umask
-    for file in bundle.iterdir():
+    assert stat.S_IMODE(exported.stat().st_mode) == 0o777 & ~umask
+    for file in exported.iterdir():
         assert stat.S_IMODE(file.stat().st_mode) == 0o666 & ~umask
