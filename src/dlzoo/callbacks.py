@@ -423,6 +423,54 @@ class CacheFeatures(Callback):
         datamodule.cache_features(extractor, pl_module.device)
 
 
+class OnnxPredict(Callback):
+    """``dlzoo predict`` on CPU with the network in ONNX Runtime: the model is exported at the
+    start (parity checked to 1e-5 on example batches, as ``dlzoo export`` does) and each predict
+    batch goes through the exported graph; outputs are decoded by the same task row.
+
+    ``runtime``: ``onnxruntime`` (always; an export failure is an error), ``torch`` (never), or
+    ``auto``: ONNX Runtime for sets of at least :attr:`MIN_BATCHES` batches (exporting costs
+    seconds; below that eager torch is done first), torch where the network does not export.
+    """
+
+    #: under ``auto``, smaller predict sets stay in eager torch
+    MIN_BATCHES = 16
+
+    def __init__(self, runtime: str = "auto") -> None:
+        self.runtime = runtime
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from dlzoo.models.base import TaskModule
+
+        if self.runtime == "torch" or pl_module.device.type != "cpu":
+            return
+        if not isinstance(pl_module, TaskModule) or not isinstance(trainer.datamodule, DataModule):
+            return
+        batches = sum(int(n) for n in trainer.num_predict_batches if n != float("inf"))
+        if self.runtime == "auto" and batches < self.MIN_BATCHES:
+            return
+        from dlzoo.deploy.serve import _export_for_serving
+
+        try:
+            onnx = _export_for_serving(pl_module, trainer.datamodule, torch.get_num_threads())
+            onnx.setup()
+        except ValueError as err:  # ExportError: this network does not export
+            if self.runtime == "onnxruntime":
+                raise
+            log.info("dlzoo predict runs torch: %s", err)
+            return
+
+        def predict_step(batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict:
+            x = batch[0] if isinstance(batch, tuple | list) else batch
+            return onnx(x)
+
+        pl_module.predict_step = predict_step  # this run only: removed at predict end
+        log.info("dlzoo predict: the network runs in ONNX Runtime (%d batches)", batches)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        vars(pl_module).pop("predict_step", None)
+
+
 class ProgressBar(TQDMProgressBar):
     """Lightning's progress bar without ``v_num`` (the run's version, shown as a metric)."""
 
