@@ -449,10 +449,10 @@ class OnnxPredict(Callback):
         batches = sum(int(n) for n in trainer.num_predict_batches if n != float("inf"))
         if self.runtime == "auto" and batches < self.MIN_BATCHES:
             return
-        from dlzoo.deploy.serve import _export_for_serving
+        from dlzoo.deploy.runtime import export_runtime
 
         try:
-            onnx = _export_for_serving(pl_module, trainer.datamodule, torch.get_num_threads())
+            onnx = export_runtime(pl_module, trainer.datamodule, torch.get_num_threads())
             onnx.setup()
         except ValueError as err:  # ExportError: this network does not export
             if self.runtime == "onnxruntime":

@@ -170,6 +170,11 @@ class TabularPreprocessor:
         na_values: list[str] | None = None,
     ) -> None:
         self.state, self.missing_values, self.na_values = state, missing_values, na_values
+        #: per categorical column, value -> one-hot slot (0: never seen in training)
+        self.category_codes = {
+            column: {value: i + 1 for i, value in enumerate(known)}
+            for column, known in state["categories"].items()
+        }
 
     @property
     def num_features(self) -> int:
@@ -294,7 +299,7 @@ class TabularPreprocessor:
         binary = np.empty((len(rows), len(state["binary"])), dtype=np.float64)
         categories = list(state["categories"].items())
         codes = np.zeros((len(rows), len(categories)), dtype=np.int64)
-        lookups = self._category_codes()
+        lookups = self.category_codes
         for r, row in enumerate(rows):
             for c, column in enumerate(state["numeric"]):
                 value = row.get(column)
@@ -334,14 +339,6 @@ class TabularPreprocessor:
             one_hot[np.arange(len(rows)), codes[:, c]] = 1.0
             parts.append(one_hot)
         return torch.from_numpy(np.concatenate(parts, axis=1, dtype=np.float32))
-
-    def _category_codes(self) -> dict[str, dict[str, int]]:
-        if getattr(self, "_codes", None) is None:
-            self._codes = {
-                column: {value: i + 1 for i, value in enumerate(known)}
-                for column, known in self.state["categories"].items()
-            }
-        return self._codes
 
     def collate(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
         """Encoded rows as the model's input batch ``(N, num_features)``."""

@@ -24,6 +24,7 @@ requests batched with it.
 # no `from __future__ import annotations`: LitServe reads decode_request's annotation as a type
 
 import base64
+import dataclasses
 import json
 import logging
 import signal
@@ -33,16 +34,14 @@ from pathlib import Path
 from typing import Any
 
 import litserve as ls
-import numpy as np
-import torch
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dlzoo.deploy import RuntimeName, ServerName
-from dlzoo.deploy.bundle import ExportedModel, default_threads, load_bundle, load_preprocessor
-from dlzoo.tasks import Task, get_task
+from dlzoo.deploy.bundle import default_threads, load_bundle, load_preprocessor
+from dlzoo.deploy.runtime import OnnxRuntime, TorchRuntime, export_runtime
 
 log = logging.getLogger(__name__)
 
@@ -154,82 +153,6 @@ def request_inputs(
     return raw
 
 
-# ------------------------------------------------------------------------------ runtimes
-class TorchRuntime:
-    """The Lightning model's ``predict_step`` in eager torch (CPU or GPU)."""
-
-    name = "torch"
-
-    def __init__(self, model: Any, threads: int | None = None) -> None:
-        self.model = model.cpu().eval()
-        self.threads = threads
-        self.device = torch.device("cpu")
-
-    @property
-    def task(self) -> Task:
-        return self.model.task
-
-    def setup(self, device: str = "cpu") -> None:
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        self.device = torch.device(device)
-        self.model.to(self.device).eval()
-
-    def __call__(self, batch: Any) -> dict[str, torch.Tensor]:
-        batch = (
-            tuple(t.to(self.device) for t in batch)
-            if isinstance(batch, tuple)
-            else batch.to(self.device)
-        )
-        with torch.inference_mode():
-            return self.model.predict_step((batch,), 0)
-
-
-class OnnxRuntime:
-    """The exported network in ONNX Runtime (CPU): the same outputs as :class:`TorchRuntime`
-    within the export's parity tolerance, decoded by the same task row."""
-
-    name = "onnxruntime"
-
-    def __init__(
-        self,
-        model_file: str | Path,
-        task: str,
-        hyperparameters: Mapping[str, Any],
-        input_names: Sequence[str],
-        threads: int | None = None,
-    ) -> None:
-        self.model_file, self.threads = Path(model_file), threads
-        self.task_name = task  # a name: task rows hold functions, which do not pickle
-        self.hparams = {**hyperparameters, "task": task}
-        self.input_names = list(input_names)
-        self.session: ExportedModel | None = None
-
-    @property
-    def task(self) -> Task:
-        return get_task(self.task_name)
-
-    def setup(self, device: str = "cpu") -> None:
-        if self.threads:
-            torch.set_num_threads(self.threads)  # preprocessing's own tensor work
-        # made in the process that runs it: an ONNX Runtime session is not forked or pickled
-        self.session = ExportedModel(self.model_file, self.task.output_names, self.threads)
-
-    def __call__(self, batch: Any) -> dict[str, torch.Tensor]:
-        if self.session is None:
-            self.setup()
-        tensors = batch if isinstance(batch, tuple) else (batch,)
-        feed = {
-            n: np.ascontiguousarray(t.numpy())
-            for n, t in zip(self.input_names, tensors, strict=True)
-        }
-        named = {k: torch.from_numpy(v) for k, v in self.session.run(feed).items()}
-        return self.task.imported(named, self.hparams)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "session": None}
-
-
 # ---------------------------------------------------------------------------- the LitAPI
 class PredictionAPI(ls.LitAPI):
     """The LitServe API of a dlzoo model: a runtime, its preprocessor and output names.
@@ -267,7 +190,7 @@ class PredictionAPI(ls.LitAPI):
         self.names = list(names) if names else None
         limits = limits or Limits()
         if max_inputs is not None:
-            limits = Limits(**{**_as_dict(limits), "max_inputs": max_inputs})
+            limits = dataclasses.replace(limits, max_inputs=max_inputs)
         self.limits = limits
         self.max_inputs = limits.max_inputs
 
@@ -289,7 +212,7 @@ class PredictionAPI(ls.LitAPI):
         names = output_names(datamodule, model)
         if runtime in ("auto", "onnxruntime"):
             try:
-                onnx = _export_for_serving(model, datamodule, threads)
+                onnx = export_runtime(model, datamodule, threads)
                 return cls(onnx, preprocessor, names, **kwargs)
             except ValueError as err:  # ExportError: this network does not export
                 if runtime == "onnxruntime":
@@ -391,10 +314,6 @@ class PredictionAPI(ls.LitAPI):
         return {"predictions": output}
 
 
-def _as_dict(limits: Limits) -> dict[str, Any]:
-    return {f.name: getattr(limits, f.name) for f in fields(limits)}
-
-
 def _preprocessor_of(datamodule: Any) -> Any:
     from dlzoo.data.base import DataModule
 
@@ -404,24 +323,6 @@ def _preprocessor_of(datamodule: Any) -> Any:
             "DataModule (dlzoo.data.base.DataModule)"
         )
     return datamodule.preprocessor
-
-
-def _export_for_serving(model: Any, datamodule: Any, threads: int | None) -> OnnxRuntime:
-    """The model exported to ONNX in a temporary folder (parity checked, as ``dlzoo export``
-    does), as an :class:`OnnxRuntime`."""
-    import atexit
-    import shutil
-    import tempfile
-
-    from dlzoo.deploy.export import export_model, input_names
-
-    folder = Path(tempfile.mkdtemp(prefix="dlzoo-serve-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    export_model(model, datamodule, folder / "bundle", "onnx")
-    hp = dict(model.hparams)
-    return OnnxRuntime(
-        folder / "bundle" / "model.onnx", model.task.name, hp, input_names(datamodule), threads
-    )
 
 
 # ------------------------------------------------------------------- request middleware

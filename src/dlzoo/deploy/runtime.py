@@ -1,0 +1,112 @@
+"""What runs a dlzoo network when serving or predicting: the Lightning model in eager torch
+(:class:`TorchRuntime`) or the exported graph in ONNX Runtime (:class:`OnnxRuntime`). Both take a
+collated batch and return ``predict_step``'s outputs, so the task row decodes either."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dlzoo.deploy.bundle import ExportedModel
+from dlzoo.tasks import Task, get_task
+
+
+class TorchRuntime:
+    """The Lightning model's ``predict_step`` in eager torch (CPU or GPU)."""
+
+    name = "torch"
+
+    def __init__(self, model: Any, threads: int | None = None) -> None:
+        self.model = model.cpu().eval()
+        self.threads = threads
+        self.device = torch.device("cpu")
+
+    @property
+    def task(self) -> Task:
+        return self.model.task
+
+    def setup(self, device: str = "cpu") -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self.device = torch.device(device)
+        self.model.to(self.device).eval()
+
+    def __call__(self, batch: Any) -> dict[str, torch.Tensor]:
+        batch = (
+            tuple(t.to(self.device) for t in batch)
+            if isinstance(batch, tuple)
+            else batch.to(self.device)
+        )
+        with torch.inference_mode():
+            return self.model.predict_step((batch,), 0)
+
+
+class OnnxRuntime:
+    """The exported network in ONNX Runtime (CPU): the same outputs as :class:`TorchRuntime`
+    within the export's parity tolerance, decoded by the same task row."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model_file: str | Path,
+        task: str,
+        hyperparameters: Mapping[str, Any],
+        input_names: Sequence[str],
+        threads: int | None = None,
+    ) -> None:
+        self.model_file, self.threads = Path(model_file), threads
+        self.task_name = task  # a name: task rows hold functions, which do not pickle
+        self.hparams = {**hyperparameters, "task": task}
+        self.input_names = list(input_names)
+        self.session: ExportedModel | None = None
+
+    @property
+    def task(self) -> Task:
+        return get_task(self.task_name)
+
+    def setup(self, device: str = "cpu") -> None:
+        if self.threads:
+            torch.set_num_threads(self.threads)  # preprocessing's own tensor work
+        # made in the process that runs it: an ONNX Runtime session is not forked or pickled
+        self.session = ExportedModel(self.model_file, self.task.output_names, self.threads)
+
+    def __call__(self, batch: Any) -> dict[str, torch.Tensor]:
+        if self.session is None:
+            self.setup()
+        tensors = batch if isinstance(batch, tuple) else (batch,)
+        feed = {
+            n: np.ascontiguousarray(t.numpy())
+            for n, t in zip(self.input_names, tensors, strict=True)
+        }
+        named = {k: torch.from_numpy(v) for k, v in self.session.run(feed).items()}
+        return self.task.imported(named, self.hparams)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "session": None}
+
+
+def export_runtime(model: Any, datamodule: Any, threads: int | None) -> OnnxRuntime:
+    """The model exported to ONNX in a temporary folder, removed at exit (parity checked, as
+    ``dlzoo export`` does), as an :class:`OnnxRuntime`. Raises ``ExportError`` (a ValueError)
+    where the network does not export."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from dlzoo.deploy.export import export_model, input_names
+
+    folder = Path(tempfile.mkdtemp(prefix="dlzoo-serve-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    export_model(model, datamodule, folder / "bundle", "onnx")
+    hp = dict(model.hparams)
+    return OnnxRuntime(
+        folder / "bundle" / "model.onnx", model.task.name, hp, input_names(datamodule), threads
+    )
+
+
+__all__ = ["OnnxRuntime", "TorchRuntime", "export_runtime"]
