@@ -7,6 +7,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -151,3 +153,40 @@ def test_bundle_files_and_folder_get_normal_permissions(exported: Path) -> None:
     assert stat.S_IMODE(exported.stat().st_mode) == 0o777 & ~umask
     for file in exported.iterdir():
         assert stat.S_IMODE(file.stat().st_mode) == 0o666 & ~umask
+
+
+SERVE_A_BUNDLE = """
+import json, sys
+from dlzoo.deploy.serve import PredictionAPI, _Raw
+api = PredictionAPI.for_bundle(sys.argv[1], threads=1)
+api.setup("cpu")
+(answer,) = api.predict([_Raw(json.loads(sys.argv[2]))])
+loaded = {name.split(".")[0] for name in sys.modules}
+heavy = sorted(loaded & {"lightning", "pytorch_lightning", "torchmetrics", "torchvision"})
+print(json.dumps({"heavy": heavy, "class": type(api.preprocessor).__module__, "answer": answer}))
+"""
+
+
+@pytest.mark.parametrize("class_path", ["as exported", "dlzoo.data.tabular.TabularPreprocessor"])
+def test_a_bundle_is_served_without_lightning_or_torchmetrics(
+    bundle: Path, class_path: str
+) -> None:
+    # the start-up goal of issue 18: importing Lightning and torchmetrics took ~6 s of the 10
+    if class_path != "as exported":  # bundles written before the preprocessors moved
+
+        def rename(data: dict) -> None:
+            data["preprocessor"]["class"] = class_path
+            data.update(seal({k: v for k, v in data.items() if k != "sha256"}))
+
+        _edit_json(bundle, rename)
+    rows = make_frame(n=3, seed=7).drop(columns="target").to_dict("records")
+    (expected,) = PredictionAPI.for_bundle(bundle, threads=1).predict([_Raw(rows)])
+    run = subprocess.run(
+        [sys.executable, "-c", SERVE_A_BUNDLE, str(bundle), json.dumps(rows)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    got = json.loads(run.stdout.splitlines()[-1])
+    assert got["heavy"] == [] and got["class"] == "dlzoo.data.preprocess.tabular"
+    assert got["answer"] == json.loads(json.dumps(expected))

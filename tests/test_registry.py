@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import lightning.pytorch as pl
 import pytest
 import torch
@@ -147,3 +151,18 @@ def test_trains_under_mixed_precision(name: str, precision: str) -> None:
 def test_the_books_name_for_the_fine_tuner_is_an_alias() -> None:
     assert dlzoo.get_model_class("vgg16_finetune") is dlzoo.get_model_class("finetune")
     assert "vgg16_finetune" not in dlzoo.list_models()  # one entry per family in loops
+
+
+def test_import_dlzoo_is_light_and_still_lists_every_name() -> None:
+    # a served bundle imports dlzoo: Lightning loads only when a model or DataModule is needed
+    code = (
+        "import sys, json, dlzoo\n"
+        "light = 'lightning' not in sys.modules and 'torchmetrics' not in sys.modules\n"
+        "print(json.dumps([light, dlzoo.list_models(), dlzoo.list_datamodules()]))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    light, models, datamodules = json.loads(run.stdout.splitlines()[-1])
+    assert light
+    assert models == dlzoo.list_models() and "ffn" in models
+    assert datamodules == dlzoo.list_datamodules() and "bank_marketing" in datamodules
+    assert dlzoo.data.TabularDataModule is dlzoo.get_datamodule_class("tabular")

@@ -4,9 +4,11 @@ ONNX Runtime serving path answers as the torch one does."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from starlette.testclient import TestClient
 from conftest import make_frame, make_reviews, write_image_tree
 from dlzoo.data import ImageFolderDataModule, TabularDataModule, TextClassificationDataModule
 from dlzoo.deploy.export import export_model
-from dlzoo.deploy.host import build_app
+from dlzoo.deploy.host import Batcher, build_app
 from dlzoo.deploy.serve import (
     Limits,
     OnnxRuntime,
@@ -198,7 +200,7 @@ def test_health_says_not_ready_when_the_inference_loop_is_gone(tabular: tuple) -
     model, dm, _ = tabular
     with _client(PredictionAPI(model, dm)) as client:
         assert client.get("/health").status_code == 200
-        client.app.state.batcher.task.cancel()
+        client.app.state.batcher.tasks[0].cancel()
         answer = client.get("/health")
         assert answer.status_code == 503 and "not running" in answer.text
 
@@ -241,3 +243,65 @@ def test_onnxruntime_serving_answers_as_torch_does(tabular: tuple, images: tuple
         export_model(model, dm, folder)
         bundle_api = PredictionAPI.for_bundle(folder, threads=1)
         _assert_same_answers(_answers(bundle_api, raw), expected)
+
+
+def _submit_together(api: PredictionAPI, bodies: list[dict], timeout: float = 20.0) -> list:
+    """``bodies`` submitted at once to a worker's batcher (what ``dlzoo serve`` runs per worker)."""
+
+    async def together() -> list:
+        batcher = Batcher(api, timeout)
+        batcher.start()
+        try:
+            requests = [api.decode_request(body) for body in bodies]
+            return await asyncio.gather(*(batcher.submit(r) for r in requests))
+        finally:
+            batcher.stop()
+
+    return asyncio.run(together())
+
+
+@pytest.mark.parametrize("instances", [1, 2])
+def test_instances_run_batches_at_once_each_single_threaded(tabular: tuple, instances: int) -> None:
+    model, dm, rows = tabular
+    api = PredictionAPI.for_model(
+        model, dm, runtime="onnxruntime", threads=2, instances=instances, max_batch_size=1
+    )
+    api.setup("cpu")
+    options = api.runtime.session._session.get_session_options()
+    assert options.intra_op_num_threads == 2 // instances
+    # each batch waits until two run at once: only two instances can answer both
+    together = threading.Barrier(2, timeout=3)
+    run = api.runtime.session.run
+
+    def run_when_two_are_running(feed: dict) -> dict:
+        together.wait()
+        return run(feed)
+
+    api.runtime.session.run = run_when_two_are_running
+    answers = _submit_together(api, [{"inputs": [row]} for row in rows[:2]])
+    if instances == 2:
+        assert [len(a) for a in answers] == [1, 1] and {"label"} <= set(answers[0][0])
+    else:  # one instance: the first batch waited alone
+        assert any(isinstance(a, _Rejected) and a.status == 500 for a in answers), answers
+
+
+def test_images_are_encoded_per_request_before_batching(images: tuple, tabular: tuple) -> None:
+    model, dm, good = images
+    api = PredictionAPI.for_model(model, dm, runtime="torch")
+    assert Batcher(api, 1.0).encoder is not None  # images: encoded as they come
+    batches: list[int] = []
+    predict = api.predict
+
+    def counted(requests: list) -> list:
+        batches.append(len(requests))
+        return predict(requests)
+
+    api.predict = counted
+    bad = base64.b64encode(b"GIF89a but no image").decode()
+    bodies = [{"inputs": [base64.b64encode(g).decode()]} for g in good] + [{"inputs": [bad]}]
+    *answers, rejected = _submit_together(api, bodies)
+    assert all(len(a) == 1 and a[0]["label"] in dm.classes for a in answers)
+    assert rejected.status == 422 and "input 0: not a usable image" in rejected.message
+    assert sum(batches) == len(good)  # the bad request never reached a batch
+    # rows cost less encoded together: they are encoded with their batch
+    assert Batcher(PredictionAPI(tabular[0], tabular[1]), 1.0).encoder is None

@@ -6,11 +6,13 @@ above the class, creating is ``create_model("ffn", **kwargs)``.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import lightning.pytorch as pl
+if TYPE_CHECKING:
+    import lightning.pytorch as pl
 
 MODELS: dict[str, type[pl.LightningModule]] = {}
 DATAMODULES: dict[str, type[pl.LightningDataModule]] = {}
@@ -43,7 +45,17 @@ def register_datamodule(name: str) -> Callable[[T], T]:
     return _register(DATAMODULES, "datamodule", name)
 
 
+def load_builtins() -> None:
+    """Import dlzoo's own models and DataModules, which register themselves (once; importing
+    ``dlzoo`` alone does not load Lightning)."""
+    from dlzoo.data import DATAMODULE_MODULES
+
+    for module in ("dlzoo.models", *DATAMODULE_MODULES):
+        importlib.import_module(module)
+
+
 def _lookup(table: dict[str, Any], kind: str, name: str) -> Any:
+    load_builtins()
     try:
         return table[ALIASES.get(name, name)] if table is MODELS else table[name]
     except KeyError:
@@ -53,11 +65,13 @@ def _lookup(table: dict[str, Any], kind: str, name: str) -> Any:
 
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model`, sorted."""
+    load_builtins()
     return sorted(MODELS)
 
 
 def list_datamodules() -> list[str]:
     """Names accepted by :func:`create_datamodule`, sorted."""
+    load_builtins()
     return sorted(DATAMODULES)
 
 
@@ -109,6 +123,7 @@ def class_paths(cls: type) -> set[str]:
 
 def resolve_class(table: dict[str, Any], name: str) -> type | None:
     """The registered class ``name`` spells (any of :func:`class_paths`), else ``None``."""
+    load_builtins()
     for cls in table.values():
         if name in class_paths(cls):
             return cls

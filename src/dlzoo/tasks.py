@@ -13,34 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    BinaryAccuracy,
-    BinaryAUROC,
-    BinaryF1Score,
-    BinaryPrecision,
-    BinaryRecall,
-    MulticlassAccuracy,
-    MulticlassAUROC,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-    MultilabelAUROC,
-    MultilabelExactMatch,
-    MultilabelF1Score,
-    MultilabelHammingDistance,
-)
-from torchmetrics.regression import (
-    MeanAbsoluteError,
-    MeanAbsolutePercentageError,
-    MeanSquaredError,
-    R2Score,
-)
+
+if TYPE_CHECKING:
+    from torchmetrics import MetricCollection
 
 TaskName = Literal["binary", "multiclass", "multilabel", "regression", "reconstruction"]
 RegressionLoss = Literal["mse", "huber", "l1"]
@@ -107,7 +87,18 @@ class PerTarget(nn.Module):
         return PerTarget(self._make, self.names, prefix)
 
 
+# torchmetrics is imported where metrics are built: a served bundle decodes outputs with this
+# table and needs none (importing it costs seconds)
 def _binary_metrics(hp: Mapping[str, Any]) -> MetricCollection:
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import (
+        BinaryAccuracy,
+        BinaryAUROC,
+        BinaryF1Score,
+        BinaryPrecision,
+        BinaryRecall,
+    )
+
     return MetricCollection(
         {
             "acc": BinaryAccuracy(),
@@ -120,6 +111,15 @@ def _binary_metrics(hp: Mapping[str, Any]) -> MetricCollection:
 
 
 def _multiclass_metrics(hp: Mapping[str, Any]) -> MetricCollection:
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import (
+        MulticlassAccuracy,
+        MulticlassAUROC,
+        MulticlassF1Score,
+        MulticlassPrecision,
+        MulticlassRecall,
+    )
+
     n = hp["num_classes"]
     # accuracy over all rows (micro), the other scores averaged over classes (macro)
     return MetricCollection(
@@ -134,6 +134,14 @@ def _multiclass_metrics(hp: Mapping[str, Any]) -> MetricCollection:
 
 
 def _multilabel_metrics(hp: Mapping[str, Any]) -> MetricCollection:
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import (
+        MultilabelAUROC,
+        MultilabelExactMatch,
+        MultilabelF1Score,
+        MultilabelHammingDistance,
+    )
+
     n, threshold = hp["num_classes"], hp.get("threshold", 0.5)
     return MetricCollection(
         {
@@ -148,6 +156,14 @@ def _multilabel_metrics(hp: Mapping[str, Any]) -> MetricCollection:
 
 def _regression_metrics(hp: Mapping[str, Any]) -> PerTarget:
     def make() -> MetricCollection:
+        from torchmetrics import MetricCollection
+        from torchmetrics.regression import (
+            MeanAbsoluteError,
+            MeanAbsolutePercentageError,
+            MeanSquaredError,
+            R2Score,
+        )
+
         return MetricCollection(
             {
                 "mse": MeanSquaredError(),
@@ -160,6 +176,13 @@ def _regression_metrics(hp: Mapping[str, Any]) -> PerTarget:
 
     names = hp.get("target_names") or [str(i) for i in range(hp.get("num_targets", 1))]
     return PerTarget(make, names)
+
+
+def _reconstruction_metrics(hp: Mapping[str, Any]) -> MetricCollection:
+    from torchmetrics import MetricCollection
+    from torchmetrics.regression import MeanSquaredError
+
+    return MetricCollection({"mse": MeanSquaredError()})
 
 
 # ------------------------------------------------------------------------------- losses
@@ -459,7 +482,7 @@ TASKS: dict[str, Task] = {
         output_width=lambda hp: 0,
         loss=lambda logits, target, hp: F.mse_loss(logits.float(), target.float()),
         outputs=_no_outputs,
-        metrics=lambda hp: MetricCollection({"mse": MeanSquaredError()}),
+        metrics=_reconstruction_metrics,
         scores=lambda out, target, hp: (out["reconstruction"], target),
         monitor=("val_loss", "min"),
         shown=("val_loss", "val_mse"),

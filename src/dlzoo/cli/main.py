@@ -11,7 +11,6 @@ import importlib
 import importlib.util
 import logging
 import os
-import pickle
 import re
 import sys
 import warnings
@@ -32,7 +31,6 @@ from lightning.pytorch.cli import (
 )
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-import dlzoo  # noqa: F401  (registers every model and DataModule for class_path short names)
 from dlzoo.callbacks import (
     AtomicCheckpointIO,
     EpochSeed,
@@ -44,13 +42,12 @@ from dlzoo.callbacks import (
 from dlzoo.cli.checkpoint import checkpoint_model_class, read_checkpoint, restore_checkpoint
 from dlzoo.cli.names import expand_registered_names, recipes_text, registered_help
 from dlzoo.data.base import DataModule
-from dlzoo.data.download import ChecksumError, DownloadError
 from dlzoo.deploy import RuntimeName, ServerName
 from dlzoo.deploy.bundle import default_threads
 from dlzoo.deploy.export import ExportFormat, export_model
-from dlzoo.deploy.host import ServerError
+from dlzoo.errors import run_command
 from dlzoo.models.base import TaskModule
-from dlzoo.registry import init_arguments
+from dlzoo.registry import init_arguments, load_builtins
 from dlzoo.tasks import Task, classification_task, get_task
 
 #: subcommands that use a trained model (they need --ckpt_path and leave its run as it is)
@@ -128,6 +125,7 @@ class DlzooTrainer(pl.Trainer):
         server: ServerName | None = None,
         workers: int = 1,
         threads: int | None = None,
+        instances: int = 1,
         accelerator: str = "cpu",
         max_batch_size: int = 64,
         batch_timeout: float = 0.0,
@@ -160,7 +158,11 @@ class DlzooTrainer(pl.Trainer):
             server: ``dlzoo`` (uvicorn workers predicting in-process; CPU) or ``litserve``
                 (LitServe, a process per inference worker; the default on a GPU).
             workers: serving processes (CPU: each gets cores/workers intra-op threads).
-            threads: intra-op threads per worker (default: cores / workers).
+            threads: inference threads per worker (default: cores / workers).
+            instances: batches a worker runs at once (ONNX Runtime), each on threads /
+                instances threads; small single-threaded batches cost the least CPU per input,
+                so image models answer more with ``--instances`` = threads and a small
+                ``--max_batch_size`` (BENCHMARKS.md).
             accelerator: ``cpu``, ``cuda`` or ``auto`` (a GPU if there is one).
             max_batch_size: most requests predicted together (1: no batching).
             batch_timeout: seconds to wait for a batch to fill beyond the requests already
@@ -200,6 +202,7 @@ class DlzooTrainer(pl.Trainer):
             datamodule,
             runtime="torch" if gpu else runtime,
             threads=threads or max(1, default_threads() // workers),
+            instances=instances,
             max_batch_size=max_batch_size,
             batch_timeout=batch_timeout,
             limits=limits,
@@ -612,6 +615,7 @@ def make_cli(
     config's (``callbacks`` are added to the config's, e.g. a sweep's pruning callback)."""
     _hide_known_noise()
     _show_dlzoo_logs()
+    load_builtins()  # registered names and classes, for class_path short names and --help
     text = registered_help()
     subcommands = tuple(DlzooCLI.subcommands())
     kwargs = {"description": text, "formatter_class": _HelpFormatter}
@@ -632,20 +636,6 @@ def make_cli(
         args=args,
         run=run,
     )
-
-
-#: errors that mean "fix your data or config": one line for the user, no traceback
-USER_ERRORS = (
-    ServerError,
-    FileNotFoundError,
-    NotADirectoryError,
-    PermissionError,
-    ValueError,
-    KeyError,
-    DownloadError,
-    ChecksumError,
-    pickle.UnpicklingError,
-)
 
 
 def main(args: list[str] | None = None) -> None:
@@ -674,15 +664,7 @@ def main(args: list[str] | None = None) -> None:
     if args is not None:
         run()
         return
-    try:
-        run()
-    except USER_ERRORS as err:
-        if os.environ.get("DLZOO_TRACEBACK", "") not in ("", "0"):
-            raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"dlzoo: error: {message}", file=sys.stderr)
-        print("(DLZOO_TRACEBACK=1 shows where it happened)", file=sys.stderr)
-        raise SystemExit(1) from None
+    run_command(run)
 
 
 __all__ = [

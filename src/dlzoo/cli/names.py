@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from dlzoo.registry import DATAMODULES, MODELS, resolve_class
+from dlzoo.registry import DATAMODULES, MODELS, load_builtins, resolve_class
 
 #: the book's experiments, shipped in the wheel: ``dlzoo fit --config bank_ffn``
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -71,6 +71,7 @@ def expand_registered_names(args: list[str]) -> list[str]:
     """``args`` with registered model and DataModule names (``ffn``, ``FeedForwardNet``) spelled
     as import paths, in ``--model X``, ``--data=X``, ``--model.class_path X`` and in the
     ``model``/``data`` sections of ``--config`` files (then passed on as YAML text)."""
+    load_builtins()
     tables = {"model": MODELS, "data": DATAMODULES}
     out: list[str] = []
     index = 0
@@ -113,6 +114,7 @@ def _summary(table: dict[str, type]) -> str:
 def registered_help() -> str:
     """What ``dlzoo --help`` lists: every registered model and DataModule, one line each, and the
     shipped recipes."""
+    load_builtins()
     recipes = ", ".join(list_recipes())
     return (
         "Train, evaluate and use dlzoo's models from a YAML config (LightningCLI).\n"

@@ -11,63 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from dlzoo.data.preprocess import Preprocessor
 from dlzoo.registry import init_arguments
 from dlzoo.tasks import classification_task
-
-
-@runtime_checkable
-class Preprocessor(Protocol):
-    """Fitted preprocessing of one input family (tabular rows, texts, images, digits).
-
-    It holds plain fitted state only (lists, numbers, strings), so it is rebuilt from a
-    checkpoint and described in an export bundle without pickling anything.
-    """
-
-    #: the input family, for people reading a bundle (``tabular``, ``text``, ``image``, ``digits``)
-    kind: str
-    #: names of the model's input tensors, in order (``features``; ``tokens``, ``lengths``)
-    input_names: tuple[str, ...]
-    #: sequence lengths the export parity check tries (``(9,)`` where inputs have no length)
-    parity_lengths: tuple[int, ...]
-    #: the longest sequence an encoded input can be (``None``: inputs have no length)
-    max_length: int | None
-
-    def from_json(self, value: Any, number: int) -> Any:
-        """A JSON request's value as a raw input (images: base64 text to bytes); raises
-        ``ValueError`` naming input ``number``."""
-
-    def measure(self, value: Any) -> dict[str, float]:
-        """What encoding a raw input (``from_json``'s value) will cost, read cheaply (an image's
-        header: ``pixels``, ``aspect``; a text: ``chars``), for serving budgets; ``{}``: nothing
-        to budget."""
-
-    def encode(self, inputs: Sequence[Any]) -> list[Any]:
-        """Raw inputs as model-ready items, one per input; ``ValueError`` names a bad one."""
-
-    def collate(self, items: Sequence[Any]) -> Any:
-        """Encoded items as one model input batch (a tensor, or a tuple of tensors)."""
-
-    def example(self, batch_size: int, length: int = 9) -> Any:
-        """A collated batch of the shape raw inputs become (values arbitrary but valid)."""
-
-    def describe(self, directory: Path) -> dict[str, Any]:
-        """What a caller outside dlzoo needs to do the same (a bundle's JSON); files it needs
-        (a vocabulary) are written to ``directory``."""
-
-    def bundle_args(self) -> dict[str, Any]:
-        """Plain (JSON) arguments that :meth:`from_bundle` rebuilds this object from; files they
-        name were written by :meth:`describe`."""
-
-    @classmethod
-    def from_bundle(cls, args: dict[str, Any], folder: Path) -> Preprocessor:
-        """The object :meth:`bundle_args` describes, reading files from the bundle ``folder``."""
 
 
 class DataModule(pl.LightningDataModule):

@@ -12,7 +12,6 @@ import logging
 import math
 import shutil
 import zlib
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,18 +25,22 @@ from torch.utils.data import DataLoader
 from dlzoo.data.base import DataModule
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import default_cache_dir
+from dlzoo.data.preprocess.digits import (
+    MNIST_MEAN,
+    MNIST_STD,
+    PIXELS,
+    DigitsPreprocessor,
+    pixels_to_images,
+)
 from dlzoo.registry import register_datamodule
 
 log = logging.getLogger(__name__)
 
-#: pixel mean and standard deviation of the MNIST training images, in [0, 1] units
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
-PIXELS = 28 * 28
 
 
 def read_digits_csv(path: str | Path, require_label: bool = True) -> tuple[torch.Tensor, ...]:
@@ -87,75 +90,6 @@ def random_affine(
     )
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
-
-
-def pixels_to_images(values: np.ndarray, where: Callable[[int], str]) -> torch.Tensor:
-    """Rows of 784 pixel values 0-255 as ``(N, 1, 28, 28)`` uint8 images; ``where(row)`` names a
-    bad row in the error."""
-    try:
-        numbers = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where(0)}: pixel values must be numbers 0-255") from None
-    if numbers.shape[1] != PIXELS:
-        raise ValueError(f"{where(0)}: a 28x28 digit has {PIXELS} pixels, got {numbers.shape[1]}")
-    bad = ~np.isfinite(numbers) | (numbers < 0) | (numbers > 255)
-    if bad.any():
-        raise ValueError(f"{where(int(np.argwhere(bad)[0][0]))}: pixel values must be 0-255")
-    return torch.from_numpy(numbers.astype(np.uint8)).reshape(-1, 1, 28, 28)
-
-
-class DigitsPreprocessor:
-    """Digits as the model's input images ``(1, 28, 28)``: 784 pixel values 0-255 (a flat list,
-    or 28 rows of 28) checked as a digits CSV's, scaled as every batch is."""
-
-    kind = "digits"
-    input_names = ("images",)
-    parity_lengths = (9,)
-    max_length = None
-
-    def __init__(self, normalize: bool = True) -> None:
-        self.normalize = normalize
-
-    def scale(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.float().div_(255)
-        return (images - MNIST_MEAN) / MNIST_STD if self.normalize else images
-
-    def from_json(self, value: Any, number: int) -> Any:
-        return value  # checked in encode
-
-    def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
-        images = [
-            pixels_to_images(np.asarray([pixels], dtype=object), lambda _, n=n: f"input {n}")
-            for n, pixels in enumerate(inputs)
-        ]
-        return list(self.scale(torch.cat(images))) if images else []
-
-    def collate(self, items: Sequence[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(list(items))
-
-    def example(self, batch_size: int, length: int = 9) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(batch_size * 1000 + length)
-        return torch.randn(batch_size, 1, 28, 28, generator=generator)
-
-    def measure(self, value: Any) -> dict[str, float]:
-        return {}  # bounded by the request's size
-
-    def bundle_args(self) -> dict[str, Any]:
-        return {"normalize": self.normalize}
-
-    @classmethod
-    def from_bundle(cls, args: dict[str, Any], folder: Path) -> DigitsPreprocessor:
-        return cls(**args)
-
-    def describe(self, directory: Path) -> dict[str, Any]:
-        return {
-            "kind": "digits",
-            "shape": [1, 28, 28],
-            "steps": ["784 pixel values 0-255, row by row", "divide by 255"]
-            + (["subtract mean, divide by std"] if self.normalize else []),
-            "mean": MNIST_MEAN if self.normalize else 0.0,
-            "std": MNIST_STD if self.normalize else 1.0,
-        }
 
 
 @register_datamodule("mnist")

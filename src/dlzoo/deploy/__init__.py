@@ -8,4 +8,9 @@ RuntimeName = Literal["auto", "onnxruntime", "torch"]
 #: which HTTP host serves: dlzoo's (CPU) or LitServe's (GPU)
 ServerName = Literal["dlzoo", "litserve"]
 
-__all__ = ["RuntimeName", "ServerName"]
+
+class ServerError(RuntimeError):
+    """The server had to stop: workers kept dying."""
+
+
+__all__ = ["RuntimeName", "ServerError", "ServerName"]

@@ -178,6 +178,11 @@ def load_preprocessor(bundle: dict[str, Any], folder: Path) -> Any:
     module, _, name = str(block.get("class", "")).rpartition(".")
     if not module.startswith("dlzoo."):
         raise BundleError(f"{folder / BUNDLE_FILE}: {block.get('class')!r} is not a dlzoo class")
+    from dlzoo.data.preprocess import PREPROCESSORS
+
+    # dlzoo's own from their light module (bundles of 0.1.0.dev0 name the DataModule's file,
+    # which imports Lightning)
+    module = PREPROCESSORS.get(name, module)
     cls = getattr(importlib.import_module(module), name, None)
     if cls is None or not hasattr(cls, "from_bundle"):
         raise BundleError(f"{folder / BUNDLE_FILE}: no preprocessor {block['class']!r}")

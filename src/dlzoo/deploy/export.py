@@ -45,7 +45,7 @@ from dlzoo.deploy.bundle import (
 from dlzoo.models.autoencoder import AutoEncoder
 from dlzoo.models.base import TaskModule
 from dlzoo.models.rnn import PaddedLSTM
-from dlzoo.registry import MODELS
+from dlzoo.registry import MODELS, load_builtins
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ def _as_tuple(batch: Any) -> tuple[torch.Tensor, ...]:
 def check_exportable(model: pl.LightningModule, datamodule: pl.LightningDataModule) -> None:
     """Raise :class:`ExportError` with one line saying why, before anything is written."""
     if not isinstance(model, TaskModule | AutoEncoder):
+        load_builtins()
         raise ExportError(
             f"cannot export {type(model).__name__}: only dlzoo models export "
             f"(registered: {', '.join(sorted(MODELS))})"

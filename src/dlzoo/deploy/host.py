@@ -45,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from dlzoo.deploy import ServerError
 from dlzoo.deploy.serve import PredictionAPI, RequestChecks, _Rejected
 
 log = logging.getLogger(__name__)
@@ -62,12 +63,24 @@ class Batcher:
         self.max_batch_size = max(1, int(api.max_batch_size or 1))
         self.batch_timeout = float(api.batch_timeout or 0.0) if self.max_batch_size > 1 else 0.0
         self.queue: asyncio.Queue[tuple[Any, asyncio.Future]] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(1, thread_name_prefix="dlzoo-inference")
-        self.busy_since: float | None = None  # when the running batch started
-        self.task: asyncio.Task | None = None
+        #: batches run at once, each on its own model instance (ONNX Runtime: one session, run
+        #: from several threads); more requests wait and are batched together
+        self.instances = max(1, int(api.runtime.instances))
+        self.executor = ThreadPoolExecutor(self.instances, thread_name_prefix="dlzoo-inference")
+        # inputs that cost more to encode one by one than in batches (tabular rows) are encoded
+        # with their batch; the others (images, texts) here, while the previous batch runs
+        early = not api.preprocessor.batch_encode
+        self.encoder = ThreadPoolExecutor(1, thread_name_prefix="dlzoo-encode") if early else None
+        self.busy_since: dict[int, float] = {}  # instance -> when its running batch started
+        self.tasks: list[asyncio.Task] = []
 
     async def submit(self, request: Any) -> Any:
-        future = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if self.encoder is not None:
+            request = await loop.run_in_executor(self.encoder, self.api.encode_request, request)
+            if isinstance(request, _Rejected):
+                return request
+        future = loop.create_future()
         self.queue.put_nowait((request, future))
         try:
             return await asyncio.wait_for(future, self.timeout)
@@ -76,13 +89,27 @@ class Batcher:
 
     def health(self) -> str | None:
         """Why this worker cannot answer now, or ``None``."""
-        if self.task is None or self.task.done():
+        if not self.tasks or any(task.done() for task in self.tasks):
             return "the inference loop is not running"
-        if self.busy_since is not None and time.monotonic() - self.busy_since > self.timeout:
+        now = time.monotonic()
+        stuck = [t for t in self.busy_since.values() if now - t > self.timeout]
+        if len(stuck) == self.instances:  # every instance: no new batch can start
             return f"a batch has been running for more than {self.timeout:g} s"
         return None
 
-    async def run(self) -> None:
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self.run(i)) for i in range(self.instances)]
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for pool in (self.executor, self.encoder):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, instance: int = 0) -> None:
+        """Take the requests waiting now (up to ``max_batch_size``) and predict them; one such
+        loop per model instance, all reading the same queue."""
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self.queue.get()]
@@ -97,7 +124,7 @@ class Batcher:
             live = [(r, f) for r, f in batch if not f.done()]  # timed-out clients are gone
             if not live:
                 continue
-            self.busy_since = time.monotonic()
+            self.busy_since[instance] = time.monotonic()
             try:
                 answers = await loop.run_in_executor(
                     self.executor, self.api.predict, [r for r, _ in live]
@@ -106,7 +133,7 @@ class Batcher:
                 log.exception("predicting a batch failed")
                 answers = [_Rejected(500, f"internal error ({type(err).__name__})")] * len(live)
             finally:
-                self.busy_since = None
+                del self.busy_since[instance]
             for (_, future), answer in zip(live, answers, strict=True):
                 if not future.done():
                     future.set_result(answer)
@@ -156,10 +183,9 @@ def build_app(api: PredictionAPI, timeout: float = 30.0) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        batcher.task = asyncio.create_task(batcher.run())
+        batcher.start()
         yield
-        batcher.task.cancel()
-        batcher.executor.shutdown(wait=False, cancel_futures=True)
+        batcher.stop()
 
     app = Starlette(
         routes=[
@@ -239,10 +265,6 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class ServerError(RuntimeError):
-    """The server had to stop: workers kept dying."""
-
-
 def run(
     api: PredictionAPI,
     host: str = "127.0.0.1",
@@ -271,12 +293,13 @@ def run(
         for number in range(workers):
             children[_fork_worker(api, sock, number, drain_timeout, timeout)] = number
         log.info(
-            "serving on http://%s:%d%s: %d worker(s) x %d thread(s), %s",
+            "serving on http://%s:%d%s: %d worker(s) x %d thread(s) (%d instance(s)), %s",
             host,
             port,
             api.api_path,
             workers,
             api.runtime.threads,
+            api.runtime.instances,
             api.runtime.name,
         )
         while not stopping:

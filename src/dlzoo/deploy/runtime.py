@@ -19,6 +19,7 @@ class TorchRuntime:
     """The Lightning model's ``predict_step`` in eager torch (CPU or GPU)."""
 
     name = "torch"
+    instances = 1  # one batch at a time: torch's intra-op threads are process-wide
 
     def __init__(self, model: Any, threads: int | None = None) -> None:
         self.model = model.cpu().eval()
@@ -47,7 +48,11 @@ class TorchRuntime:
 
 class OnnxRuntime:
     """The exported network in ONNX Runtime (CPU): the same outputs as :class:`TorchRuntime`
-    within the export's parity tolerance, decoded by the same task row."""
+    within the export's parity tolerance, decoded by the same task row.
+
+    ``instances`` batches may run at once (one session, run from several threads), each on
+    ``threads // instances`` intra-op threads: on CPU, single-threaded runs of small batches
+    cost the least CPU time per input (BENCHMARKS.md), so a busy server answers more."""
 
     name = "onnxruntime"
 
@@ -58,8 +63,9 @@ class OnnxRuntime:
         hyperparameters: Mapping[str, Any],
         input_names: Sequence[str],
         threads: int | None = None,
+        instances: int = 1,
     ) -> None:
-        self.model_file, self.threads = Path(model_file), threads
+        self.model_file, self.threads, self.instances = Path(model_file), threads, max(1, instances)
         self.task_name = task  # a name: task rows hold functions, which do not pickle
         self.hparams = {**hyperparameters, "task": task}
         self.input_names = list(input_names)
@@ -70,10 +76,11 @@ class OnnxRuntime:
         return get_task(self.task_name)
 
     def setup(self, device: str = "cpu") -> None:
-        if self.threads:
-            torch.set_num_threads(self.threads)  # preprocessing's own tensor work
+        per_run = max(1, self.threads // self.instances) if self.threads else None
+        if per_run:
+            torch.set_num_threads(per_run)  # preprocessing's own tensor work
         # made in the process that runs it: an ONNX Runtime session is not forked or pickled
-        self.session = ExportedModel(self.model_file, self.task.output_names, self.threads)
+        self.session = ExportedModel(self.model_file, self.task.output_names, per_run)
 
     def __call__(self, batch: Any) -> dict[str, torch.Tensor]:
         if self.session is None:
@@ -90,7 +97,9 @@ class OnnxRuntime:
         return {**self.__dict__, "session": None}
 
 
-def export_runtime(model: Any, datamodule: Any, threads: int | None) -> OnnxRuntime:
+def export_runtime(
+    model: Any, datamodule: Any, threads: int | None, instances: int = 1
+) -> OnnxRuntime:
     """The model exported to ONNX in a temporary folder, removed at exit (parity checked, as
     ``dlzoo export`` does), as an :class:`OnnxRuntime`. Raises ``ExportError`` (a ValueError)
     where the network does not export."""
@@ -104,9 +113,9 @@ def export_runtime(model: Any, datamodule: Any, threads: int | None) -> OnnxRunt
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     export_model(model, datamodule, folder / "bundle", "onnx")
     hp = dict(model.hparams)
-    return OnnxRuntime(
-        folder / "bundle" / "model.onnx", model.task.name, hp, input_names(datamodule), threads
-    )
+    names = input_names(datamodule)
+    model_file = folder / "bundle" / "model.onnx"
+    return OnnxRuntime(model_file, model.task.name, hp, names, threads, instances)
 
 
 __all__ = ["OnnxRuntime", "TorchRuntime", "export_runtime"]

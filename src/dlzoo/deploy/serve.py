@@ -113,6 +113,11 @@ class _Raw:
 
 
 @dataclass
+class _Encoded:
+    items: list[Any]  # one request's inputs, encoded by the preprocessor
+
+
+@dataclass
 class _Rejected:
     status: int
     message: str
@@ -201,6 +206,7 @@ class PredictionAPI(ls.LitAPI):
         datamodule: Any,
         runtime: RuntimeName = "auto",
         threads: int | None = None,
+        instances: int = 1,
         **kwargs: Any,
     ) -> "PredictionAPI":
         """The API of a Lightning model with trained weights and its DataModule (fitted state).
@@ -212,7 +218,7 @@ class PredictionAPI(ls.LitAPI):
         names = output_names(datamodule, model)
         if runtime in ("auto", "onnxruntime"):
             try:
-                onnx = export_runtime(model, datamodule, threads)
+                onnx = export_runtime(model, datamodule, threads, instances)
                 return cls(onnx, preprocessor, names, **kwargs)
             except ValueError as err:  # ExportError: this network does not export
                 if runtime == "onnxruntime":
@@ -222,7 +228,7 @@ class PredictionAPI(ls.LitAPI):
 
     @classmethod
     def for_bundle(
-        cls, folder: str | Path, threads: int | None = None, **kwargs: Any
+        cls, folder: str | Path, threads: int | None = None, instances: int = 1, **kwargs: Any
     ) -> "PredictionAPI":
         """The API of an export bundle (ONNX: ONNX Runtime; TorchScript: torch), its files
         verified and its preprocessor rebuilt from the bundle alone."""
@@ -237,7 +243,7 @@ class PredictionAPI(ls.LitAPI):
                 f"{bundle['model_format']} (export with --format onnx)"
             )
         inputs = [i["name"] for i in bundle["inputs"]]
-        runtime = OnnxRuntime(model.path, bundle["task"], hp, inputs, threads)
+        runtime = OnnxRuntime(model.path, bundle["task"], hp, inputs, threads, instances)
         return cls(runtime, preprocessor, names, **kwargs)
 
     def setup(self, device: str) -> None:
@@ -260,35 +266,43 @@ class PredictionAPI(ls.LitAPI):
     def unbatch(self, output: list) -> list:
         return output
 
+    def encode_request(self, request: Any) -> Any:
+        """One request's inputs encoded (``_Encoded``), or why not (``_Rejected``: a 422 for bad
+        input, a 500 for a dlzoo bug). Never raises: this request alone is refused."""
+        if not isinstance(request, _Raw):
+            return request
+        try:
+            return _Encoded(self.preprocessor.encode(request.inputs))
+        except (ValueError, KeyError, TypeError, OverflowError) as err:
+            message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            return _Rejected(422, str(message))
+        except Exception as err:  # our bug, not the client's: this request alone gets a 500
+            log.exception("encoding a request failed")
+            return _Rejected(500, f"internal error ({type(err).__name__})")
+
     def _encode(self, requests: list[Any]) -> tuple[list[Any], list[Any]]:
-        """Every request's inputs preprocessed in one call (its per-call cost, e.g. pandas for
-        rows, is paid once per batch); if that fails, each request is encoded alone so that
-        only the bad one is refused. Returns, per request, its number of items or its
+        """Every request's inputs preprocessed (raw ones in one call: its per-call cost, e.g.
+        pandas for rows, is paid once per batch); if that fails, each request is encoded alone
+        so that only the bad one is refused. Returns, per request, its number of items or its
         rejection, and all the items."""
         raws = [r for r in requests if isinstance(r, _Raw)]
-        try:
-            items = self.preprocessor.encode([x for r in raws for x in r.inputs])
-            return [len(r.inputs) if isinstance(r, _Raw) else r for r in requests], items
-        except Exception:
-            pass  # some request is bad, whatever it raised: encode each alone to find it
-        counts: list[Any] = []
-        items = []
-        for request in requests:
-            if not isinstance(request, _Raw):
-                counts.append(request)
-                continue
+        if len(raws) > 1:
             try:
-                encoded = self.preprocessor.encode(request.inputs)
-            except (ValueError, KeyError, TypeError, OverflowError) as err:
-                message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-                counts.append(_Rejected(422, str(message)))
-                continue
-            except Exception as err:  # our bug, not the client's: this request alone gets a 500
-                log.exception("encoding a request failed")
-                counts.append(_Rejected(500, f"internal error ({type(err).__name__})"))
-                continue
-            counts.append(len(encoded))
-            items += encoded
+                encoded = iter(self.preprocessor.encode([x for r in raws for x in r.inputs]))
+                requests = [
+                    _Encoded([next(encoded) for _ in r.inputs]) if isinstance(r, _Raw) else r
+                    for r in requests
+                ]
+            except Exception:
+                pass  # some request is bad, whatever it raised: encode each alone to find it
+        counts: list[Any] = []
+        items: list[Any] = []
+        for request in map(self.encode_request, requests):
+            if isinstance(request, _Rejected):
+                counts.append(request)
+            else:
+                counts.append(len(request.items))
+                items += request.items
         return counts, items
 
     def predict(self, x: Any) -> Any:
@@ -535,6 +549,7 @@ def bundle_main(argv: Sequence[str]) -> None:
     parser.add_argument("--server", choices=["dlzoo", "litserve"], default="dlzoo")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--instances", type=int, default=1)
     parser.add_argument("--max_batch_size", type=int, default=64)
     parser.add_argument("--batch_timeout", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=30.0)
@@ -547,6 +562,7 @@ def bundle_main(argv: Sequence[str]) -> None:
     api = PredictionAPI.for_bundle(
         args.bundle,
         threads=threads,
+        instances=args.instances,
         max_batch_size=args.max_batch_size,
         batch_timeout=args.batch_timeout,
         limits=limits,

@@ -1,0 +1,170 @@
+"""Texts as token ids (:class:`TextPreprocessor`), with a text DataModule's fitted vocabulary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from dlzoo.data.tokenize import (
+    HTML_BREAK,
+    SIMPLE_TOKEN,
+    TokenizerName,
+    Vocabulary,
+    pad_batch,
+    tokenize,
+)
+
+# the logger of the DataModule, as before the move: users filter on its name
+log = logging.getLogger("dlzoo.data.text")
+#: the vocabulary file of an export bundle: the token of each index, in order
+VOCABULARY_FILE = "vocab.json"
+#: tokens a cut text must yield beyond those kept (a cut inside markup changes only its end)
+CUT_MARGIN = 16
+
+
+class TextPreprocessor:
+    """Texts as token ids with a fitted vocabulary: clean (HTML breaks), lower-case, tokenise,
+    look up (unknown tokens: ``<unk>``), keep ``max_length`` tokens from the head or the tail.
+
+    Args:
+        vocabulary: a :class:`Vocabulary`, or its tokens in index order (``<unk>`` 0,
+            ``<pad>`` 1).
+        tokenizer: ``spacy`` or ``simple``.
+        lower: lower-case before tokenising.
+        max_length: most tokens kept (``None``: all).
+        truncation: ``head`` keeps the first tokens, ``tail`` the last.
+    """
+
+    kind = "text"
+    batch_encode = False
+    input_names = ("tokens", "lengths")
+    parity_lengths = (5, 23)
+
+    def __init__(
+        self,
+        vocabulary: Sequence[str] | Vocabulary,
+        tokenizer: TokenizerName = "spacy",
+        lower: bool = True,
+        max_length: int | None = None,
+        truncation: Literal["head", "tail"] = "head",
+    ) -> None:
+        is_vocab = isinstance(vocabulary, Vocabulary)
+        self.vocab = vocabulary if is_vocab else Vocabulary(list(vocabulary))
+        self.tokenizer, self.lower = tokenizer, lower
+        self.max_length, self.truncation = max_length, truncation
+
+    @property
+    def pad_index(self) -> int:
+        return self.vocab.pad_index
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Every text's token ids, uncut; an empty text is one ``<unk>`` (so it still gets a
+        prediction; reported)."""
+        vocab = self.vocab
+        encoded = [vocab.encode(tokenize(t, self.tokenizer, self.lower)) for t in texts]
+        empty = [i for i, ids in enumerate(encoded) if not ids]
+        if empty:
+            log.warning("%d empty texts (rows %s) are predicted from <unk>", len(empty), empty[:10])
+        return [ids or [vocab.unk_index] for ids in encoded]
+
+    def cut(self, ids: list[int]) -> list[int]:
+        """``ids`` cut to ``max_length`` (``truncation`` says which end stays)."""
+        if not self.max_length or len(ids) <= self.max_length:
+            return ids
+        return ids[-self.max_length :] if self.truncation == "tail" else ids[: self.max_length]
+
+    def from_json(self, value: Any, number: int) -> Any:
+        return value  # checked in encode
+
+    def measure(self, value: Any) -> dict[str, float]:
+        return {"chars": len(value)} if isinstance(value, str) else {}
+
+    def bounded(self, text: str) -> str:
+        """``text`` cut, at a space, to a part that still yields the ``max_length`` tokens kept
+        (``truncation`` says which end): tokenising a 10 MB text for 400 tokens costs as much as
+        a short one. The kept part ends more than :data:`CUT_MARGIN` tokens past what is kept,
+        so every kept token comes from whole words; where no such cut exists, the whole text."""
+        if not self.max_length:
+            return text
+        size = self.max_length * 16  # characters; grown until enough tokens are inside
+        while size < len(text):
+            if self.truncation == "tail":
+                start = text.find(" ", len(text) - size)
+                part = text[start:] if start >= 0 else text
+            else:
+                end = text.rfind(" ", 0, size)
+                part = text[:end] if end > 0 else text
+            if len(tokenize(part, self.tokenizer, self.lower)) > self.max_length + CUT_MARGIN:
+                return part
+            size *= 4
+        return text
+
+    def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        """Raw texts as token ids (cut to ``max_length``), as a predict CSV's texts are."""
+        for number, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise ValueError(f"input {number}: a text is a string, got {type(text).__name__}")
+        ids = self.token_ids([self.bounded(t) for t in inputs])
+        return [torch.tensor(self.cut(i), dtype=torch.int64) for i in ids]
+
+    def collate(self, items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids as the model's input: ``(tokens (N, T) padded, lengths (N,))``."""
+        return pad_batch(list(items), self.pad_index)
+
+    def example(self, batch_size: int, length: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(batch_size * 1000 + length)
+        items = []
+        for row in range(batch_size):
+            size = max(1, length - (row % 3) * (length // 4))  # rows of different lengths
+            items.append(torch.randint(2, max(3, len(self.vocab)), (size,), generator=generator))
+        return self.collate(items)
+
+    def bundle_args(self) -> dict[str, Any]:
+        return {
+            "vocabulary_file": VOCABULARY_FILE,  # written by describe()
+            "tokenizer": self.tokenizer,
+            "lower": self.lower,
+            "max_length": self.max_length,
+            "truncation": self.truncation,
+        }
+
+    @classmethod
+    def from_bundle(cls, args: dict[str, Any], folder: Path) -> TextPreprocessor:
+        args = dict(args)
+        name = args.pop("vocabulary_file")
+        if Path(name).name != name:
+            raise ValueError(f"the vocabulary file {name!r} is not a file of {folder}")
+        return cls(json.loads((Path(folder) / name).read_text()), **args)
+
+    def describe(self, directory: Path) -> dict[str, Any]:
+        """Tokenizer settings, and the vocabulary written beside the bundle (``vocab.json``:
+        the token of each index, in order)."""
+        vocab_file = Path(directory) / VOCABULARY_FILE
+        vocab_file.write_text(json.dumps(self.vocab.itos, ensure_ascii=False))
+        return {
+            "kind": "text",
+            "tokenizer": self.tokenizer,
+            # how a text becomes tokens: clean_text, lower-case, then the tokenizer
+            "steps": [
+                f"replace the regular expression {HTML_BREAK.pattern!r} with a space",
+                "lower-case" if self.lower else "keep the case",
+                'spacy.blank("en").tokenizer, whitespace tokens dropped'
+                if self.tokenizer == "spacy"
+                else f"tokens = re.findall({SIMPLE_TOKEN.pattern!r}, text)",
+                "token -> index in the vocabulary, unknown tokens -> unk_index",
+                f"keep the {'first' if self.truncation == 'head' else 'last'} max_length tokens",
+            ],
+            "lower": self.lower,
+            "max_length": self.max_length,
+            "truncation": self.truncation,
+            "pad_index": self.pad_index,
+            "unk_index": self.vocab.unk_index,
+            "vocabulary_file": vocab_file.name,
+            "vocab_size": len(self.vocab),
+            "empty_text": "one unk token",
+        }

@@ -1,0 +1,45 @@
+"""How the ``dlzoo`` command reports a user's mistake: one ``dlzoo: error:`` line and status 1.
+
+Light on purpose (no Lightning): the command's entry point (:mod:`dlzoo.__main__`) uses it
+before it knows whether the subcommand needs Lightning at all.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from collections.abc import Callable
+
+from dlzoo.data.download import ChecksumError, DownloadError
+from dlzoo.deploy import ServerError
+
+#: errors that mean "fix your data or config": one line for the user, no traceback
+USER_ERRORS = (
+    ServerError,
+    FileNotFoundError,
+    NotADirectoryError,
+    PermissionError,
+    ValueError,
+    KeyError,
+    DownloadError,
+    ChecksumError,
+    pickle.UnpicklingError,
+)
+
+
+def run_command(run: Callable[[], object]) -> None:
+    """Run a subcommand as the ``dlzoo`` command does: a :data:`USER_ERRORS` error prints one
+    line and exits with status 1 (``DLZOO_TRACEBACK=1`` shows the traceback instead)."""
+    try:
+        run()
+    except USER_ERRORS as err:
+        if os.environ.get("DLZOO_TRACEBACK", "") not in ("", "0"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"dlzoo: error: {message}", file=sys.stderr)
+        print("(DLZOO_TRACEBACK=1 shows where it happened)", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+__all__ = ["USER_ERRORS", "run_command"]
