@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 
 from conftest import make_frame, make_reviews, write_image_tree
 from dlzoo.data import ImageFolderDataModule, TabularDataModule, TextClassificationDataModule
+from dlzoo.deploy import runtime as runtime_module
 from dlzoo.deploy.export import export_model
 from dlzoo.deploy.host import Batcher, build_app
 from dlzoo.deploy.serve import (
@@ -305,3 +306,21 @@ def test_images_are_encoded_per_request_before_batching(images: tuple, tabular: 
     assert sum(batches) == len(good)  # the bad request never reached a batch
     # rows cost less encoded together: they are encoded with their batch
     assert Batcher(PredictionAPI(tabular[0], tabular[1]), 1.0).encoder is None
+
+
+@pytest.mark.parametrize(("cutoff_ms", "instances"), [(0.0, 2), (float("inf"), 1)])
+def test_auto_instances_time_one_input_on_one_thread(
+    tabular: tuple, monkeypatch: pytest.MonkeyPatch, cutoff_ms: float, instances: int
+) -> None:
+    # auto: a network whose one input takes >= AUTO_INSTANCES_MS gets an instance per thread
+    monkeypatch.setattr(runtime_module, "AUTO_INSTANCES_MS", cutoff_ms)
+    model, dm, rows = tabular
+    api = PredictionAPI.for_model(model, dm, runtime="onnxruntime", threads=2)
+    assert api.runtime.instances is None
+    api.setup("cpu")
+    assert api.runtime.instances == instances
+    options = api.runtime.session._session.get_session_options()
+    assert options.intra_op_num_threads == 2 // instances
+    assert Batcher(api, 1.0).instances == instances
+    (answer,) = api.predict([_Raw(rows[:2])])
+    assert len(answer) == 2

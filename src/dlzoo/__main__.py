@@ -26,8 +26,10 @@ def main(args: list[str] | None = None) -> None:
 
         cli_main(args)
         return
+    from dlzoo.command import run_command, show_dlzoo_logs
     from dlzoo.deploy.serve import bundle_main
-    from dlzoo.errors import run_command
+
+    show_dlzoo_logs()
 
     if args is not None:
         bundle_main(given[1:])

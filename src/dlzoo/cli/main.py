@@ -41,11 +41,11 @@ from dlzoo.callbacks import (
 )
 from dlzoo.cli.checkpoint import checkpoint_model_class, read_checkpoint, restore_checkpoint
 from dlzoo.cli.names import expand_registered_names, recipes_text, registered_help
+from dlzoo.command import run_command, show_dlzoo_logs
 from dlzoo.data.base import DataModule
 from dlzoo.deploy import RuntimeName, ServerName
 from dlzoo.deploy.bundle import default_threads
 from dlzoo.deploy.export import ExportFormat, export_model
-from dlzoo.errors import run_command
 from dlzoo.models.base import TaskModule
 from dlzoo.registry import init_arguments, load_builtins
 from dlzoo.tasks import Task, classification_task, get_task
@@ -125,7 +125,7 @@ class DlzooTrainer(pl.Trainer):
         server: ServerName | None = None,
         workers: int = 1,
         threads: int | None = None,
-        instances: int = 1,
+        instances: int | None = None,
         accelerator: str = "cpu",
         max_batch_size: int = 64,
         batch_timeout: float = 0.0,
@@ -160,9 +160,9 @@ class DlzooTrainer(pl.Trainer):
             workers: serving processes (CPU: each gets cores/workers intra-op threads).
             threads: inference threads per worker (default: cores / workers).
             instances: batches a worker runs at once (ONNX Runtime), each on threads /
-                instances threads; small single-threaded batches cost the least CPU per input,
-                so image models answer more with ``--instances`` = threads and a small
-                ``--max_batch_size`` (BENCHMARKS.md).
+                instances threads. Default (auto): one per thread when one input takes 2 ms
+                or more on one thread (image networks: single-threaded runs of small batches
+                cost the least CPU per input), else 1 (small networks, where HTTP dominates).
             accelerator: ``cpu``, ``cuda`` or ``auto`` (a GPU if there is one).
             max_batch_size: most requests predicted together (1: no batching).
             batch_timeout: seconds to wait for a batch to fill beyond the requests already
@@ -592,16 +592,6 @@ def _hide_known_noise() -> None:
         rank_zero.addFilter(_DropTips())
 
 
-def _show_dlzoo_logs() -> None:
-    """dlzoo's INFO messages (what was skipped, cached, adopted) on stderr, as Lightning's are."""
-    logger = logging.getLogger("dlzoo")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-
-
 def _import(class_path: str) -> type:
     module, _, name = class_path.rpartition(".")
     return getattr(importlib.import_module(module), name)
@@ -614,7 +604,7 @@ def make_cli(
     (then ``args`` has no subcommand). ``trainer_defaults``: Trainer arguments under the
     config's (``callbacks`` are added to the config's, e.g. a sweep's pruning callback)."""
     _hide_known_noise()
-    _show_dlzoo_logs()
+    show_dlzoo_logs()
     load_builtins()  # registered names and classes, for class_path short names and --help
     text = registered_help()
     subcommands = tuple(DlzooCLI.subcommands())

@@ -56,7 +56,8 @@ RESTART_WINDOW = 60.0
 
 
 class Batcher:
-    """Requests queued by the event loop, predicted in batches by one inference thread."""
+    """Requests queued by the event loop, predicted in batches by ``runtime.instances``
+    inference threads (each batch: what is waiting when an instance is free)."""
 
     def __init__(self, api: PredictionAPI, timeout: float) -> None:
         self.api, self.timeout = api, timeout
@@ -65,7 +66,7 @@ class Batcher:
         self.queue: asyncio.Queue[tuple[Any, asyncio.Future]] = asyncio.Queue()
         #: batches run at once, each on its own model instance (ONNX Runtime: one session, run
         #: from several threads); more requests wait and are batched together
-        self.instances = max(1, int(api.runtime.instances))
+        self.instances = max(1, int(api.runtime.instances or 1))
         self.executor = ThreadPoolExecutor(self.instances, thread_name_prefix="dlzoo-inference")
         # inputs that cost more to encode one by one than in batches (tabular rows) are encoded
         # with their batch; the others (images, texts) here, while the previous batch runs
@@ -75,6 +76,13 @@ class Batcher:
         self.tasks: list[asyncio.Task] = []
 
     async def submit(self, request: Any) -> Any:
+        """The request's answer (rows, or a :class:`_Rejected`), within ``timeout`` seconds."""
+        try:
+            return await asyncio.wait_for(self._answer(request), self.timeout)
+        except TimeoutError:
+            return _Rejected(504, f"no answer within {self.timeout:g} s (dlzoo serve --timeout)")
+
+    async def _answer(self, request: Any) -> Any:
         loop = asyncio.get_running_loop()
         if self.encoder is not None:
             request = await loop.run_in_executor(self.encoder, self.api.encode_request, request)
@@ -82,10 +90,7 @@ class Batcher:
                 return request
         future = loop.create_future()
         self.queue.put_nowait((request, future))
-        try:
-            return await asyncio.wait_for(future, self.timeout)
-        except TimeoutError:
-            return _Rejected(504, f"no answer within {self.timeout:g} s (dlzoo serve --timeout)")
+        return await future  # cancelled on timeout: the batch loop then skips it
 
     def health(self) -> str | None:
         """Why this worker cannot answer now, or ``None``."""
@@ -293,13 +298,13 @@ def run(
         for number in range(workers):
             children[_fork_worker(api, sock, number, drain_timeout, timeout)] = number
         log.info(
-            "serving on http://%s:%d%s: %d worker(s) x %d thread(s) (%d instance(s)), %s",
+            "serving on http://%s:%d%s: %d worker(s) x %d thread(s) (instances: %s), %s",
             host,
             port,
             api.api_path,
             workers,
             api.runtime.threads,
-            api.runtime.instances,
+            api.runtime.instances or "auto",
             api.runtime.name,
         )
         while not stopping:

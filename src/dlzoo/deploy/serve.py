@@ -206,7 +206,7 @@ class PredictionAPI(ls.LitAPI):
         datamodule: Any,
         runtime: RuntimeName = "auto",
         threads: int | None = None,
-        instances: int = 1,
+        instances: int | None = None,
         **kwargs: Any,
     ) -> "PredictionAPI":
         """The API of a Lightning model with trained weights and its DataModule (fitted state).
@@ -228,7 +228,11 @@ class PredictionAPI(ls.LitAPI):
 
     @classmethod
     def for_bundle(
-        cls, folder: str | Path, threads: int | None = None, instances: int = 1, **kwargs: Any
+        cls,
+        folder: str | Path,
+        threads: int | None = None,
+        instances: int | None = None,
+        **kwargs: Any,
     ) -> "PredictionAPI":
         """The API of an export bundle (ONNX: ONNX Runtime; TorchScript: torch), its files
         verified and its preprocessor rebuilt from the bundle alone."""
@@ -247,7 +251,9 @@ class PredictionAPI(ls.LitAPI):
         return cls(runtime, preprocessor, names, **kwargs)
 
     def setup(self, device: str) -> None:
-        self.runtime.setup(device)
+        # one input of a typical size: ONNX Runtime times it to choose its instances (auto)
+        length = min(self.preprocessor.max_length or 256, 256)
+        self.runtime.setup(device, example=self.preprocessor.example(1, length))
 
     def decode_request(self, request: dict) -> Any:
         """The request's raw inputs, or why it cannot be answered. Never raises: a bad request
@@ -549,7 +555,7 @@ def bundle_main(argv: Sequence[str]) -> None:
     parser.add_argument("--server", choices=["dlzoo", "litserve"], default="dlzoo")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--instances", type=int, default=1)
+    parser.add_argument("--instances", type=int, default=None, help="default: auto")
     parser.add_argument("--max_batch_size", type=int, default=64)
     parser.add_argument("--batch_timeout", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=30.0)

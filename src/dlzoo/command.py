@@ -1,4 +1,5 @@
-"""How the ``dlzoo`` command reports a user's mistake: one ``dlzoo: error:`` line and status 1.
+"""What every ``dlzoo`` subcommand shares: dlzoo's log messages on stderr, and a user's mistake
+reported as one ``dlzoo: error:`` line with status 1.
 
 Light on purpose (no Lightning): the command's entry point (:mod:`dlzoo.__main__`) uses it
 before it knows whether the subcommand needs Lightning at all.
@@ -6,6 +7,7 @@ before it knows whether the subcommand needs Lightning at all.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import sys
@@ -28,6 +30,17 @@ USER_ERRORS = (
 )
 
 
+def show_dlzoo_logs() -> None:
+    """dlzoo's INFO messages (what was skipped, cached, adopted, served) on stderr, as
+    Lightning's are."""
+    logger = logging.getLogger("dlzoo")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def run_command(run: Callable[[], object]) -> None:
     """Run a subcommand as the ``dlzoo`` command does: a :data:`USER_ERRORS` error prints one
     line and exits with status 1 (``DLZOO_TRACEBACK=1`` shows the traceback instead)."""
@@ -42,4 +55,4 @@ def run_command(run: Callable[[], object]) -> None:
         raise SystemExit(1) from None
 
 
-__all__ = ["USER_ERRORS", "run_command"]
+__all__ = ["USER_ERRORS", "run_command", "show_dlzoo_logs"]
