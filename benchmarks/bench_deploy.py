@@ -193,6 +193,9 @@ def load_test(serve_args: list[str], body: Path, requests: int, log: Path) -> di
         _hey(port, body, min(400, requests))  # warm-up, not measured
         memory = _pss_mb(server.pid)
         result = {**_hey(port, body, requests), "ready_s": ready, "pss_mb": memory}
+        chosen = re.search(r"on one thread: (\d+) instance", log.read_text())
+        if chosen:  # --instances auto: what the worker chose
+            result["instances"] = int(chosen.group(1))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -212,12 +215,17 @@ SETUPS = {
         "torch (checkpoint)",
         "off",
     ),
-    "ort_batched": ([], "ONNX Runtime (bundle)", "on"),
+    "ort_batched": ([], "ONNX Runtime (bundle), defaults", "on"),
     "ort_unbatched": (["--max_batch_size", "1"], "ONNX Runtime (bundle)", "off"),
-    "ort_2_workers": (["--workers", "2"], "ONNX Runtime (bundle), 2 workers x 1 thread", "on"),
+    "ort_1_instance": (["--instances", "1"], "ONNX Runtime (bundle), 1 instance x 2 threads", "on"),
     "ort_2_instances": (
         ["--instances", "2"],
-        "ONNX Runtime (bundle), 1 worker x 2 instances x 1 thread",
+        "ONNX Runtime (bundle), 2 instances x 1 thread",
+        "on",
+    ),
+    "ort_2_workers": (
+        ["--workers", "2", "--instances", "1"],
+        "ONNX Runtime (bundle), 2 workers x 1 thread",
         "on",
     ),
     "ort_litserve": (["--server", "litserve"], "ONNX Runtime (bundle), LitServe's host", "on"),
@@ -337,8 +345,9 @@ def main() -> None:
             )
     lines += [
         "",
-        "`dlzoo serve` on loopback (dlzoo's host unless named; 1 worker with 2 intra-op threads "
-        "unless named; batching: up to 64 waiting requests as one batch):",
+        "`dlzoo serve` on loopback (dlzoo's host unless named; 1 worker with 2 threads unless "
+        "named; instances: chosen at start-up unless named; batching: up to 64 waiting requests "
+        "as one batch):",
         "",
         "| model | runtime and host | batching | requests | errors | requests/s | p50 ms | "
         "p99 ms | start to healthy | memory (PSS) |",
@@ -349,6 +358,8 @@ def main() -> None:
             r = results.get(f"{name}_serve_{setup}")
             if r is None:
                 continue
+            if "instances" in r and setup == "ort_batched":
+                label += f" (auto: {r['instances']} instance(s))"
             lines.append(
                 f"| `{name}` | {label} | {batching} | {r['requests']} | {r['errors']} | "
                 f"{r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['ready_s']:.1f} s | "

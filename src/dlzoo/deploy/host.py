@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import torch
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -227,6 +228,10 @@ def _worker(
     _die_with_parent()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)  # uvicorn installs its own
+    if api.runtime.name == "onnxruntime":
+        # torch does only preprocessing here, in the encode thread: one thread, so that it never
+        # competes with ONNX Runtime's (torch's runtime sets its own in setup)
+        torch.set_num_threads(1)
     api.setup("cpu")
     config = uvicorn.Config(
         build_app(api, timeout),

@@ -93,8 +93,6 @@ class OnnxRuntime:
         if self.instances is None:
             self.instances = self._instances_for(example)
         per_run = max(1, self.threads // self.instances) if self.threads else None
-        if per_run:
-            torch.set_num_threads(per_run)  # preprocessing's own tensor work
         # made in the process that runs it: an ONNX Runtime session is not forked or pickled
         self.session = ExportedModel(self.model_file, self.task.output_names, per_run)
 
