@@ -281,6 +281,7 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work_dir
     results, once = saved_results(args)
+    reused = sorted(results)  # rows measured by an earlier invocation (--reuse)
     if not shutil.which("hey"):
         raise SystemExit("bench_deploy needs hey (Debian: apt-get install -y hey)")
 
@@ -326,11 +327,19 @@ def main() -> None:
     lines += [
         "Command: `nox -s bench` (`python benchmarks/bench_deploy.py`). The bank FFN is the "
         "`bank_ffn` recipe trained in full; MobileNetV2 is `catsdogs_mobilenet_v2` trained 2 "
-        "epochs on cached features. Everything below ran in one run of the script, one "
-        "measurement after the other, with nothing else of ours running; the load generator "
+        "epochs on cached features. Everything below ran one measurement after the other, "
+        "with nothing else of ours running; the load generator "
         f"(`hey`, {CLIENTS} connections, one raw input per request) shares the 2 cores with "
         "the server.",
         "",
+        *(
+            [
+                f"Rows kept from an earlier invocation of this script (`--reuse`): {', '.join(reused)}.",
+                "",
+            ]
+            if reused
+            else []
+        ),
         "Inference latency of the network on a preprocessed batch of real inputs (median, ms):",
         "",
         "| model | batch | eager torch | TorchScript | ONNX Runtime | ORT speed-up |",
