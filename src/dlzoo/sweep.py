@@ -48,6 +48,8 @@ from typing import Any
 import lightning.pytorch as pl
 import yaml
 
+from dlzoo.data.download import locked
+
 log = logging.getLogger(__name__)
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -335,6 +337,18 @@ def storage_for(url: str | None, root: Path) -> Any:
         )
 
 
+def _storage_lock(url: str | None, root: Path) -> contextlib.AbstractContextManager:
+    """A lock beside a local storage file (``FILE.lock``) for its creation; nothing for a
+    database server, which serialises its own transactions."""
+    if url and "://" in url and not url.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    if url and url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+    else:
+        path = Path(url) if url else root / "study.db"
+    return locked(path.with_name(path.name + ".lock"))
+
+
 def _sampler(search: Search) -> Any:
     optuna = _optuna()
     if search.sampler == "grid":
@@ -528,14 +542,17 @@ def run_sweep(
     metric, direction = parsed.metric or metric, parsed.direction or direction
     total = trials or parsed.trials or (parsed.grid_size() if parsed.sampler == "grid" else 20)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    the_study = optuna.create_study(
-        study_name=name,
-        storage=storage_for(storage, folder),
-        sampler=_sampler(parsed),
-        pruner=_pruner(parsed),
-        direction=direction,
-        load_if_exists=True,
-    )
+    # workers started together on a new SQLite file would both create its tables (one then
+    # fails: UNIQUE constraint failed: alembic_version): they take turns
+    with _storage_lock(storage, folder):
+        the_study = optuna.create_study(
+            study_name=name,
+            storage=storage_for(storage, folder),
+            sampler=_sampler(parsed),
+            pruner=_pruner(parsed),
+            direction=direction,
+            load_if_exists=True,
+        )
     if the_study.direction.name.lower() != direction:
         raise SweepError(
             f"study {name!r} exists with direction {the_study.direction.name.lower()}, not {direction}"

@@ -203,7 +203,7 @@ def extract_archive(
     """
     archive, root = Path(archive), Path(directory).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    with _locked(root / f".{archive.name}.lock"):  # DDP ranks and parallel runs take turns
+    with locked(root / f".{archive.name}.lock"):  # DDP ranks and parallel runs take turns
         marker = extraction_marker(archive, root)
         if marker.is_file():
             entries = json.loads(marker.read_text()).get("entries", [])
@@ -215,7 +215,9 @@ def extract_archive(
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created if missing) for the ``with`` block: the
+    processes of this machine that take it take turns."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows: no advisory locks, one process at a time
