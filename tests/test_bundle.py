@@ -190,3 +190,14 @@ def test_a_bundle_is_served_without_lightning_or_torchmetrics(
     got = json.loads(run.stdout.splitlines()[-1])
     assert got["heavy"] == [] and got["class"] == "dlzoo.data.preprocess.tabular"
     assert got["answer"] == json.loads(json.dumps(expected))
+
+
+@pytest.mark.parametrize("class_path", ["dlzoo.sweep.SweepError", "os.system", ""])
+def test_a_bundle_naming_no_dlzoo_preprocessor_is_refused(bundle: Path, class_path: str) -> None:
+    def rename(data: dict) -> None:
+        data["preprocessor"]["class"] = class_path
+        data.update(seal({k: v for k, v in data.items() if k != "sha256"}))
+
+    _edit_json(bundle, rename)
+    with pytest.raises(BundleError, match="no dlzoo preprocessor"):
+        PredictionAPI.for_bundle(bundle, threads=1)

@@ -175,17 +175,14 @@ def load_preprocessor(bundle: dict[str, Any], folder: Path) -> Any:
             f"{folder / BUNDLE_FILE} (bundle_version {bundle.get('bundle_version', 1)}) does not "
             "carry its preprocessor: export it again with this dlzoo"
         )
-    module, _, name = str(block.get("class", "")).rpartition(".")
-    if not module.startswith("dlzoo."):
-        raise BundleError(f"{folder / BUNDLE_FILE}: {block.get('class')!r} is not a dlzoo class")
     from dlzoo.data.preprocess import PREPROCESSORS
 
-    # dlzoo's own from their light module (bundles of 0.1.0.dev0 name the DataModule's file,
-    # which imports Lightning)
-    module = PREPROCESSORS.get(name, module)
-    cls = getattr(importlib.import_module(module), name, None)
-    if cls is None or not hasattr(cls, "from_bundle"):
-        raise BundleError(f"{folder / BUNDLE_FILE}: no preprocessor {block['class']!r}")
+    # only dlzoo's preprocessors, from their light module: a bundle names no module to import
+    # (bundles of 0.1.0.dev0 name the DataModule's file, which imports Lightning)
+    module, _, name = str(block.get("class", "")).rpartition(".")
+    if not module.startswith("dlzoo.") or name not in PREPROCESSORS:
+        raise BundleError(f"{folder / BUNDLE_FILE}: no dlzoo preprocessor {block.get('class')!r}")
+    cls = getattr(importlib.import_module(PREPROCESSORS[name]), name)
     return cls.from_bundle(block.get("init_args", {}), folder)
 
 
