@@ -90,9 +90,13 @@ class OnnxRuntime:
     def setup(self, device: str = "cpu", example: Any = None) -> None:
         """Create the session (``example``: a collated batch of one input, to choose
         ``instances`` when it is ``None``)."""
+        timed = None
         if self.instances is None:
-            self.instances = self._instances_for(example)
+            self.instances, timed = self._instances_for(example)
         per_run = max(1, self.threads // self.instances) if self.threads else None
+        if timed is not None and per_run == 1:
+            self.session = timed  # the single-threaded session it was timed with
+            return
         # made in the process that runs it: an ONNX Runtime session is not forked or pickled
         self.session = ExportedModel(self.model_file, self.task.output_names, per_run)
 
@@ -103,11 +107,12 @@ class OnnxRuntime:
             for n, t in zip(self.input_names, tensors, strict=True)
         }
 
-    def _instances_for(self, example: Any) -> int:
+    def _instances_for(self, example: Any) -> tuple[int, ExportedModel | None]:
         """``threads`` instances when one input costs at least :data:`AUTO_INSTANCES_MS` on one
-        thread, else 1 (the median of three timed runs after a warm-up)."""
+        thread, else 1 (the median of three timed runs after a warm-up); and the
+        single-threaded session it timed, if it made one."""
         if not self.threads or self.threads < 2 or example is None:
-            return 1
+            return 1, None
         session = ExportedModel(self.model_file, self.task.output_names, 1)
         feed = self._feed(example)
         session.run(feed)
@@ -124,7 +129,7 @@ class OnnxRuntime:
             chosen,
             self.threads // chosen,
         )
-        return chosen
+        return chosen, session
 
     def __call__(self, batch: Any) -> dict[str, torch.Tensor]:
         if self.session is None:
