@@ -47,7 +47,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from dlzoo.deploy import ServerError
-from dlzoo.deploy.serve import PredictionAPI, RequestChecks, _Rejected
+from dlzoo.deploy.requests import RequestChecks, _Rejected
+from dlzoo.deploy.serve import PredictionAPI
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,254 @@
+"""What a request to ``dlzoo serve`` may be, checked before any model work: its HTTP body
+(:class:`RequestChecks`, ASGI middleware: size, content type, JSON, nesting, uploaded files),
+its shape and budgets (:func:`request_inputs`, :class:`Limits`), and what a request becomes on
+its way through a batch (raw inputs, encoded inputs, or its rejection with a 4xx/5xx status).
+
+A request over a budget gets a 413 (422 for an aspect ratio) naming the limit and the
+``dlzoo serve`` flag that raises it; budgets are read from sizes and headers, without decoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+#: most inputs one request may carry (more: 413)
+MAX_INPUTS = 256
+#: largest request body in bytes (more: 413)
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may cost; each is a ``dlzoo serve`` flag of the same name."""
+
+    #: inputs in one request
+    max_inputs: int = MAX_INPUTS
+    #: request body, MiB
+    max_request_mb: float = MAX_REQUEST_BYTES / 2**20
+    #: decoded pixels of one image (width x height, read from its header)
+    max_image_pixels: int = 40_000_000
+    #: decoded pixels of all the images of one request
+    max_request_pixels: int = 64_000_000
+    #: longer side / shorter side of an image (a 200000x1 image resized is 13 G pixels)
+    max_image_aspect: float = 20.0
+    #: characters of one text (tokenising is bounded anyway: texts are cut to what max_length keeps)
+    max_text_chars: int = 1_000_000
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 2**20)
+
+    def check(self, measures: Sequence[Mapping[str, float]]) -> None:
+        """Raise :class:`RequestError` for the first budget a request's inputs exceed."""
+        for number, m in enumerate(measures):
+            if m.get("pixels", 0) > self.max_image_pixels:
+                raise self._over(413, number, f"{m['pixels']:,.0f} pixels", "max_image_pixels")
+            if m.get("aspect", 0) > self.max_image_aspect:
+                aspect = f"an aspect ratio of {m['aspect']:,.0f}:1"
+                raise self._over(422, number, aspect, "max_image_aspect")
+            if m.get("chars", 0) > self.max_text_chars:
+                raise self._over(413, number, f"{m['chars']:,.0f} characters", "max_text_chars")
+        pixels = sum(m.get("pixels", 0) for m in measures)
+        if pixels > self.max_request_pixels:
+            raise RequestError(
+                413,
+                f"the request's images hold {pixels:,.0f} pixels, more than max_request_pixels="
+                f"{self.max_request_pixels:,} (dlzoo serve --max_request_pixels): send fewer "
+                "or smaller images per request",
+            )
+
+    def _over(self, status: int, number: int, what: str, name: str) -> RequestError:
+        limit = getattr(self, name)
+        return RequestError(
+            status,
+            f"input {number} has {what}, more than {name}={limit:,} (dlzoo serve --{name})",
+        )
+
+
+class RequestError(ValueError):
+    """A request that cannot be answered; ``status`` is its HTTP status (4xx)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class _Raw:
+    inputs: list[Any]  # one request's raw inputs, checked for shape and budgets
+
+
+@dataclass
+class _Encoded:
+    items: list[Any]  # one request's inputs, encoded by the preprocessor
+
+
+@dataclass
+class _Rejected:
+    status: int
+    message: str
+
+
+def request_inputs(
+    body: Any,
+    max_inputs: int = MAX_INPUTS,
+    preprocessor: Any = None,
+    limits: Limits | None = None,
+) -> list[Any]:
+    """The raw inputs of a request body ``{"inputs": [...]}``, each as the preprocessor's
+    ``encode`` takes it (``from_json``: images' base64 decoded to bytes), within ``limits``.
+    Raises :class:`RequestError`."""
+    if not isinstance(body, dict) or "inputs" not in body:
+        raise RequestError(
+            400, 'the body must be a JSON object {"inputs": [...]} with one entry per input'
+        )
+    inputs = body["inputs"]
+    if not isinstance(inputs, list):
+        raise RequestError(400, f'"inputs" must be a list, got {type(inputs).__name__}')
+    if not inputs:
+        raise RequestError(400, '"inputs" is empty: send at least one input')
+    if len(inputs) > max_inputs:
+        raise RequestError(
+            413,
+            f"too many inputs in one request: {len(inputs)}, at most {max_inputs} "
+            "(dlzoo serve --max_inputs)",
+        )
+    if preprocessor is None:
+        return inputs
+    try:
+        raw = [preprocessor.from_json(value, number) for number, value in enumerate(inputs)]
+    except ValueError as err:
+        raise RequestError(422, str(err)) from None
+    if limits is not None:
+        limits.check([preprocessor.measure(value) for value in raw])
+    return raw
+
+
+# ------------------------------------------------------------------- request middleware
+class RequestChecks:
+    """ASGI middleware in front of ``/predict``: an empty, over-size, deeply nested, non-JSON
+    or malformed body gets its 4xx here, and uploaded files (``multipart/form-data``, images)
+    become the JSON body ``{"inputs": [<base64>, ...]}`` the API reads. The parsed body is
+    left in ``scope["dlzoo.body"]`` for a host that need not parse it again."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        path: str = "/predict",
+        max_bytes: int = MAX_REQUEST_BYTES,
+        max_inputs: int = MAX_INPUTS,
+    ) -> None:
+        self.app, self.path, self.max_bytes, self.max_inputs = app, path, max_bytes, max_inputs
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body, parsed = await self._read(scope, receive)
+        except RequestError as err:
+            await JSONResponse({"detail": str(err)}, status_code=err.status)(scope, receive, send)
+            return
+        headers = [
+            (k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")
+        ]
+        headers += [(b"content-type", b"application/json")]
+        headers += [(b"content-length", str(len(body)).encode())]
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()  # e.g. the client disconnecting
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app({**scope, "headers": headers, "dlzoo.body": parsed}, replay, send)
+
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, Any]:
+        headers = dict(scope["headers"])
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        form = content_type == b"multipart/form-data"
+        if content_type and not form and not _is_json(content_type):
+            raise RequestError(
+                415,
+                f"Content-Type {content_type.decode('latin-1')!r} is not accepted: send "
+                "application/json, or image files as multipart/form-data",
+            )
+        declared = headers.get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            raise RequestError(413, self._too_large(int(declared)))
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestError(400, "the client disconnected before the body was complete")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise RequestError(413, self._too_large(size))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if not body.strip():
+            raise RequestError(
+                400,
+                'empty body: send JSON {"inputs": [...]} (Content-Type: application/json), '
+                "or image files as multipart/form-data",
+            )
+        if form:
+            body = await self._files_as_json(scope, body)
+        try:
+            parsed = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise RequestError(400, f"the body is not valid JSON: {err}") from None
+        except RecursionError:
+            raise RequestError(400, "the body's JSON is nested too deeply") from None
+        request_inputs(parsed, self.max_inputs)  # its shape: {"inputs": [...]}, within max_inputs
+        return body, parsed
+
+    async def _files_as_json(self, scope: Scope, body: bytes) -> bytes:
+        async def once() -> Message:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        try:
+            form = await Request(scope, once).form(
+                max_files=self.max_inputs, max_fields=self.max_inputs
+            )
+        except Exception as err:  # starlette's multipart parser raises several types
+            raise RequestError(400, f"the multipart body cannot be read: {err}") from None
+        files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
+        if not files:
+            raise RequestError(400, "the multipart body holds no files (use curl -F file=@x.jpg)")
+        encoded = [base64.b64encode(await f.read()).decode("ascii") for f in files]
+        return json.dumps({"inputs": encoded}).encode()
+
+    def _too_large(self, size: int) -> str:
+        return (
+            f"request body too large: {size:,} bytes, at most {self.max_bytes:,} "
+            "(dlzoo serve --max_request_mb)"
+        )
+
+
+def _is_json(content_type: bytes) -> bool:
+    return content_type == b"application/json" or content_type.endswith(b"+json")
+
+
+__all__ = [
+    "MAX_INPUTS",
+    "MAX_REQUEST_BYTES",
+    "Limits",
+    "RequestChecks",
+    "RequestError",
+    "request_inputs",
+]
