@@ -229,6 +229,20 @@ def test_uploaded_image_files_are_scored_like_base64(servers: dict) -> None:
     assert status == 200, answer
     expected, served = _probabilities(predicted, answer)
     np.testing.assert_allclose(served, expected, atol=2e-6)
+    # one image as the whole body (curl --data-binary @x.jpg -H "Content-Type: image/jpeg")
+    for number, image in enumerate(inputs):
+        status, alone = post(port, base64.b64decode(image), "image/jpeg")
+        assert status == 200, alone
+        assert alone["predictions"] == [answer["predictions"][number]]
+    status, answer = post(port, b"not an image", "image/png")
+    assert status == 422 and "input 0: not a usable image" in answer["detail"]
+
+
+def test_a_model_that_takes_json_refuses_uploaded_files_by_name(servers: dict) -> None:
+    for kind in ("tabular", "text"):
+        port = servers[kind][0]
+        status, answer = post(port, b"\xff\xd8\xff", "image/jpeg")
+        assert status == 415 and "this model takes JSON" in answer["detail"], answer
 
 
 def _assert_rejected(port: int, result: tuple[int, dict], status: int, words: str) -> None:

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -216,6 +216,32 @@ def test_request_checks_refuse_an_unknown_content_type_under_litserve_too() -> N
         assert answer.status_code == 415
         answer = client.post("/predict", content=b'{"inputs": [1]}')  # no type: JSON
         assert answer.status_code == 200
+
+
+def test_request_checks_hand_uploads_on_as_bytes_or_as_base64_json() -> None:
+    async def echo(request):
+        files = request.scope.get("dlzoo.files")
+        if files is not None:
+            return JSONResponse({"files": [f.decode() for f in files]})
+        return JSONResponse({"json": await request.json()})
+
+    def client(**kwargs) -> TestClient:
+        routes = [Route("/predict", echo, methods=["POST"])]
+        return TestClient(RequestChecks(Starlette(routes=routes), **kwargs))
+
+    upload = {"f": ("a.jpg", b"AB"), "g": ("b.png", b"CD")}
+    with client(keep_files=True) as dlzoo_host:  # dlzoo's host reads the bytes as they are
+        answer = dlzoo_host.post("/predict", content=b"AB", headers={"content-type": "image/jpeg"})
+        assert answer.json() == {"files": ["AB"]}
+        assert dlzoo_host.post("/predict", files=upload).json() == {"files": ["AB", "CD"]}
+    with client() as litserve_host:  # LitServe parses the body: uploads become base64 JSON
+        answer = litserve_host.post(
+            "/predict", content=b"AB", headers={"content-type": "image/png"}
+        )
+        assert answer.json() == {"json": {"inputs": [base64.b64encode(b"AB").decode()]}}
+    with client(files=False, keep_files=True) as json_only:  # a model that takes no files
+        answer = json_only.post("/predict", files=upload)
+        assert answer.status_code == 415 and "this model takes JSON" in answer.json()["detail"]
 
 
 def _answers(api: PredictionAPI, inputs: list) -> list[dict]:

@@ -170,10 +170,12 @@ def build_app(api: PredictionAPI, timeout: float = 30.0) -> Starlette:
     batcher = Batcher(api, timeout)
 
     async def predict(request: Request) -> Response:
-        body = request.scope.get("dlzoo.body")
-        if body is None:
-            body = await request.json()
-        decoded = api.decode_request(body)
+        files = request.scope.get("dlzoo.files")  # uploads, as RequestChecks read them
+        if files is not None:
+            decoded = api.decode_files(files)
+        else:
+            body = request.scope.get("dlzoo.body")
+            decoded = api.decode_request(await request.json() if body is None else body)
         answer = decoded if isinstance(decoded, _Rejected) else await batcher.submit(decoded)
         if isinstance(answer, _Rejected):
             return _json({"detail": answer.message}, answer.status)
@@ -206,6 +208,8 @@ def build_app(api: PredictionAPI, timeout: float = 30.0) -> Starlette:
         path=api.api_path,
         max_bytes=api.limits.max_request_bytes,
         max_inputs=api.limits.max_inputs,
+        files=api.preprocessor.takes_files,
+        keep_files=True,
     )
     app.state.batcher = batcher
     return app

@@ -1,5 +1,6 @@
 """What a request to ``dlzoo serve`` may be, checked before any model work: its HTTP body
-(:class:`RequestChecks`, ASGI middleware: size, content type, JSON, nesting, uploaded files),
+(:class:`RequestChecks`, ASGI middleware: size, content type, JSON, nesting, uploaded files:
+``multipart/form-data``, or one image as the body, ``Content-Type: image/*``),
 its shape and budgets (:func:`request_inputs`, :class:`Limits`), and what a request becomes on
 its way through a batch (raw inputs, encoded inputs, or its rejection with a 4xx/5xx status).
 
@@ -128,17 +129,41 @@ def request_inputs(
         raw = [preprocessor.from_json(value, number) for number, value in enumerate(inputs)]
     except ValueError as err:
         raise RequestError(422, str(err)) from None
+    return checked(raw, preprocessor, limits)
+
+
+def file_inputs(files: Sequence[bytes], preprocessor: Any, limits: Limits | None = None) -> list:
+    """Uploaded files (their bytes) as a request's raw inputs, within ``limits``. Raises
+    :class:`RequestError` (415 where the model does not take files)."""
+    if not preprocessor.takes_files:
+        raise RequestError(415, _NOT_FILES)
+    return checked(list(files), preprocessor, limits)
+
+
+def checked(raw: list[Any], preprocessor: Any, limits: Limits | None) -> list[Any]:
+    """``raw`` inputs, once ``limits`` (read by ``preprocessor.measure``) allow them."""
     if limits is not None:
         limits.check([preprocessor.measure(value) for value in raw])
     return raw
 
 
+_NOT_FILES = (
+    'this model takes JSON {"inputs": [...]} (Content-Type: application/json); uploaded '
+    "files are for image models"
+)
+
+
 # ------------------------------------------------------------------- request middleware
 class RequestChecks:
     """ASGI middleware in front of ``/predict``: an empty, over-size, deeply nested, non-JSON
-    or malformed body gets its 4xx here, and uploaded files (``multipart/form-data``, images)
-    become the JSON body ``{"inputs": [<base64>, ...]}`` the API reads. The parsed body is
-    left in ``scope["dlzoo.body"]`` for a host that need not parse it again."""
+    or malformed body gets its 4xx here. Uploaded files (``multipart/form-data``, or one file
+    as the whole body with ``Content-Type: image/*`` or ``application/octet-stream``) are for
+    models whose preprocessor ``takes_files`` (``files``; otherwise 415).
+
+    What it leaves for the route: the parsed JSON body in ``scope["dlzoo.body"]``; uploads,
+    with ``keep_files``, as bytes in ``scope["dlzoo.files"]`` (dlzoo's host reads them as they
+    are), else as the JSON body ``{"inputs": [<base64>, ...]}`` (for LitServe's host, which
+    parses the body itself)."""
 
     def __init__(
         self,
@@ -146,15 +171,18 @@ class RequestChecks:
         path: str = "/predict",
         max_bytes: int = MAX_REQUEST_BYTES,
         max_inputs: int = MAX_INPUTS,
+        files: bool = True,
+        keep_files: bool = False,
     ) -> None:
         self.app, self.path, self.max_bytes, self.max_inputs = app, path, max_bytes, max_inputs
+        self.files, self.keep_files = files, keep_files
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         try:
-            body, parsed = await self._read(scope, receive)
+            body, extra = await self._read(scope, receive)
         except RequestError as err:
             await JSONResponse({"detail": str(err)}, status_code=err.status)(scope, receive, send)
             return
@@ -172,18 +200,22 @@ class RequestChecks:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app({**scope, "headers": headers, "dlzoo.body": parsed}, replay, send)
+        await self.app({**scope, "headers": headers, **extra}, replay, send)
 
-    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, Any]:
+    async def _read(self, scope: Scope, receive: Receive) -> tuple[bytes, dict[str, Any]]:
+        """The body the route reads, and what goes into its scope."""
         headers = dict(scope["headers"])
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         form = content_type == b"multipart/form-data"
-        if content_type and not form and not _is_json(content_type):
+        one_file = content_type.startswith(b"image/") or content_type == b"application/octet-stream"
+        if content_type and not (form or one_file or _is_json(content_type)):
             raise RequestError(
                 415,
                 f"Content-Type {content_type.decode('latin-1')!r} is not accepted: send "
-                "application/json, or image files as multipart/form-data",
+                "application/json, or image files as multipart/form-data or image/*",
             )
+        if (form or one_file) and not self.files:
+            raise RequestError(415, _NOT_FILES)
         declared = headers.get(b"content-length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
             raise RequestError(413, self._too_large(int(declared)))
@@ -200,14 +232,18 @@ class RequestChecks:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        if not body.strip():
+        if not (body if one_file else body.strip()):
             raise RequestError(
                 400,
                 'empty body: send JSON {"inputs": [...]} (Content-Type: application/json), '
-                "or image files as multipart/form-data",
+                "or image files as multipart/form-data or image/*",
             )
-        if form:
-            body = await self._files_as_json(scope, body)
+        if form or one_file:
+            files = await self._files(scope, body) if form else [body]
+            if self.keep_files:
+                return b"", {"dlzoo.files": files}
+            body = json.dumps({"inputs": [base64.b64encode(f).decode("ascii") for f in files]})
+            body = body.encode()
         try:
             parsed = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -215,9 +251,11 @@ class RequestChecks:
         except RecursionError:
             raise RequestError(400, "the body's JSON is nested too deeply") from None
         request_inputs(parsed, self.max_inputs)  # its shape: {"inputs": [...]}, within max_inputs
-        return body, parsed
+        return body, {"dlzoo.body": parsed}
 
-    async def _files_as_json(self, scope: Scope, body: bytes) -> bytes:
+    async def _files(self, scope: Scope, body: bytes) -> list[bytes]:
+        """The files of a ``multipart/form-data`` body, in order."""
+
         async def once() -> Message:
             return {"type": "http.request", "body": body, "more_body": False}
 
@@ -230,8 +268,7 @@ class RequestChecks:
         files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
         if not files:
             raise RequestError(400, "the multipart body holds no files (use curl -F file=@x.jpg)")
-        encoded = [base64.b64encode(await f.read()).decode("ascii") for f in files]
-        return json.dumps({"inputs": encoded}).encode()
+        return [await f.read() for f in files]
 
     def _too_large(self, size: int) -> str:
         return (
@@ -250,5 +287,6 @@ __all__ = [
     "Limits",
     "RequestChecks",
     "RequestError",
+    "file_inputs",
     "request_inputs",
 ]

@@ -2,10 +2,11 @@
 
 ``POST /predict`` takes raw inputs as a user has them, ``{"inputs": [...]}``: tabular rows as
 objects (column -> value), texts as strings, images as base64 strings (or files uploaded as
-``multipart/form-data``), MNIST digits as 784 pixel values. Each input becomes the model's input
-through the DataModule's preprocessor (``encode`` / ``collate``), the code ``dlzoo predict``
-uses, with the fitted state restored from the checkpoint or the export bundle. The answer is
-``{"predictions": [...]}``, one row per input as the task decodes it.
+``multipart/form-data``, or one image as the body, ``Content-Type: image/jpeg``), MNIST digits
+as 784 pixel values. Each input becomes the model's input through the DataModule's preprocessor
+(``encode`` / ``collate``), the code ``dlzoo predict`` uses, with the fitted state restored from
+the checkpoint or the export bundle. The answer is ``{"predictions": [...]}``, one row per input
+as the task decodes it.
 
 :class:`PredictionAPI` is a LitServe ``LitAPI`` over a *runtime*: the Lightning model in torch
 (:class:`TorchRuntime`), or the exported network in ONNX Runtime (:class:`OnnxRuntime`).
@@ -26,7 +27,7 @@ requests batched with it.
 import dataclasses
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from dlzoo.deploy.requests import (
     _Encoded,
     _Raw,
     _Rejected,
+    file_inputs,
     request_inputs,
 )
 from dlzoo.deploy.runtime import OnnxRuntime, TorchRuntime, export_runtime
@@ -150,8 +152,16 @@ class PredictionAPI(ls.LitAPI):
     def decode_request(self, request: dict) -> Any:
         """The request's raw inputs, or why it cannot be answered. Never raises: a bad request
         must not fail the others batched with it (LitServe fails a whole batch on an error)."""
+        return self._raw(request_inputs, request, self.max_inputs, self.preprocessor, self.limits)
+
+    def decode_files(self, files: Sequence[bytes]) -> Any:
+        """Uploaded files (images) as a request's raw inputs, or why they cannot be answered
+        (never raises, as :meth:`decode_request`)."""
+        return self._raw(file_inputs, files, self.preprocessor, self.limits)
+
+    def _raw(self, read: Callable[..., list], *args: Any) -> Any:
         try:
-            return _Raw(request_inputs(request, self.max_inputs, self.preprocessor, self.limits))
+            return _Raw(read(*args))
         except RequestError as err:
             return _Rejected(err.status, str(err))
         except Exception as err:  # a dlzoo bug: this request alone gets a 500
@@ -262,6 +272,7 @@ def build_server(
                     "path": api.api_path,
                     "max_bytes": api.limits.max_request_bytes,
                     "max_inputs": api.limits.max_inputs,
+                    "files": api.preprocessor.takes_files,
                 },
             )
         ],

@@ -41,6 +41,8 @@ class Preprocessor(Protocol):
     #: encoding inputs in one call costs much less than one by one (tabular rows: one pandas
     #: call), so a server encodes them with their batch; ``False``: per request, as they come
     batch_encode: bool
+    #: raw inputs are files' bytes (images), so a server also takes them uploaded as files
+    takes_files: bool
 
     def from_json(self, value: Any, number: int) -> Any:
         """A JSON request's value as a raw input (images: base64 text to bytes); raises

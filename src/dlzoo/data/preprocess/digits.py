@@ -39,6 +39,7 @@ class DigitsPreprocessor:
     parity_lengths = (9,)
     max_length = None
     batch_encode = False
+    takes_files = False
 
     def __init__(self, normalize: bool = True) -> None:
         self.normalize = normalize

@@ -136,6 +136,7 @@ class ImagePreprocessor:
     parity_lengths = (9,)
     max_length = None
     batch_encode = False
+    takes_files = True
 
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = dict(settings)

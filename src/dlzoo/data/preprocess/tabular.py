@@ -114,6 +114,7 @@ class TabularPreprocessor:
     parity_lengths = (9,)
     max_length = None
     batch_encode = True
+    takes_files = False
 
     def __init__(
         self,

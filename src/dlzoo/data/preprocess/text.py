@@ -42,6 +42,7 @@ class TextPreprocessor:
 
     kind = "text"
     batch_encode = False
+    takes_files = False
     input_names = ("tokens", "lengths")
     parity_lengths = (5, 23)
 
