@@ -29,6 +29,7 @@ from torchmetrics.functional.classification import (
 from torchvision.utils import make_grid
 
 from dlzoo.data.base import DataModule
+from dlzoo.models.base import TaskModule
 
 log = logging.getLogger(__name__)
 
@@ -148,9 +149,11 @@ class RunArtifacts(Callback):
         out.mkdir(parents=True, exist_ok=True)
         if self.loss and self.history["epoch"]:
             self._plot_loss(out / "loss.png")
-        task = getattr(pl_module, "task", None)
         datamodule = trainer.datamodule
-        if datamodule is None or task is None or task.name == "reconstruction":
+        if datamodule is None or not isinstance(pl_module, TaskModule):
+            return
+        task = pl_module.task
+        if task.name == "reconstruction":
             return
         if task.name == "regression":
             if self.predictions:
@@ -292,9 +295,11 @@ class PredictionWriter(BasePredictionWriter):
         batch_indices: Any,
     ) -> None:
         path = self.path(trainer)
-        task = getattr(pl_module, "task", None)
-        if not predictions or not isinstance(predictions[0], dict) or task is None:
+        if not predictions or not isinstance(predictions[0], dict):
+            return
+        if not isinstance(pl_module, TaskModule):
             return  # not a dlzoo model's predictions: nothing we know how to write
+        task = pl_module.task
         outputs = {key: torch.cat([p[key] for p in predictions]) for key in predictions[0]}
         decoded = task.decode(outputs, output_names(trainer.datamodule, pl_module))
         header, cells = task.csv(decoded)
@@ -440,8 +445,6 @@ class OnnxPredict(Callback):
         self.runtime = runtime
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from dlzoo.models.base import TaskModule
-
         if self.runtime == "torch" or pl_module.device.type != "cpu":
             return
         if not isinstance(pl_module, TaskModule) or not isinstance(trainer.datamodule, DataModule):

@@ -200,6 +200,14 @@ def _multilabel_loss(logits: torch.Tensor, target: torch.Tensor, hp: Mapping) ->
     return F.binary_cross_entropy_with_logits(logits, target.float(), pos_weight=weight)
 
 
+def _reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, hp: Mapping) -> torch.Tensor:
+    # from the decoder's raw output: BCE takes logits (targets in [0, 1]); MSE the reconstruction
+    logits, target = logits.float(), target.float()
+    if hp.get("loss") == "bce":
+        return F.binary_cross_entropy_with_logits(logits, target)
+    return F.mse_loss(_reconstructed(logits, hp), target)
+
+
 def _regression_loss(logits: torch.Tensor, target: torch.Tensor, hp: Mapping) -> torch.Tensor:
     # on standardised targets: every target weighs the same whatever its units
     target = target.float().reshape(logits.shape)
@@ -231,8 +239,13 @@ def _regression_outputs(logits: torch.Tensor, hp: Mapping) -> dict[str, torch.Te
     return {"prediction": untransform(logits, hp.get("target_transform"))}
 
 
-def _no_outputs(logits: torch.Tensor, hp: Mapping) -> dict[str, torch.Tensor]:
-    raise TypeError("a reconstruction model makes its outputs itself (AutoEncoder.predict_step)")
+def _reconstructed(logits: torch.Tensor, hp: Mapping) -> torch.Tensor:
+    return torch.sigmoid(logits) if hp.get("output_activation") == "sigmoid" else logits
+
+
+def _reconstruction_outputs(logits: torch.Tensor, hp: Mapping) -> dict[str, torch.Tensor]:
+    # the code and the per-row error need the encoder: AutoEncoder.predict_outputs adds them
+    return {"reconstruction": _reconstructed(logits.float(), hp)}
 
 
 # ------------------------------------------------------------------- what metrics compare
@@ -408,6 +421,8 @@ class Task:
     csv: Callable[[list[Row]], tuple[list[str], list[list[str]]]]
     #: targets are class indices (stratified splits, confusion matrices)
     classification: bool = False
+    #: the target is the input itself (a batch holds no separate targets)
+    target_is_input: bool = False
 
 
 def _num_classes(hp: Mapping[str, Any]) -> int:
@@ -480,8 +495,8 @@ TASKS: dict[str, Task] = {
     "reconstruction": Task(
         name="reconstruction",
         output_width=lambda hp: 0,
-        loss=lambda logits, target, hp: F.mse_loss(logits.float(), target.float()),
-        outputs=_no_outputs,
+        loss=_reconstruction_loss,
+        outputs=_reconstruction_outputs,
         metrics=_reconstruction_metrics,
         scores=lambda out, target, hp: (out["reconstruction"], target),
         monitor=("val_loss", "min"),
@@ -491,6 +506,7 @@ TASKS: dict[str, Task] = {
         imported=_from_reconstruction,
         decode=_decode_codes,
         csv=_csv_codes,
+        target_is_input=True,
     ),
 }
 

@@ -475,10 +475,11 @@ class DlzooCLI(LightningCLI):
         """Re-make the best-checkpoint callback when the built model's task is not the one the
         config implied (a DataModule that found a regression target in its data)."""
         checkpoint = config.get("checkpoint")
-        task = getattr(self.model, "task", None)
-        if not self._auto_monitor or not isinstance(checkpoint, ModelCheckpoint) or task is None:
+        if not self._auto_monitor or not isinstance(checkpoint, ModelCheckpoint):
             return
-        monitor, mode = task.monitor
+        if not isinstance(self.model, TaskModule):
+            return  # another LightningModule: no task to monitor by
+        monitor, mode = self.model.task.monitor
         if checkpoint.monitor == monitor:
             return
         namespace = (self.config[self.subcommand] if self.subcommand else self.config).checkpoint
@@ -548,17 +549,18 @@ def refuse_stretched_schedule(
 
 
 def _configured_task(config: Any) -> Task | None:
-    """The task a config implies before anything is built: ``model.init_args.task``, else
-    ``data.init_args.task``, else the model class's fixed task (the autoencoder's), else from
+    """The task a config implies before anything is built: the model class's fixed task (the
+    autoencoder's), else ``model.init_args.task``, else ``data.init_args.task``, else from
     ``num_classes`` for a dlzoo model; ``None`` for another LightningModule."""
+    model_class = _import(config.model.class_path)
+    dlzoo_model = issubclass(model_class, TaskModule)
+    if dlzoo_model and model_class.fixed_task:
+        return get_task(model_class.fixed_task)
     for section in ("model", "data"):
         init_args = (config.get(section) or {}).get("init_args") or {}
         if init_args.get("task"):
             return get_task(init_args["task"])
-    model_class = _import(config.model.class_path)
-    if getattr(model_class, "fixed_task", None):
-        return get_task(model_class.fixed_task)
-    if not issubclass(model_class, TaskModule):
+    if not dlzoo_model:
         return None
     num_classes = (config.model.get("init_args") or {}).get("num_classes") or 2
     return get_task(classification_task(int(num_classes)))

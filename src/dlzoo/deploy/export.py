@@ -42,9 +42,7 @@ from dlzoo.deploy.bundle import (
     seal,
     sha256_file,
 )
-from dlzoo.models.autoencoder import AutoEncoder
 from dlzoo.models.base import TaskModule
-from dlzoo.models.rnn import PaddedLSTM
 from dlzoo.registry import MODELS, load_builtins
 
 log = logging.getLogger(__name__)
@@ -74,9 +72,7 @@ class InferenceNetwork(nn.Module):
         super().__init__()
         model = copy.deepcopy(model).cpu().eval()
         self.task = model.task
-        lstm = getattr(model, "lstm", None)
-        if isinstance(lstm, nn.LSTM) and model.hparams.get("packed", False):
-            model.lstm = PaddedLSTM(lstm)  # no PackedSequence in an exported graph
+        model.make_exportable()
         # what Lightning's own to_torchscript sets: `model.trainer` reads as None, not an error
         # (tracers look up every attribute of every submodule)
         model._jit_is_scripting = True
@@ -118,7 +114,7 @@ def _as_tuple(batch: Any) -> tuple[torch.Tensor, ...]:
 # ------------------------------------------------------------------------------- checks
 def check_exportable(model: pl.LightningModule, datamodule: pl.LightningDataModule) -> None:
     """Raise :class:`ExportError` with one line saying why, before anything is written."""
-    if not isinstance(model, TaskModule | AutoEncoder):
+    if not isinstance(model, TaskModule):
         load_builtins()
         raise ExportError(
             f"cannot export {type(model).__name__}: only dlzoo models export "

@@ -5,24 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
 
-from dlzoo.models.base import (
-    OptimizerName,
-    SchedulerName,
-    configure_optimizers,
-    keep_own_hparams,
-    log_parameter_counts,
-    make_activation,
-)
+from dlzoo.models.base import OptimizerName, SchedulerName, TaskModule, make_activation
 from dlzoo.registry import register_model
-from dlzoo.tasks import TASKS, Task
 
 
 def _conv_shapes(input_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int, int]:
@@ -37,14 +27,16 @@ def _conv_shapes(input_shape: Sequence[int], channels: Sequence[int]) -> tuple[i
 
 
 @register_model("autoencoder")
-class AutoEncoder(pl.LightningModule):
+class AutoEncoder(TaskModule):
     """Reconstructs its input through a small latent vector; ``encode()`` returns that vector.
 
     ``architecture="mlp"``: ``prod(input_shape) -> hidden_sizes -> latent_dim`` and back (the
     book's 784-64-32-64-784 with the defaults). ``"conv"``: stride-2 convolutions down to
-    ``latent_dim`` and transposed convolutions back up. Logs ``{train,val,test}_loss`` and
-    ``val_mse``. Under the ``dlzoo`` CLI, :class:`~dlzoo.callbacks.ReconstructionGrid` writes
-    ``reconstructions.png`` (originals above, reconstructions below) after every validation epoch.
+    ``latent_dim`` and transposed convolutions back up. The task is always ``reconstruction``
+    (its row of :data:`dlzoo.tasks.TASKS`: the loss, ``{train,val,test}_mse``, the predictions);
+    :class:`~dlzoo.models.base.TaskModule` runs the steps. Under the ``dlzoo`` CLI,
+    :class:`~dlzoo.callbacks.ReconstructionGrid` writes ``reconstructions.png`` (originals
+    above, reconstructions below) after every validation epoch.
 
     Args:
         input_shape: ``(channels, height, width)`` (the DataModule supplies it).
@@ -65,6 +57,8 @@ class AutoEncoder(pl.LightningModule):
         lr_gamma: see ``lr_scheduler``.
     """
 
+    fixed_task = "reconstruction"
+
     def __init__(
         self,
         input_shape: Sequence[int] = (1, 28, 28),
@@ -83,9 +77,15 @@ class AutoEncoder(pl.LightningModule):
         lr_step_size: int = 10,
         lr_gamma: float = 0.1,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        keep_own_hparams(self)
+        super().__init__(
+            optimizer=optimizer,
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            lr_scheduler=lr_scheduler,
+            lr_step_size=lr_step_size,
+            lr_gamma=lr_gamma,
+        )
         if architecture not in ("mlp", "conv"):
             raise ValueError(f"architecture must be mlp or conv, got {architecture!r}")
         if loss not in ("mse", "bce"):
@@ -103,17 +103,6 @@ class AutoEncoder(pl.LightningModule):
             self.encoder, self.decoder = self._mlp(hidden_sizes, latent_dim, activation)
         else:
             self.encoder, self.decoder = self._conv(hidden_sizes, latent_dim, activation)
-        for stage in ("train", "val", "test"):
-            setattr(self, f"{stage}_loss", MeanMetric())
-        self.val_mse = MeanMetric()
-
-    #: the task every instance has, known before one is built (the CLI's checkpoint monitor)
-    fixed_task = "reconstruction"
-
-    @property
-    def task(self) -> Task:
-        """Always the reconstruction row of the task table."""
-        return TASKS["reconstruction"]
 
     def _mlp(self, hidden: Sequence[int], latent: int, act: str) -> tuple[nn.Module, nn.Module]:
         widths = [math.prod(self.input_shape), *hidden]
@@ -163,70 +152,17 @@ class AutoEncoder(pl.LightningModule):
         """The reconstruction of ``x``, same shape."""
         return self.decode(self.encode(x))
 
-    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Reconstruction loss from the decoder's raw output (before the output activation)."""
-        logits, target = logits.float(), target.float()
-        if self.hparams.loss == "bce":
-            return F.binary_cross_entropy_with_logits(logits, target)
-        if self.hparams.output_activation == "sigmoid":
-            logits = torch.sigmoid(logits)
-        return F.mse_loss(logits, target)
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's raw output (before the output activation): what the loss takes."""
+        return self.decode_logits(self.encode(x))
 
     # ------------------------------------------------------------------------------ Lightning
-    def _step(self, batch: Any, stage: str) -> torch.Tensor:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        logits = self.decode_logits(self.encode(x))
-        loss = self.loss(logits, x)
-        getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(x))
-        if stage == "val":
-            recon = torch.sigmoid(logits) if self.hparams.output_activation == "sigmoid" else logits
-            self.val_mse.update(F.mse_loss(recon.float(), x.float()).detach(), weight=len(x))
-        return loss
-
-    def on_fit_start(self) -> None:
-        log_parameter_counts(self)
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def _log_epoch(self, stage: str) -> None:
-        metrics = {f"{stage}_loss": getattr(self, f"{stage}_loss")}
-        if stage == "val":
-            metrics["val_mse"] = self.val_mse
-        if not metrics[f"{stage}_loss"].update_called:
-            return
-        for name, metric in metrics.items():
-            self.log(name, metric.compute(), prog_bar=True, sync_dist=True)
-            metric.reset()
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
     def predict_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The code, the reconstruction and its per-row mean squared error."""
         latent = self.encode(x)
         reconstruction = self.decode(latent)
         error = (reconstruction.float() - x.float()).pow(2).flatten(1).mean(dim=1)
         return {"latent": latent, "mse": error, "reconstruction": reconstruction}
-
-    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self.predict_outputs(x)
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimizers(self)
 
     def configure_callbacks(self) -> list[pl.Callback]:
         from dlzoo.callbacks import ReconstructionGrid  # plotting stays out of the model file

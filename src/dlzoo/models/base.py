@@ -4,7 +4,8 @@ A model file subclasses :class:`TaskModule`, builds its network in ``__init__`` 
 ``super().__init__(num_classes=..., **kwargs)``) with ``self.num_outputs`` outputs, and defines
 ``forward`` returning logits (raw scores, or standardised values for regression). Which loss,
 metrics and predictions those logits mean is the row of :data:`dlzoo.tasks.TASKS` named by the
-``task`` hyperparameter; the rest is here.
+``task`` hyperparameter (or the class's ``fixed_task``: the autoencoder's ``reconstruction``);
+the rest is here.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ _OPTIMIZERS = {
 
 class TaskModule(pl.LightningModule):
     """A network trained for one task of :data:`dlzoo.tasks.TASKS`: binary or multiclass
-    classification, multi-label classification, or (multi-target) regression.
+    classification, multi-label classification, (multi-target) regression, or reconstruction
+    (a subclass with ``fixed_task = "reconstruction"``, whose targets are its inputs).
 
     Logs ``{train,val,test}_loss`` and the task's metrics once per epoch (torchmetrics,
     synchronised across DDP ranks): ``acc, precision, recall, f1, auroc`` for classes;
@@ -68,7 +70,8 @@ class TaskModule(pl.LightningModule):
             the training loss (the book's L1 regularisation).
     """
 
-    #: a task every instance of the class has (None: the ``task`` argument decides)
+    #: a task every instance of the class has, known before one is built (the CLI's checkpoint
+    #: monitor); None: the ``task`` argument decides
     fixed_task: str | None = None
 
     def __init__(
@@ -100,7 +103,7 @@ class TaskModule(pl.LightningModule):
             raise ValueError(f"a multi-label task needs at least one label, got {num_classes}")
         if task_row.name == "regression" and num_targets < 1:
             raise ValueError(f"num_targets must be at least 1, got {num_targets}")
-        if task_row.name == "reconstruction":
+        if task_row.name == "reconstruction" and self.fixed_task != "reconstruction":
             raise ValueError("task='reconstruction' is the autoencoder's: --model autoencoder")
         if regression_loss not in RegressionLoss.__args__:
             raise ValueError(
@@ -129,8 +132,9 @@ class TaskModule(pl.LightningModule):
     @property
     def task(self) -> Task:
         """The row of the task table this model is trained for."""
-        name = self.hparams.get("task") or classification_task(self.hparams.num_classes)
-        return get_task(name)
+        if self.fixed_task:
+            return get_task(self.fixed_task)
+        return get_task(self.hparams.get("task") or classification_task(self.hparams.num_classes))
 
     @property
     def num_outputs(self) -> int:
@@ -155,20 +159,30 @@ class TaskModule(pl.LightningModule):
         """Classifiers: ``(N,)`` probability of class 1 if binary, else ``(N, C)``."""
         return self.outputs(logits)["probs"]
 
+    def logits(self, x: Any) -> torch.Tensor:
+        """What the task's loss and outputs take: ``forward``'s output, for a model input (a
+        tensor, or ``(tokens, lengths)``)."""
+        return call_with(self, x)
+
     def predict_outputs(self, x: Any) -> dict[str, torch.Tensor]:
         """``predict_step``'s outputs for a model input (a tensor, or ``(tokens, lengths)``)."""
-        return self.outputs(call_with(self, x))
+        return self.outputs(self.logits(x))
 
     def predict_proba(self, x: Any) -> torch.Tensor:
-        return self.probabilities(call_with(self, x))
+        return self.probabilities(self.logits(x))
+
+    def make_exportable(self) -> None:
+        """Turn this model (a copy the exporter owns) into one ONNX and TorchScript can trace,
+        computing the same outputs; most networks need nothing."""
 
     def l1_penalty(self) -> torch.Tensor:
         weights = [p for p in self.parameters() if p.requires_grad and p.ndim > 1]
         return sum((w.abs().sum() for w in weights), torch.zeros((), device=self.device))
 
     def _step(self, batch: Any, stage: str) -> torch.Tensor:
-        x, target = batch[0], batch[1]
-        logits = call_with(self, x)
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        target = x if self.task.target_is_input else batch[1]
+        logits = self.logits(x)
         loss = self.loss(logits, target)
         scores = self.task.scores(self.outputs(logits.detach()), target, self.hparams)
         getattr(self, f"{stage}_metrics").update(*scores)
@@ -197,8 +211,9 @@ class TaskModule(pl.LightningModule):
     # ------------------------------------------------------------------------- Lightning
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")
-        if self.hparams.l1_lambda > 0:
-            penalty = self.hparams.l1_lambda * self.l1_penalty()
+        l1_lambda = self.hparams.get("l1_lambda", 0.0)  # a subclass may not offer it
+        if l1_lambda > 0:
+            penalty = l1_lambda * self.l1_penalty()
             self.train_l1.update(penalty.detach())
             loss = loss + penalty
         return loss
@@ -262,7 +277,7 @@ class TaskModule(pl.LightningModule):
         self.ensure_pretrained()
 
 
-def log_parameter_counts(module: nn.Module) -> None:
+def log_parameter_counts(module: pl.LightningModule) -> None:
     """One line instead of Lightning's module table (which lists metric objects with 0 FLOPs)."""
     sized = [
         p for p in module.parameters() if not isinstance(p, nn.parameter.UninitializedParameter)
@@ -270,7 +285,7 @@ def log_parameter_counts(module: nn.Module) -> None:
     total = sum(p.numel() for p in sized)
     trainable = sum(p.numel() for p in sized if p.requires_grad)
     name = type(module).__name__
-    if getattr(module, "hparams", {}).get("backbone"):
+    if module.hparams.get("backbone"):
         name += f"({module.hparams.backbone})"
     rank_zero_info(f"{name}: {total:,} parameters, {trainable:,} trainable")
 

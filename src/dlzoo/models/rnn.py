@@ -211,11 +211,15 @@ class ImprovedRNN(TaskModule):
     def load_pretrained(self) -> ImprovedRNN:
         return load_embedding_vectors(self)
 
+    def make_exportable(self) -> None:
+        if self.hparams.packed:  # no PackedSequence in an exported graph: the same on padding
+            self.lstm = PaddedLSTM(self.lstm)
+
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if lengths is None:
             lengths = token_lengths(tokens, self.hparams.pad_index)
         embedded = self.dropout(self.embedding(tokens))
-        if isinstance(self.lstm, PaddedLSTM):  # an exported copy (see dlzoo.export)
+        if isinstance(self.lstm, PaddedLSTM):  # an exported copy (make_exportable)
             hidden = self.lstm(embedded, lengths)
         else:
             if self.hparams.packed:
