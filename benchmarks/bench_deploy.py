@@ -50,6 +50,8 @@ from dlzoo.models.backbones import CheckedExtractor
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench:deploy:start -->", "<!-- bench:deploy:end -->"
 CLIENTS = 16
+#: alternating runs of an image model's defaults, base64 JSON and the JPEG as the body
+ROUNDS = 5
 
 
 def _fit(config: str, root: Path, overrides: list[str], reuse: bool = False) -> tuple[Path, Path]:
@@ -209,6 +211,18 @@ def load_test(serve_args: list[str], body: Path, requests: int, log: Path) -> di
     return result
 
 
+def repeated(
+    serve_args: list[str], bodies: dict[str, Path], requests: int, rounds: int, log: Path
+) -> dict:
+    """The server with ``serve_args`` started afresh ``rounds`` times per body, the bodies
+    alternating (so slow spells of the shared machine hit both alike); requests/s of each run."""
+    runs: dict[str, list[float]] = {name: [] for name in bodies}
+    for _ in range(rounds):
+        for name, body in bodies.items():
+            runs[name].append(load_test(serve_args, body, requests, log)["rps"])
+    return runs
+
+
 SETUPS = {
     # name: (serve arguments after the model's, label)
     "torch_batched": (["--runtime", "torch"], "torch (checkpoint)", "on"),
@@ -327,6 +341,11 @@ def main() -> None:
             serve_args = _serve_args(setup, config, ckpt, bundles / "onnx")
             log = work / f"{name}_{setup}.log"
             once(f"{name}_serve_{setup}", load_test, serve_args, sent, requests, log)
+        if isinstance(raw[0], bytes):  # images: the noisy goal row, measured again and again
+            bodies = {"base64 JSON": body, "the JPEG as the body": work / f"{name}_body.jpg"}
+            serve_args = _serve_args("ort_batched", config, ckpt, bundles / "onnx")
+            log = work / f"{name}_repeated.log"
+            once(f"{name}_repeated", repeated, serve_args, bodies, requests, ROUNDS, log)
     if cats_overrides:
         (config, ckpt), _, _ = models["catsdogs_mobilenet_v2"]
         once("features_pass", feature_pass, config, ckpt, work / "features")
@@ -383,6 +402,24 @@ def main() -> None:
                 f"| `{name}` | {label} | {batching} | {r['requests']} | {r['errors']} | "
                 f"{r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} | {r['ready_s']:.1f} s | "
                 f"{r['pss_mb']:.0f} MiB |"
+            )
+    for name in models:
+        runs = results.get(f"{name}_repeated")
+        if not runs:
+            continue
+        lines += [
+            "",
+            f"`{name}` with the defaults (ONNX Runtime, bundle), started afresh for each of "
+            f"{ROUNDS} rounds, the two ways of sending an image alternating (requests/s):",
+            "",
+            "| request body | runs | median | min | max |",
+            "|---|---|---|---|---|",
+        ]
+        for body, rps in runs.items():
+            shown = ", ".join(f"{r:.0f}" for r in rps)
+            lines.append(
+                f"| {body} | {shown} | {statistics.median(rps):.0f} | {min(rps):.0f} | "
+                f"{max(rps):.0f} |"
             )
     if "features_pass" in results:
         f = results["features_pass"]
@@ -449,10 +486,23 @@ def _goals(results: dict) -> list[str]:
             ),
         }
         rows = "; ".join(f"{k}: {r['rps']:.0f}" for k, r in named.items() if r)
-        lines.append(
-            f"- MobileNetV2 images at >= 3x the 32 requests/s before (96): {_met(best['rps'] >= 96)}"
-            f" ({best['rps']:.0f} requests/s at best, {best['rps'] / 32:.1f}x; {rows})."
-        )
+        runs = results.get("catsdogs_mobilenet_v2_repeated")
+        if runs:  # the median of the repeated runs judges: single runs vary by +-10 %
+            medians = {k: statistics.median(v) for k, v in runs.items()}
+            judged = medians["base64 JSON"]
+            lines.append(
+                f"- MobileNetV2 images at >= 3x the 32 requests/s before (96): "
+                f"{_met(judged >= 96)} by the median of {ROUNDS} runs with the defaults: "
+                f"{judged:.0f} requests/s ({judged / 32:.1f}x) with base64 JSON, "
+                f"{medians['the JPEG as the body']:.0f} with the JPEG as the body; single runs "
+                f"in the table above: {rows}; best row {best['rps']:.0f}."
+            )
+        else:
+            lines.append(
+                f"- MobileNetV2 images at >= 3x the 32 requests/s before (96): "
+                f"{_met(best['rps'] >= 96)} ({best['rps']:.0f} requests/s at best, "
+                f"{best['rps'] / 32:.1f}x; {rows})."
+            )
     if "features_pass" in results:
         f = results["features_pass"]
         speed = f["torch"] / f["onnxruntime"]

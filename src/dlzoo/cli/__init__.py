@@ -1,6 +1,8 @@
 """The ``dlzoo`` command (LightningCLI): ``main`` is its entry point.
 
 - :mod:`dlzoo.cli.main`: the CLI class, its links and defaults, and ``main``;
+- :mod:`dlzoo.cli.trainer`: its Trainer (``export``, ``serve``, ``predict`` in ONNX Runtime) and
+  the loggers every run gets;
 - :mod:`dlzoo.cli.checkpoint`: the one path that reads a checkpoint and restores a model and its
   DataModule from it;
 - :mod:`dlzoo.cli.names`: registered names and recipes on the command line;

@@ -1,0 +1,201 @@
+"""The Trainer of the ``dlzoo`` command: Lightning's, plus ``export`` and ``serve`` (the
+deployment subcommands) and a ``predict`` that runs the network in ONNX Runtime where that pays;
+and the loggers every run gets."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+
+from dlzoo.callbacks import OnnxPredict
+from dlzoo.cli.checkpoint import restore_checkpoint
+from dlzoo.deploy import RuntimeName, ServerName
+from dlzoo.deploy.bundle import default_threads
+from dlzoo.deploy.export import ExportFormat, export_model
+
+
+def default_loggers(root: str | Path, name: str = "lightning_logs") -> list[Logger]:
+    """CSVLogger (and TensorBoard when installed) sharing one ``<name>/version_N``."""
+    root = Path(root)
+    versions = [
+        int(m.group(1))
+        for p in (root / name).glob("version_*")
+        if (m := re.fullmatch(r"version_(\d+)", p.name))
+    ]
+    version = max(versions, default=-1) + 1
+    loggers: list[Logger] = [CSVLogger(root, name=name, version=version)]
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        loggers.append(TensorBoardLogger(root, name=name, version=version, default_hp_metric=False))
+    return loggers
+
+
+class DlzooTrainer(pl.Trainer):
+    """Lightning's Trainer, plus the two deployment subcommands of ``dlzoo``: export and serve."""
+
+    def export(
+        self,
+        model: pl.LightningModule,
+        datamodule: pl.LightningDataModule,
+        ckpt_path: str | None = None,
+        output: str = "export",
+        format: ExportFormat = "onnx",
+        weights_only: bool | None = True,
+    ) -> Path:
+        """Write a trained model and its preprocessing as a bundle (ONNX or TorchScript).
+
+        Args:
+            model: the model of the run's config (its weights come from ``ckpt_path``).
+            datamodule: the DataModule of the run's config (its fitted state, too).
+            ckpt_path: a checkpoint written by ``dlzoo fit``.
+            output: the bundle folder: the model file, ``dlzoo-bundle.json`` and any files the
+                preprocessing needs (``vocab.json``).
+            format: ``onnx`` (run with ONNX Runtime) or ``torchscript`` (``torch.jit.load``).
+            weights_only: load the checkpoint with ``torch.load(weights_only=True)`` (default).
+        """
+        if ckpt_path is None:
+            raise ValueError("dlzoo export needs --ckpt_path")
+        restore_checkpoint(model, datamodule, ckpt_path, weights_only=weights_only is not False)
+        path = export_model(model, datamodule, output, format, checkpoint=ckpt_path)
+        print(f"dlzoo: exported {type(model).__name__} ({format}) to {path.parent}")
+        return path
+
+    def serve(
+        self,
+        model: pl.LightningModule,
+        datamodule: pl.LightningDataModule,
+        ckpt_path: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        runtime: RuntimeName = "auto",
+        server: ServerName | None = None,
+        workers: int = 1,
+        threads: int | None = None,
+        instances: int | None = None,
+        accelerator: str = "cpu",
+        max_batch_size: int = 64,
+        batch_timeout: float = 0.0,
+        timeout: float = 30.0,
+        drain_timeout: float = 10.0,
+        max_inputs: int = 256,
+        max_request_mb: float = 16.0,
+        max_image_pixels: int = 40_000_000,
+        max_request_pixels: int = 64_000_000,
+        max_image_aspect: float = 20.0,
+        max_text_chars: int = 1_000_000,
+        workers_per_device: int | None = None,
+        weights_only: bool | None = True,
+    ) -> None:
+        """Serve a trained model over HTTP: POST /predict with raw inputs, GET /health.
+
+        Stops cleanly on SIGTERM or SIGINT (in-flight requests drained, the port freed). To
+        serve an exported bundle without a config: ``dlzoo serve --bundle DIR``.
+
+        Args:
+            model: the model of the run's config (its weights come from ``ckpt_path``).
+            datamodule: the DataModule of the run's config (its fitted state, too).
+            ckpt_path: a checkpoint written by ``dlzoo fit``.
+            host: the address to bind; loopback unless told otherwise (``0.0.0.0``: every
+                interface).
+            port: the TCP port.
+            runtime: ``onnxruntime`` (the network exported at start-up, parity checked),
+                ``torch`` (eager), or ``auto``: ONNX Runtime on CPU (2-4x faster), torch where
+                the network does not export or on a GPU.
+            server: ``dlzoo`` (uvicorn workers predicting in-process; CPU) or ``litserve``
+                (LitServe, a process per inference worker; the default on a GPU).
+            workers: serving processes (CPU: each gets cores/workers intra-op threads).
+            threads: inference threads per worker (default: cores / workers).
+            instances: batches a worker runs at once (ONNX Runtime), each on threads /
+                instances threads. Default (auto): one per thread when one input takes 2 ms
+                or more on one thread (image networks: single-threaded runs of small batches
+                cost the least CPU per input), else 1 (small networks, where HTTP dominates).
+            accelerator: ``cpu``, ``cuda`` or ``auto`` (a GPU if there is one).
+            max_batch_size: most requests predicted together (1: no batching).
+            batch_timeout: seconds to wait for a batch to fill beyond the requests already
+                waiting (0: predict what is waiting at once).
+            timeout: seconds a request may wait for its answer (then 504).
+            drain_timeout: seconds in-flight requests get to finish on shutdown.
+            max_inputs: most inputs in one request.
+            max_request_mb: largest request body, in MiB.
+            max_image_pixels: most decoded pixels of one image (read from its header).
+            max_request_pixels: most decoded pixels of all the images of one request.
+            max_image_aspect: largest ratio of an image's longer to shorter side.
+            max_text_chars: most characters of one text.
+            workers_per_device: the old name of ``workers``.
+            weights_only: load the checkpoint with ``torch.load(weights_only=True)`` (default).
+        """
+        if ckpt_path is None:
+            raise ValueError("dlzoo serve needs --ckpt_path (or --bundle DIR, an export bundle)")
+        from dlzoo.deploy.serve import Limits, PredictionAPI, serve
+
+        limits = Limits(
+            max_inputs=max_inputs,
+            max_request_mb=max_request_mb,
+            max_image_pixels=max_image_pixels,
+            max_request_pixels=max_request_pixels,
+            max_image_aspect=max_image_aspect,
+            max_text_chars=max_text_chars,
+        )
+        workers = workers_per_device or workers
+        gpu = accelerator in ("cuda", "gpu") or (
+            accelerator == "auto" and torch.cuda.is_available()
+        )
+        if gpu and runtime == "onnxruntime":
+            raise ValueError("--runtime onnxruntime serves on CPU: use --accelerator cpu")
+        restore_checkpoint(model, datamodule, ckpt_path, weights_only=weights_only is not False)
+        api = PredictionAPI.for_model(
+            model,
+            datamodule,
+            runtime="torch" if gpu else runtime,
+            threads=threads or max(1, default_threads() // workers),
+            instances=instances,
+            max_batch_size=max_batch_size,
+            batch_timeout=batch_timeout,
+            limits=limits,
+        )
+        serve(
+            api,
+            host=host,
+            port=port,
+            server=server or ("litserve" if gpu else "dlzoo"),
+            workers=workers,
+            threads=threads,
+            drain_timeout=drain_timeout,
+            timeout=timeout,
+            accelerator="cuda" if gpu else "cpu",
+        )
+
+    def predict(
+        self,
+        model: pl.LightningModule | None = None,
+        dataloaders: Any = None,
+        datamodule: pl.LightningDataModule | None = None,
+        return_predictions: bool | None = None,
+        ckpt_path: str | Path | None = None,
+        weights_only: bool | None = None,
+        runtime: RuntimeName = "auto",
+    ) -> Any:
+        """Lightning's predict, with the network in ONNX Runtime on CPU where that pays.
+
+        Args:
+            runtime: ``onnxruntime`` (the model exported at the start, parity checked to
+                1e-5), ``torch`` (eager), or ``auto``: ONNX Runtime for predict sets of 16
+                batches or more on CPU (2-8x faster, BENCHMARKS.md), torch below that, on a
+                GPU, or where the network does not export.
+        """
+        callback = OnnxPredict(runtime)
+        self.callbacks.append(callback)
+        try:
+            return super().predict(
+                model, dataloaders, datamodule, return_predictions, ckpt_path, weights_only
+            )
+        finally:
+            self.callbacks.remove(callback)
+
+
+__all__ = ["DlzooTrainer", "default_loggers"]
