@@ -120,10 +120,14 @@ def test_image_budgets_are_checked_from_the_header_before_decoding(
     decoded = api.decode_request({"inputs": encoded})
     assert isinstance(decoded, _Rejected), decoded
     assert decoded.status == status and words in decoded.message, decoded.message
-    # good images still pass, and are answered
+    uploaded = api.decode_files(make())  # files sent as the body or a form: the same budgets
+    assert isinstance(uploaded, _Rejected), uploaded
+    assert uploaded.status == status and words in uploaded.message, uploaded.message
+    # good images still pass, and are answered, however they were sent
     raw = api.decode_request({"inputs": [base64.b64encode(good[0]).decode()]})
     (answer,) = api.predict([raw])
     assert len(answer) == 1 and answer[0]["label"] in dm.classes
+    assert api.predict([api.decode_files([good[0]])]) == [answer]
 
 
 def test_an_undecodable_image_names_itself_without_python_object_reprs(images: tuple) -> None:
