@@ -484,6 +484,51 @@ def test_registered_names_class_names_and_paths_all_work(csv_file: Path, tmp_pat
     assert (run_dirs(tmp_path / "y")[0] / "checkpoints" / "last.ckpt").is_file()
 
 
+YOUR_NETWORK = """
+import torch
+from torch import nn
+
+from dlzoo.models.base import TaskModule
+
+
+class WideFFN(TaskModule):
+    def __init__(self, num_features: int, width: int = 512, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.net = nn.Sequential(
+            nn.Linear(num_features, width), nn.ReLU(), nn.Linear(width, self.num_outputs)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+"""
+
+
+def test_a_network_of_your_own_trains_and_exports_through_the_command(
+    csv_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # README's example: one class on TaskModule, given to the command by its import path
+    (tmp_path / "my_networks.py").write_text(YOUR_NETWORK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["fit", "--seed_everything", "7", "--model", "my_networks.WideFFN"]
+    args += ["--model.init_args.width", "16", "--model.init_args.lr", "0.01"]
+    args += ["--data=tabular", "--data.init_args.filename", str(csv_file)]
+    args += ["--data.init_args.target", "target", "--data.init_args.batch_size", "32"]
+    args += ["--trainer.max_epochs", "3"]
+    args += ["--trainer.enable_progress_bar", "false"]
+    main([*args, "--trainer.default_root_dir", str(tmp_path / "runs")])
+    (run,) = run_dirs(tmp_path / "runs")
+    assert last_metrics(run)["val_auroc"] > 0.8  # the task's metrics, from the base
+    saved = yaml.safe_load((run / "config.yaml").read_text())["model"]
+    assert saved["class_path"] == "my_networks.WideFFN"
+    config, ckpt = str(run / "config.yaml"), str(run / "checkpoints" / "last.ckpt")
+    main(["export", "--config", config, "--ckpt_path", ckpt, "--output", str(tmp_path / "b")])
+    bundle = json.loads((tmp_path / "b" / "dlzoo-bundle.json").read_text())
+    assert bundle["task"] == "binary" and bundle["model"]["class"] == "my_networks.WideFFN"
+    sizes = TabularDataModule(filename=str(csv_file), target="target")
+    hyperparameters = bundle["model"]["hyperparameters"]
+    assert hyperparameters["num_features"] == sizes.num_features  # linked, not typed
+
+
 def test_help_lists_registered_models_and_datamodules(capsys: pytest.CaptureFixture) -> None:
     for args in (["--help"], ["fit", "--help"]):
         with pytest.raises(SystemExit):
