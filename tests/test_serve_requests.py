@@ -243,6 +243,12 @@ def test_request_checks_hand_uploads_on_as_bytes_or_as_base64_json() -> None:
             "/predict", content=b"AB", headers={"content-type": "image/png"}
         )
         assert answer.json() == {"json": {"inputs": [base64.b64encode(b"AB").decode()]}}
+    with client(keep_files=True, max_inputs=2) as two_at_most:  # as many files as inputs
+        many = [("f", (f"{i}.jpg", b"AB")) for i in range(3)]
+        answer = two_at_most.post("/predict", files=many)
+        assert answer.status_code == 413, answer.text
+        assert "too many inputs in one request: 3, at most 2" in answer.json()["detail"]
+        assert "--max_inputs" in answer.json()["detail"]
     with client(files=False, keep_files=True) as json_only:  # a model that takes no files
         answer = json_only.post("/predict", files=upload)
         assert answer.status_code == 415 and "this model takes JSON" in answer.json()["detail"]

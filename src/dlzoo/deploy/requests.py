@@ -11,6 +11,7 @@ A request over a budget gets a 413 (422 for an aspect ratio) naming the limit an
 from __future__ import annotations
 
 import base64
+import email.message
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -118,11 +119,7 @@ def request_inputs(
     if not inputs:
         raise RequestError(400, '"inputs" is empty: send at least one input')
     if len(inputs) > max_inputs:
-        raise RequestError(
-            413,
-            f"too many inputs in one request: {len(inputs)}, at most {max_inputs} "
-            "(dlzoo serve --max_inputs)",
-        )
+        raise _too_many(len(inputs), max_inputs)
     if preprocessor is None:
         return inputs
     try:
@@ -130,6 +127,13 @@ def request_inputs(
     except ValueError as err:
         raise RequestError(422, str(err)) from None
     return checked(raw, preprocessor, limits)
+
+
+def _too_many(count: int, max_inputs: int) -> RequestError:
+    return RequestError(
+        413,
+        f"too many inputs in one request: {count}, at most {max_inputs} (dlzoo serve --max_inputs)",
+    )
 
 
 def file_inputs(files: Sequence[bytes], preprocessor: Any, limits: Limits | None = None) -> list:
@@ -264,6 +268,9 @@ class RequestChecks:
                 max_files=self.max_inputs, max_fields=self.max_inputs
             )
         except Exception as err:  # starlette's multipart parser raises several types
+            parts = _multipart_parts(scope, body)
+            if parts > self.max_inputs:  # what its max_files refused: say it as for JSON
+                raise _too_many(parts, self.max_inputs) from None
             raise RequestError(400, f"the multipart body cannot be read: {err}") from None
         files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
         if not files:
@@ -275,6 +282,16 @@ class RequestChecks:
             f"request body too large: {size:,} bytes, at most {self.max_bytes:,} "
             "(dlzoo serve --max_request_mb)"
         )
+
+
+def _multipart_parts(scope: Scope, body: bytes) -> int:
+    """How many parts a ``multipart/form-data`` body holds: its boundary lines, less the last."""
+    header = email.message.Message()
+    header["content-type"] = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+    boundary = header.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        return 0
+    return max(0, body.count(b"--" + boundary.encode("latin-1")) - 1)
 
 
 def _is_json(content_type: bytes) -> bool:
