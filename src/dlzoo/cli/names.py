@@ -48,9 +48,10 @@ def read_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        marked = err if isinstance(err, yaml.MarkedYAMLError) else None
+        mark = marked and (marked.problem_mark or marked.context_mark)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        problem = (marked and marked.problem) or str(err).splitlines()[0]
         raise ValueError(f"{path} is not valid YAML: {problem} at {where}") from None
 
 

@@ -203,14 +203,7 @@ def build_app(api: PredictionAPI, timeout: float = 30.0) -> Starlette:
         ],
         lifespan=lifespan,
     )
-    app.add_middleware(
-        RequestChecks,
-        path=api.api_path,
-        max_bytes=api.limits.max_request_bytes,
-        max_inputs=api.limits.max_inputs,
-        files=api.preprocessor.takes_files,
-        keep_files=True,
-    )
+    app.add_middleware(RequestChecks, **api.request_checks(keep_files=True))
     app.state.batcher = batcher
     return app
 

@@ -144,6 +144,17 @@ class PredictionAPI(ls.LitAPI):
         runtime = OnnxRuntime(model.path, bundle["task"], hp, inputs, threads, instances)
         return cls(runtime, preprocessor, names, **kwargs)
 
+    def request_checks(self, keep_files: bool = False) -> dict[str, Any]:
+        """The :class:`RequestChecks` options of this API (``keep_files``: dlzoo's host, which
+        reads uploads as bytes)."""
+        return {
+            "path": self.api_path,
+            "max_bytes": self.limits.max_request_bytes,
+            "max_inputs": self.limits.max_inputs,
+            "files": self.preprocessor.takes_files,
+            "keep_files": keep_files,
+        }
+
     def setup(self, device: str) -> None:
         # one input of a typical size: ONNX Runtime times it to choose its instances (auto)
         length = min(self.preprocessor.max_length or 256, 256)
@@ -265,17 +276,7 @@ def build_server(
         timeout=timeout,
         restart_workers=True,
         disable_openapi_url=True,
-        middlewares=[
-            (
-                RequestChecks,
-                {
-                    "path": api.api_path,
-                    "max_bytes": api.limits.max_request_bytes,
-                    "max_inputs": api.limits.max_inputs,
-                    "files": api.preprocessor.takes_files,
-                },
-            )
-        ],
+        middlewares=[(RequestChecks, api.request_checks())],
     )
 
 

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "hyperband", "none")
 
@@ -152,16 +150,15 @@ class Search:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Search:
+        from dlzoo.cli.names import read_yaml  # the CLI's reader: one line naming the place
+
         try:
-            data = yaml.safe_load(Path(path).read_text())
+            data = read_yaml(Path(path))
         except FileNotFoundError:
             raise SweepError(f"{path}: no such search file") from None
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise SweepError(
-                f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})"
-            ) from None
+        except ValueError as err:  # not valid YAML (the message names the file), or not UTF-8
+            message = str(err)
+            raise SweepError(message if str(path) in message else f"{path}: {message}") from None
         return cls.from_dict(data, str(path))
 
     @classmethod
