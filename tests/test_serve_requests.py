@@ -139,6 +139,25 @@ def test_an_undecodable_image_names_itself_without_python_object_reprs(images: t
     assert "object at 0x" not in rejected.message
 
 
+def test_an_image_in_json_is_read_in_each_documented_form_and_bad_base64_is_named(
+    images: tuple,
+) -> None:
+    model, dm, good = images
+    api = PredictionAPI(model, dm)
+    text = base64.b64encode(good[0]).decode()
+    forms = [text, f"data:image/jpeg;base64,{text}", {"image": text}, {"data": text}]
+    raw = api.decode_request({"inputs": forms})
+    assert isinstance(raw, _Raw) and raw.inputs == [good[0]] * 4
+    answers = api.predict([raw])[0]
+    assert len(answers) == 4 and all(a == answers[0] for a in answers)
+    for number, bad in enumerate([text[:-1], text[:40] + "!" + text[41:], "é" + text, 7]):
+        rejected = api.decode_request({"inputs": [text] * number + [bad]})
+        assert isinstance(rejected, _Rejected) and rejected.status == 422, rejected
+        assert rejected.message.startswith(f"input {number}: "), rejected.message
+        expected = "an image is a base64 string" if bad == 7 else "not valid base64"
+        assert expected in rejected.message, rejected.message
+
+
 def test_text_is_cut_before_tokenising_and_max_length_keeps_its_meaning(tmp_path: Path) -> None:
     make_reviews(80).to_csv(tmp_path / "reviews.csv", index=False)
     dm = TextClassificationDataModule(

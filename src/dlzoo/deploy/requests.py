@@ -10,13 +10,13 @@ A request over a budget gets a 413 (422 for an aspect ratio) naming the limit an
 
 from __future__ import annotations
 
-import base64
 import email.message
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import pybase64
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -246,7 +246,7 @@ class RequestChecks:
             files = await self._files(scope, body) if form else [body]
             if self.keep_files:
                 return b"", {"dlzoo.files": files}
-            body = json.dumps({"inputs": [base64.b64encode(f).decode("ascii") for f in files]})
+            body = json.dumps({"inputs": [pybase64.b64encode_as_string(f) for f in files]})
             body = body.encode()
         try:
             parsed = json.loads(body)
