@@ -47,7 +47,7 @@ from dlzoo.cli import main as dlzoo
 from dlzoo.cli import make_cli
 from dlzoo.cli.checkpoint import restore_checkpoint
 from dlzoo.deploy.bundle import BUNDLE_FILE, ExportedModel
-from dlzoo.models.backbones import CheckedExtractor
+from dlzoo.networks.backbones import CheckedExtractor
 
 REPO = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench:deploy:start -->", "<!-- bench:deploy:end -->"

@@ -18,7 +18,7 @@ import torch
 from _common import bench_parser, device_line, saved_results, write_section
 
 from dlzoo.models import ConvNet, FineTuneClassifier
-from dlzoo.models.backbones import CheckedExtractor
+from dlzoo.networks.backbones import CheckedExtractor
 
 START, END = "<!-- bench:layout:start -->", "<!-- bench:layout:end -->"
 

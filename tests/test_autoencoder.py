@@ -16,8 +16,8 @@ from dlzoo.models import AutoEncoder
 
 def test_book_mlp_shapes_and_encode() -> None:
     model = AutoEncoder()
-    widths = [m.out_features for m in model.encoder if isinstance(m, torch.nn.Linear)]
-    widths += [m.out_features for m in model.decoder if isinstance(m, torch.nn.Linear)]
+    widths = [m.out_features for m in model.network.encoder if isinstance(m, torch.nn.Linear)]
+    widths += [m.out_features for m in model.network.decoder if isinstance(m, torch.nn.Linear)]
     assert widths == [64, 32, 64, 784]  # 784-64-32-64-784
     x = torch.rand(5, 1, 28, 28)
     assert model.encode(x).shape == (5, 32)

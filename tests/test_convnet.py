@@ -22,16 +22,16 @@ def test_shapes_at_28_and_224(shape: tuple, num_classes: int, outputs: int) -> N
     assert model(torch.randn(2, *shape)).shape == (2, outputs)
     # the flatten width follows the input size: 16 channels after 3 halvings
     side = shape[1] // 8
-    assert model.head[1].in_features == 16 * side * side
+    assert model.network.head[1].in_features == 16 * side * side
 
 
 def test_presets_are_the_book_networks() -> None:
     mnist = ConvNet.from_preset("mnist")
     assert mnist(torch.randn(3, 1, 28, 28)).shape == (3, 10)
-    assert [m.out_channels for m in mnist.features if isinstance(m, torch.nn.Conv2d)] == [32, 64]
+    assert [m.out_channels for m in mnist.network.features if isinstance(m, torch.nn.Conv2d)] == [32, 64]
     cats = ConvNet.from_preset("cats_dogs", input_shape=(3, 150, 150))
     assert cats(torch.randn(2, 3, 150, 150)).shape == (2, 1)
-    assert len([m for m in cats.features if isinstance(m, torch.nn.Conv2d)]) == 4
+    assert len([m for m in cats.network.features if isinstance(m, torch.nn.Conv2d)]) == 4
     with pytest.raises(ValueError, match="unknown ConvNet preset 'imagenet'"):
         ConvNet.from_preset("imagenet")
     assert set(PRESETS) == {"mnist", "cats_dogs"}

@@ -170,7 +170,7 @@ def test_gradual_unfreezing_survives_a_resume_after_the_unfreeze_epoch(tmp_path:
     trainer.fit(model, dm)
     assert not model.backbone_frozen  # unfrozen at epoch 1
     (last,) = (tmp_path / "ckpt").glob("epoch=1*.ckpt")
-    before = torch.load(last, weights_only=True)["state_dict"]["backbone.conv1.weight"]
+    before = torch.load(last, weights_only=True)["state_dict"]["network.backbone.conv1.weight"]
 
     resumed = build()
     seen: list[bool] = []
@@ -400,7 +400,7 @@ def test_gradual_unfreezing_keeps_the_backbone_fixed_until_the_epoch_and_warns_n
 
 
 def test_cached_features_come_from_onnxruntime_checked_against_torch() -> None:
-    from dlzoo.models.backbones import CheckedExtractor
+    from dlzoo.networks.backbones import CheckedExtractor
 
     torch.manual_seed(0)
     model = FineTuneClassifier(backbone="resnet18", weights=None, cache_features=True).eval()

@@ -18,7 +18,7 @@ from dlzoo.models import FeedForwardNet
 
 
 def test_every_private_api_has_a_test_here() -> None:
-    assert len(PRIVATE_APIS) == 7  # one test below per entry: add one with each new entry
+    assert len(PRIVATE_APIS) == 6  # one test below per entry: add one with each new entry
 
 
 def test_lightning_cli_builds_subcommands_through_add_subcommands(
@@ -59,14 +59,6 @@ def test_hparams_live_in_the_private_dicts_keep_own_hparams_edits() -> None:
     model = FeedForwardNet(num_features=3)
     assert model._hparams is model.hparams
     assert "num_features" in model._hparams_initial
-
-
-def test_jit_is_scripting_makes_trainer_read_as_none() -> None:
-    model = FeedForwardNet(num_features=3)
-    with pytest.raises(RuntimeError):
-        _ = model.trainer  # no trainer attached: an error, which tracers would hit
-    model._jit_is_scripting = True
-    assert model.trainer is None
 
 
 def test_jsonargparse_wraps_link_errors_with_compute_fn_of_link() -> None:

@@ -41,11 +41,11 @@ def test_padding_does_not_change_the_packed_output() -> None:
 
 def test_book_architecture() -> None:
     model = ImprovedRNN(vocab_size=25_002)
-    assert model.lstm.num_layers == 2 and model.lstm.bidirectional and model.lstm.dropout == 0.5
-    assert model.embedding.padding_idx == 1 and model.embedding.embedding_dim == 300
-    assert model.fc.in_features == 512
+    assert model.network.lstm.num_layers == 2 and model.network.lstm.bidirectional and model.network.lstm.dropout == 0.5
+    assert model.network.embedding.padding_idx == 1 and model.network.embedding.embedding_dim == 300
+    assert model.network.fc.in_features == 512
     vanilla = RNNClassifier(vocab_size=100)
-    assert isinstance(vanilla.rnn, torch.nn.RNN) and vanilla(
+    assert isinstance(vanilla.network.rnn, torch.nn.RNN) and vanilla(
         torch.randint(0, 100, (2, 5))
     ).shape == (2, 1)
 
@@ -60,9 +60,9 @@ def test_pretrained_embeddings_load_and_freeze(tmp_path: Path) -> None:
         freeze_embeddings=True,
     )
     model.load_pretrained()
-    torch.testing.assert_close(model.embedding.weight[2:], vectors[2:])
-    assert not model.embedding.weight[1].any()  # pad row
-    assert not model.embedding.weight.requires_grad
+    torch.testing.assert_close(model.network.embedding.weight[2:], vectors[2:])
+    assert not model.network.embedding.weight[1].any()  # pad row
+    assert not model.network.embedding.weight.requires_grad
     wrong = ImprovedRNN(
         vocab_size=30, embedding_dim=16, pretrained_embeddings=str(tmp_path / "v.pt")
     )

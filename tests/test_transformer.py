@@ -40,7 +40,7 @@ def test_pretrained_embeddings(tmp_path: Path) -> None:
     model = TransformerClassifier(
         vocab_size=12, embedding_dim=8, num_heads=2, pretrained_embeddings=str(tmp_path / "v.pt")
     ).load_pretrained()
-    torch.testing.assert_close(model.embedding.weight[2:], vectors[2:])
+    torch.testing.assert_close(model.network.embedding.weight[2:], vectors[2:])
     missing = TransformerClassifier(
         vocab_size=12, embedding_dim=8, num_heads=2, pretrained_embeddings="nope.pt"
     )

@@ -422,7 +422,7 @@ class CacheFeatures(Callback):
         extractor = pl_module.extract_features
         runtime = pl_module.hparams.get("feature_runtime", "torch")
         if pl_module.device.type == "cpu" and runtime != "torch":
-            from dlzoo.models.backbones import CheckedExtractor
+            from dlzoo.networks.backbones import CheckedExtractor
 
             extractor = CheckedExtractor(pl_module.backbone, extractor, torch.get_num_threads())
         datamodule.cache_features(extractor, pl_module.device)

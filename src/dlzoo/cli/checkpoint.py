@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 
 from dlzoo.data.base import DataModule
+from dlzoo.models.base import TaskModule
 from dlzoo.registry import MODELS, resolve_class
 
 
@@ -64,8 +65,8 @@ def checkpoint_model_class(
     class_path = hparams.get("_class_path") or configured
     if not class_path:
         return None
-    model_class = resolve_class(MODELS, class_path)
-    wanted = resolve_class(MODELS, configured) if configured else None
+    model_class = _dlzoo_model(class_path)
+    wanted = _dlzoo_model(configured) if configured else None
     if model_class is None:
         if class_path != configured:
             raise CheckpointError(
@@ -81,6 +82,14 @@ def checkpoint_model_class(
             f"{model_class.__module__}.{model_class.__qualname__}"
         )
     return model_class
+
+
+def _dlzoo_model(class_path: str) -> type | None:
+    """A registered model, or :class:`TaskModule` itself (which trains a network of the user's:
+    that network's class is imported from the config, never from the checkpoint)."""
+    if class_path in ("TaskModule", "dlzoo.models.TaskModule", "dlzoo.models.base.TaskModule"):
+        return TaskModule
+    return resolve_class(MODELS, class_path)
 
 
 def restore_checkpoint(

@@ -47,12 +47,6 @@ PRIVATE_APIS: tuple[PrivateAPI, ...] = (
         "save_hyperparameters(ignore=...) cannot know which sizes the CLI linked",
     ),
     PrivateAPI(
-        "lightning.pytorch.LightningModule._jit_is_scripting",
-        "dlzoo.deploy.export.InferenceNetwork",
-        "what LightningModule.to_torchscript sets so that tracers reading every attribute see "
-        "`trainer` as None instead of an error",
-    ),
-    PrivateAPI(
         "jsonargparse's message 'compute_fn of link' on errors raised in a link",
         "dlzoo.cli.main.DlzooCLI.instantiate_classes",
         "unwrap the DataModule's own error (a missing CSV) from the link's wrapper",

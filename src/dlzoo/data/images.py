@@ -43,7 +43,7 @@ from dlzoo.data.preprocess.images import (
     why_unreadable,
 )
 from dlzoo.data.targets import decide_task, encode_targets, fit_targets
-from dlzoo.models.backbones import pretrained_eval_settings
+from dlzoo.networks.backbones import pretrained_eval_settings
 from dlzoo.registry import register_datamodule
 from dlzoo.tasks import TASKS, TaskName, classification_task
 

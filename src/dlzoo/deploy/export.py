@@ -9,8 +9,9 @@ time and the sha256 of every file. The network takes *preprocessed* tensors (wha
 probabilities, so a caller in any language can score raw inputs with the JSON and ONNX Runtime.
 
 Text models take ``tokens (N, T)`` and ``lengths (N,)``. A packed LSTM (ImprovedRNN) is exported
-as :class:`~dlzoo.models.rnn.PaddedLSTM`, the same computation on padded input, and the parity
-check proves it.
+as :class:`~dlzoo.networks.rnn.PaddedLSTM`, the same computation on padded input, and the parity
+check proves it. What is traced is ``model.predictor()``: a copy of the plain network and the
+task's output head, with no LightningModule inside.
 """
 
 from __future__ import annotations
@@ -68,18 +69,14 @@ class InferenceNetwork(nn.Module):
     reconstruction ``error``, as ``dlzoo predict`` writes them.
     """
 
-    def __init__(self, model: pl.LightningModule) -> None:
+    def __init__(self, model: TaskModule) -> None:
         super().__init__()
-        model = copy.deepcopy(model).cpu().eval()
         self.task = model.task
-        model.make_exportable()
-        # what Lightning's own to_torchscript sets: `model.trainer` reads as None, not an error
-        # (tracers look up every attribute of every submodule)
-        model._jit_is_scripting = True
-        self.model = model.requires_grad_(False)
+        # a plain module: a copy of the network and the task's output head, no LightningModule
+        self.predictor = model.predictor().cpu().eval().requires_grad_(False)
 
     def forward(self, *inputs: torch.Tensor) -> Any:
-        out = self.model.predict_outputs(inputs if len(inputs) > 1 else inputs[0])
+        out = self.predictor(*inputs)
         values = tuple(v.float() for v in self.task.exported(out).values())
         return values if len(values) > 1 else values[0]
 

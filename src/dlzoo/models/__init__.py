@@ -1,7 +1,8 @@
-"""dlzoo models: one file per family, each registered by name (see ``dlzoo.list_models()``)."""
+"""dlzoo models: TaskModules, each training one family's network (:mod:`dlzoo.networks`) and
+registered by name (see ``dlzoo.list_models()``); ``TaskModule(network=...)`` trains any other."""
 
 from dlzoo.models.autoencoder import AutoEncoder
-from dlzoo.models.base import ClassificationModule, TaskModule
+from dlzoo.models.base import ClassificationModule, Predictor, TaskModule
 from dlzoo.models.convnet import ConvNet
 from dlzoo.models.ffn import FeedForwardNet
 from dlzoo.models.finetune import FineTuneClassifier
@@ -15,6 +16,7 @@ __all__ = [
     "FeedForwardNet",
     "FineTuneClassifier",
     "ImprovedRNN",
+    "Predictor",
     "RNNClassifier",
     "TaskModule",
     "TransformerClassifier",

@@ -1,29 +1,42 @@
-"""Autoencoders (book, second seed): a 784-64-32-64-784 MLP and a convolutional variant."""
+"""The autoencoder model (book, second seed): :class:`~dlzoo.networks.autoencoder.
+AutoEncoderNetwork` trained by :class:`~dlzoo.models.base.TaskModule` for ``reconstruction``."""
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from dlzoo.models.base import OptimizerName, SchedulerName, TaskModule, make_activation
+from dlzoo.models.base import OptimizerName, SchedulerName, TaskModule
+from dlzoo.networks.autoencoder import AutoEncoderNetwork
+from dlzoo.networks.layers import Activation
 from dlzoo.registry import register_model
+from dlzoo.tasks import get_task
 
 
-def _conv_shapes(input_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int, int]:
-    _c, h, w = input_shape
-    factor = 2 ** len(channels)
-    if h % factor or w % factor:
-        raise ValueError(
-            f"the conv autoencoder halves the image {len(channels)} times: height and width "
-            f"must be multiples of {factor}, got {h}x{w}"
-        )
-    return channels[-1], h // factor, w // factor
+def reconstruction_outputs(
+    network: AutoEncoderNetwork, x: torch.Tensor, hparams: Mapping[str, Any]
+) -> dict[str, torch.Tensor]:
+    """The code, the reconstruction and its per-row mean squared error (what predict writes)."""
+    latent = network.encode(x)
+    reconstruction = get_task("reconstruction").outputs(network.decode(latent).float(), hparams)
+    reconstruction = reconstruction["reconstruction"]
+    error = (reconstruction - x.float()).pow(2).flatten(1).mean(dim=1)
+    return {"latent": latent, "mse": error, "reconstruction": reconstruction}
+
+
+class ReconstructionPredictor(nn.Module):
+    """An autoencoder network and the reconstruction head, as ``dlzoo export`` traces it."""
+
+    def __init__(self, network: AutoEncoderNetwork, hparams: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.network, self.hparams = network, dict(hparams)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return reconstruction_outputs(self.network, x, self.hparams)
 
 
 @register_model("autoencoder")
@@ -65,7 +78,7 @@ class AutoEncoder(TaskModule):
         architecture: Literal["mlp", "conv"] = "mlp",
         hidden_sizes: Sequence[int] = (64,),
         latent_dim: int = 32,
-        activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu", "elu"] = "relu",
+        activation: Activation = "relu",
         output_activation: Literal["sigmoid", "none"] = "sigmoid",
         loss: Literal["mse", "bce"] = "mse",
         grid_images: int = 8,
@@ -86,8 +99,6 @@ class AutoEncoder(TaskModule):
             lr_step_size=lr_step_size,
             lr_gamma=lr_gamma,
         )
-        if architecture not in ("mlp", "conv"):
-            raise ValueError(f"architecture must be mlp or conv, got {architecture!r}")
         if loss not in ("mse", "bce"):
             raise ValueError(f"loss must be mse or bce, got {loss!r}")
         if output_activation not in ("sigmoid", "none"):
@@ -99,54 +110,19 @@ class AutoEncoder(TaskModule):
                 "loss='bce' reconstructs pixels in [0, 1]: use output_activation=sigmoid"
             )
         self.input_shape = tuple(input_shape)
-        if architecture == "mlp":
-            self.encoder, self.decoder = self._mlp(hidden_sizes, latent_dim, activation)
-        else:
-            self.encoder, self.decoder = self._conv(hidden_sizes, latent_dim, activation)
+        self.network = AutoEncoderNetwork(
+            input_shape, architecture, hidden_sizes, latent_dim, activation
+        )
 
-    def _mlp(self, hidden: Sequence[int], latent: int, act: str) -> tuple[nn.Module, nn.Module]:
-        widths = [math.prod(self.input_shape), *hidden]
-        encoder: list[nn.Module] = [nn.Flatten()]
-        for a, b in itertools.pairwise(widths):
-            encoder += [nn.Linear(a, b), make_activation(act)]
-        encoder.append(nn.Linear(widths[-1], latent))
-        decoder: list[nn.Module] = []
-        back = [latent, *reversed(widths[1:])]
-        for a, b in itertools.pairwise(back):
-            decoder += [nn.Linear(a, b), make_activation(act)]
-        decoder += [nn.Linear(back[-1], widths[0]), nn.Unflatten(1, self.input_shape)]
-        return nn.Sequential(*encoder), nn.Sequential(*decoder)
-
-    def _conv(self, channels: Sequence[int], latent: int, act: str) -> tuple[nn.Module, nn.Module]:
-        c_last, h, w = _conv_shapes(self.input_shape, channels)
-        widths = [self.input_shape[0], *channels]
-        encoder: list[nn.Module] = []
-        for a, b in itertools.pairwise(widths):
-            encoder += [nn.Conv2d(a, b, 3, stride=2, padding=1), make_activation(act)]
-        encoder += [nn.Flatten(), nn.Linear(c_last * h * w, latent)]
-        decoder: list[nn.Module] = [
-            nn.Linear(latent, c_last * h * w),
-            make_activation(act),
-            nn.Unflatten(1, (c_last, h, w)),
-        ]
-        back = list(reversed(widths))
-        for i, (a, b) in enumerate(itertools.pairwise(back)):
-            decoder.append(nn.ConvTranspose2d(a, b, 3, stride=2, padding=1, output_padding=1))
-            if i < len(back) - 2:
-                decoder.append(make_activation(act))
-        return nn.Sequential(*encoder), nn.Sequential(*decoder)
-
-    # ------------------------------------------------------------------------------- the model
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent vectors ``(N, latent_dim)`` of a batch of inputs."""
-        return self.encoder(x)
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+        return self.network.encode(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.decoder(z)
-        return torch.sigmoid(out) if self.hparams.output_activation == "sigmoid" else out
+        """Reconstructions of latent vectors (with the output activation)."""
+        return get_task("reconstruction").outputs(self.network.decode(z), self.hparams)[
+            "reconstruction"
+        ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The reconstruction of ``x``, same shape."""
@@ -154,15 +130,14 @@ class AutoEncoder(TaskModule):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """The decoder's raw output (before the output activation): what the loss takes."""
-        return self.decode_logits(self.encode(x))
+        return self.network(x)
 
-    # ------------------------------------------------------------------------------ Lightning
     def predict_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The code, the reconstruction and its per-row mean squared error."""
-        latent = self.encode(x)
-        reconstruction = self.decode(latent)
-        error = (reconstruction.float() - x.float()).pow(2).flatten(1).mean(dim=1)
-        return {"latent": latent, "mse": error, "reconstruction": reconstruction}
+        return reconstruction_outputs(self.network, x, self.hparams)
+
+    def predictor(self) -> nn.Module:
+        return ReconstructionPredictor(self.exportable_network(), self.hparams)
 
     def configure_callbacks(self) -> list[pl.Callback]:
         from dlzoo.callbacks import ReconstructionGrid  # plotting stays out of the model file

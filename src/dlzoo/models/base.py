@@ -1,15 +1,17 @@
-"""The base every dlzoo network model inherits: task-driven loss, metrics, optimiser, predictions.
+"""TaskModule: trains any network for a row of the task table (loss, metrics, optimiser, predictions).
 
-A model file subclasses :class:`TaskModule`, builds its network in ``__init__`` (after
-``super().__init__(num_classes=..., **kwargs)``) with ``self.num_outputs`` outputs, and defines
-``forward`` returning logits (raw scores, or standardised values for regression). Which loss,
-metrics and predictions those logits mean is the row of :data:`dlzoo.tasks.TASKS` named by the
-``task`` hyperparameter (or the class's ``fixed_task``: the autoencoder's ``reconstruction``);
-the rest is here.
+A network is a plain ``nn.Module`` returning logits (raw scores, or standardised values for
+regression): one of :mod:`dlzoo.networks` or a user's own. ``TaskModule(network, task=...)``
+trains it; a registered dlzoo model (``FeedForwardNet`` ...) is a TaskModule that builds its
+family's network from its own arguments with ``self.num_outputs`` outputs. Which loss, metrics
+and predictions the logits mean is the row of :data:`dlzoo.tasks.TASKS` named by the ``task``
+hyperparameter (or the class's ``fixed_task``: the autoencoder's ``reconstruction``).
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -18,6 +20,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MeanMetric
 
+from dlzoo.networks.layers import make_activation
 from dlzoo.registry import init_arguments
 from dlzoo.tasks import RegressionLoss, Task, TaskName, classification_task, get_task
 
@@ -46,6 +49,12 @@ class TaskModule(pl.LightningModule):
     round-trip.
 
     Args:
+        network: the network to train: any ``nn.Module`` whose ``forward`` takes a batch's
+            input (a tensor, or ``tokens, lengths``) and returns ``(N, num_outputs)`` logits
+            (see :attr:`num_outputs`). ``None`` in the registered models, which build their
+            own; a subclass of the old style may define ``forward`` itself instead. Not saved
+            in the hyperparameters: a checkpoint holds its weights, the run's ``config.yaml``
+            names its class and arguments.
         num_classes: classes (binary: 2), or labels of a multi-label task.
         task: the task; ``None``: ``binary`` for 2 classes, else ``multiclass`` (the CLI links
             the DataModule's task here).
@@ -76,6 +85,7 @@ class TaskModule(pl.LightningModule):
 
     def __init__(
         self,
+        network: nn.Module | None = None,
         num_classes: int = 2,
         task: TaskName | None = None,
         num_targets: int = 1,
@@ -94,8 +104,12 @@ class TaskModule(pl.LightningModule):
         l1_lambda: float = 0.0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["network"])
         keep_own_hparams(self)
+        self.network = network
+        # checkpoints written before the networks were modules of their own name the weights
+        # without the `network.` prefix (`net.0.weight`, not `network.net.0.weight`)
+        self.register_load_state_dict_pre_hook(_prefix_network_keys)
         task_row = self.task  # an unknown task name fails here
         if task_row.classification and num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
@@ -159,10 +173,30 @@ class TaskModule(pl.LightningModule):
         """Classifiers: ``(N,)`` probability of class 1 if binary, else ``(N, C)``."""
         return self.outputs(logits)["probs"]
 
+    def forward(self, *inputs: Any) -> torch.Tensor:
+        """The network's logits."""
+        if self.network is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no network: pass TaskModule(network=...)"
+            )
+        return self.network(*inputs)
+
     def logits(self, x: Any) -> torch.Tensor:
         """What the task's loss and outputs take: ``forward``'s output, for a model input (a
         tensor, or ``(tokens, lengths)``)."""
         return call_with(self, x)
+
+    def exportable_network(self) -> nn.Module:
+        """A copy of the network that ONNX and TorchScript can trace (the exporter owns it);
+        most networks are exportable as they are."""
+        if self.network is None:  # an old-style subclass that is its own network
+            return _SelfAsNetwork(copy.deepcopy(self))
+        return copy.deepcopy(self.network)
+
+    def predictor(self) -> nn.Module:
+        """What ``dlzoo export`` traces: a plain module computing :meth:`predict_outputs` from a
+        copy of the network and the task's output head, with no LightningModule inside."""
+        return Predictor(self.exportable_network(), self.task.name, dict(self.hparams))
 
     def predict_outputs(self, x: Any) -> dict[str, torch.Tensor]:
         """``predict_step``'s outputs for a model input (a tensor, or ``(tokens, lengths)``)."""
@@ -170,10 +204,6 @@ class TaskModule(pl.LightningModule):
 
     def predict_proba(self, x: Any) -> torch.Tensor:
         return self.probabilities(self.logits(x))
-
-    def make_exportable(self) -> None:
-        """Turn this model (a copy the exporter owns) into one ONNX and TorchScript can trace,
-        computing the same outputs; most networks need nothing."""
 
     def l1_penalty(self) -> torch.Tensor:
         weights = [p for p in self.parameters() if p.requires_grad and p.ndim > 1]
@@ -343,19 +373,38 @@ def configure_optimizers(module: pl.LightningModule) -> Any:
     return {"optimizer": optimizer, "lr_scheduler": config}
 
 
-def make_activation(name: str) -> nn.Module:
-    """An activation layer by name; an unknown name is an error, never a silent default."""
-    layers = {
-        "relu": nn.ReLU,
-        "gelu": nn.GELU,
-        "silu": nn.SiLU,
-        "tanh": nn.Tanh,
-        "leaky_relu": nn.LeakyReLU,
-        "elu": nn.ELU,
-    }
-    if name not in layers:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(layers)}")
-    return layers[name]()
+class Predictor(nn.Module):
+    """A network and a task's output head: inputs in, ``predict_step``'s outputs out."""
+
+    def __init__(self, network: nn.Module, task: str, hparams: Mapping[str, Any]) -> None:
+        super().__init__()
+        self.network, self.task, self.hparams = network, get_task(task), dict(hparams)
+
+    def forward(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.task.outputs(self.network(*inputs).float(), self.hparams)
+
+
+class _SelfAsNetwork(nn.Module):
+    """An old-style TaskModule subclass (its own ``forward``, no ``network``) as a network."""
+
+    def __init__(self, module: TaskModule) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.module.logits(inputs if len(inputs) > 1 else inputs[0])
+
+
+def _prefix_network_keys(
+    module: TaskModule, state_dict: dict[str, Any], prefix: str, *args: Any
+) -> None:
+    if module.network is None:
+        return
+    own = {prefix + "network." + key for key in module.network.state_dict()}
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        moved = prefix + "network." + key[len(prefix) :]
+        if key not in own and moved in own:
+            state_dict[moved] = state_dict.pop(key)
 
 
 #: the name of :class:`TaskModule` before it learnt tasks other than classification

@@ -1,45 +1,26 @@
-"""Convolutional classifier (book chapter 6): conv units, then a fully connected head."""
+"""The convolutional model (book chapter 6): :class:`~dlzoo.networks.convnet.ConvNetwork`
+trained by :class:`~dlzoo.models.base.TaskModule`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import torch
-from torch import nn
-
-from dlzoo.models.base import TaskModule, make_activation
+from dlzoo.models.base import TaskModule
+from dlzoo.networks.convnet import PRESETS, ConvNetwork
+from dlzoo.networks.layers import Activation
 from dlzoo.registry import register_model
-
-#: the book's networks: Listing 6-4 (MNIST, 2 conv units) and Listing 6-12 (Cats vs Dogs, 4 units)
-PRESETS: dict[str, dict[str, Any]] = {
-    "mnist": {
-        "input_shape": (1, 28, 28),
-        "num_classes": 10,
-        "channels": (32, 64),
-        "head_sizes": (128,),
-        "dropout": 0.5,
-    },
-    "cats_dogs": {
-        "input_shape": (3, 224, 224),
-        "num_classes": 2,
-        "channels": (32, 64, 128, 128),
-        "head_sizes": (512,),
-        "dropout": 0.5,
-    },
-}
 
 
 @register_model("convnet")
 class ConvNet(TaskModule):
-    """Conv units ``Conv -> [BatchNorm] -> activation -> pool``, flatten, then a dense head.
+    """A :class:`~dlzoo.networks.convnet.ConvNetwork` for a task: conv units ``Conv ->
+    [BatchNorm] -> activation -> pool``, flatten, then a dense head.
 
-    The flatten width is computed from ``input_shape`` (the DataModule supplies it), so any image
-    size works; ``global_pool`` averages each channel instead, for inputs of varying size.
     ``ConvNet.from_preset("mnist")`` is the book's MNIST network (``cats_dogs`` its 4-unit one).
 
     Args:
-        input_shape: ``(channels, height, width)`` of an input image.
+        input_shape: ``(channels, height, width)`` of an input image (the DataModule supplies it).
         num_classes: 2 for binary (one logit), more for multiclass; labels of a multi-label task.
         channels: output channels of each conv unit.
         kernel_size: conv kernel size; ``padding`` keeps the size ("same") when ``None``.
@@ -66,7 +47,7 @@ class ConvNet(TaskModule):
         padding: int | None = None,
         batch_norm: bool = False,
         pool: Literal["max", "avg", "none"] = "max",
-        activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu", "elu"] = "relu",
+        activation: Activation = "relu",
         conv_dropout: float = 0.0,
         global_pool: bool = False,
         head_sizes: Sequence[int] = (128,),
@@ -75,43 +56,10 @@ class ConvNet(TaskModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
-        if len(input_shape) != 3 or min(input_shape) < 1:
-            raise ValueError(f"input_shape must be (channels, height, width), got {input_shape}")
-        if pool not in ("max", "avg", "none"):
-            raise ValueError(f"pool must be max, avg or none, got {pool!r}")
-        padding = kernel_size // 2 if padding is None else padding
-        layers: list[nn.Module] = []
-        width = input_shape[0]
-        for out in channels:
-            layers.append(nn.Conv2d(width, out, kernel_size, padding=padding, bias=not batch_norm))
-            if batch_norm:
-                layers.append(nn.BatchNorm2d(out))
-            layers.append(make_activation(activation))
-            if pool != "none":
-                layers.append(nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2))
-            if conv_dropout > 0:
-                layers.append(nn.Dropout2d(conv_dropout))
-            width = out
-        if global_pool:
-            layers.append(nn.AdaptiveAvgPool2d(1))
-        layers.append(nn.Flatten())
-        self.features = nn.Sequential(*layers)
-        with torch.no_grad():  # the flatten width, from a dummy image of the configured size
-            try:
-                flat = self.features(torch.zeros(1, *input_shape)).shape[1]
-            except RuntimeError as err:
-                raise ValueError(
-                    f"input_shape {tuple(input_shape)} is too small for {len(channels)} conv "
-                    f"units: {err}"
-                ) from None
-        head: list[nn.Module] = []
-        for hidden in head_sizes:
-            head += [nn.Dropout(dropout), nn.Linear(flat, hidden), make_activation(activation)]
-            flat = hidden
-        head += [nn.Dropout(dropout), nn.Linear(flat, self.num_outputs)]
-        self.head = nn.Sequential(*head)
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
+        self.network = ConvNetwork(
+            input_shape, self.num_outputs, channels, kernel_size, padding, batch_norm, pool,
+            activation, conv_dropout, global_pool, head_sizes, dropout, channels_last,
+        )  # fmt: skip
 
     @classmethod
     def from_preset(cls, name: Literal["mnist", "cats_dogs"], **overrides: Any) -> ConvNet:
@@ -120,7 +68,5 @@ class ConvNet(TaskModule):
             raise ValueError(f"unknown ConvNet preset {name!r}; choose from {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.hparams.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.head(self.features(x))
+
+__all__ = ["PRESETS", "ConvNet"]

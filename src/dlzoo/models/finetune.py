@@ -1,10 +1,9 @@
-"""Fine-tuning a pretrained classifier (book chapter 6: VGG16 on Cats vs Dogs).
+"""Fine-tuning a pretrained classifier (book chapter 6: VGG16 on Cats vs Dogs): a
+:class:`~dlzoo.networks.finetune.FineTuneNetwork` (backbone + new head) trained by
+:class:`~dlzoo.models.base.TaskModule`.
 
-A torchvision network's last ``Linear`` layer (VGG16's ``classifier[6]``, ResNet's ``fc``) is
-replaced by ``Identity``, and a timm network is built without its classifier (``num_classes=0``):
-the rest is the ``backbone``; a new ``head`` maps its features to the classes. Pretrained weights
-load when a run starts and no checkpoint is being restored, so a fine-tuned checkpoint reloads
-without the pretrained file or a network connection.
+Pretrained weights load when a run starts and no checkpoint is being restored, so a fine-tuned
+checkpoint reloads without the pretrained file or a network connection.
 """
 
 from __future__ import annotations
@@ -17,21 +16,14 @@ from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-import torchvision
 from lightning.pytorch.callbacks import BackboneFinetuning
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
-from dlzoo.models.backbones import (
-    TIMM_PREFIX,
-    read_state_dict,
-    split_last_linear,
-    timm_backbone,
-    timm_hub_state,
-    timm_name,
-)
-from dlzoo.models.base import TaskModule, make_activation
+from dlzoo.models.base import TaskModule
+from dlzoo.networks.finetune import FineTuneNetwork
+from dlzoo.networks.layers import Activation
 from dlzoo.registry import register_model
 
 log = logging.getLogger(__name__)
@@ -109,7 +101,7 @@ class FineTuneClassifier(TaskModule):
         weights_file: str | None = None,
         head_sizes: Sequence[int] = (256,),
         head_dropout: float = 0.4,
-        activation: Literal["relu", "gelu", "silu", "tanh", "leaky_relu", "elu"] = "relu",
+        activation: Activation = "relu",
         freeze_backbone: bool = True,
         unfreeze_at_epoch: int | None = None,
         unfreeze_lr_ratio: float = 0.1,
@@ -123,146 +115,51 @@ class FineTuneClassifier(TaskModule):
             raise ValueError("unfreeze_at_epoch needs freeze_backbone=True")
         if cache_features and (not freeze_backbone or unfreeze_at_epoch is not None):
             raise ValueError("cache_features needs a backbone that stays frozen")
-        if backbone.startswith(TIMM_PREFIX):
-            network, self._replaced, feature_dim = timm_backbone(backbone, weights)
-        else:
-            if backbone not in torchvision.models.list_models(torchvision.models):
-                raise ValueError(
-                    f"unknown torchvision classifier {backbone!r}; e.g. vgg16, resnet18, "
-                    "mobilenet_v2 (torchvision.models.list_models()), or a timm model as "
-                    "timm/<name>, e.g. timm/tf_efficientnet_lite0 (timm.list_models())"
-                )
-            if weights is not None:
-                self._weights_entry()  # a bad weights name fails now, before any data is read
-            network = torchvision.models.get_model(backbone, weights=None)  # no I/O here
-            self._replaced, last = split_last_linear(network)
-            network.set_submodule(self._replaced, nn.Identity())
-            feature_dim = last.in_features
-        self.backbone = network
-        layers: list[nn.Module] = []
-        width = feature_dim
-        for hidden in head_sizes:
-            layers += [nn.Linear(width, hidden), make_activation(activation)]
-            if head_dropout > 0:
-                layers.append(nn.Dropout(head_dropout))
-            width = hidden
-        layers.append(nn.Linear(width, self.num_outputs))
-        self.head = nn.Sequential(*layers)
-        self.feature_dim = feature_dim
-        if freeze_backbone:
-            self.backbone.requires_grad_(False)
-            self.backbone.eval()  # Lightning keeps each module's mode as it finds it at fit start
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
+        self.network = FineTuneNetwork(
+            self.num_outputs, backbone, weights, weights_file, head_sizes, head_dropout,
+            activation, freeze_backbone, channels_last,
+        )  # fmt: skip
 
-    # --------------------------------------------------------------------------------- weights
+    # ------------------------------------------------------------------- the network's parts
     @property
-    def is_timm(self) -> bool:
-        return self.hparams.backbone.startswith(TIMM_PREFIX)
+    def backbone(self) -> nn.Module:
+        return self.network.backbone
 
-    def _weights_entry(self, name: str | None = None) -> Any:
-        hp = self.hparams
-        name = name or hp.weights
-        try:
-            return torchvision.models.get_model_weights(hp.backbone)[name]
-        except KeyError:
-            names = [w.name for w in torchvision.models.get_model_weights(hp.backbone)]
-            raise ValueError(
-                f"{hp.backbone} has no weights {name!r}; choose from {names}, DEFAULT or null"
-            ) from None
+    @property
+    def head(self) -> nn.Module:
+        return self.network.head
+
+    @property
+    def feature_dim(self) -> int:
+        return self.network.feature_dim
+
+    @property
+    def backbone_frozen(self) -> bool:
+        return self.network.backbone_frozen
 
     @property
     def preprocessing_spec(self) -> str | None:
         """The pretrained weights whose image transforms the data should use (an image
         DataModule adopts them): a torchvision weights entry or ``timm/<model>.<tag>``; ``None``
         for a randomly initialised backbone."""
-        hp = self.hparams
-        if hp.weights is None and not hp.weights_file:
-            return None
-        if self.is_timm:
-            return TIMM_PREFIX + timm_name(hp.backbone, hp.weights)
-        # a weights_file alone: assume the torchvision weights it was saved from are DEFAULT's
-        entry = self._weights_entry(hp.weights or "DEFAULT")
-        return f"{type(entry).__name__}.{entry.name}"
+        return self.network.preprocessing_spec
 
     def weights_path(self) -> Path | None:
-        """The pretrained file: ``weights_file``, or where torch hub keeps torchvision's
-        (``$TORCH_HOME/hub/checkpoints/...``); ``None`` for timm's hub weights."""
-        if self.hparams.weights_file:
-            return Path(self.hparams.weights_file)
-        if self.hparams.weights is None or self.is_timm:
-            return None
-        url = self._weights_entry().url
-        return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+        """See :meth:`dlzoo.networks.finetune.FineTuneNetwork.weights_path`."""
+        return self.network.weights_path()
 
     def load_pretrained(self) -> FineTuneClassifier:
         """Load the backbone's pretrained weights (file, hub cache, or download); returns ``self``."""
         hp = self.hparams
-        path = self.weights_path()
-        if path is None and hp.weights is None:
+        if not self.network.load_pretrained():
             rank_zero_warn(
                 f"FineTuneClassifier: {hp.backbone} has random weights (weights=None)"
                 + (", and it is frozen: only the head learns" if hp.freeze_backbone else "")
             )
-            self._pretrained_done = True
-            return self
-        if hp.weights_file and not path.is_file():
-            raise FileNotFoundError(f"weights_file not found: {path}")
-        if path is None:  # timm's own weights, from the Hugging Face hub cache
-            state, path = timm_hub_state(hp.backbone, hp.weights), "the Hugging Face hub cache"
-        else:
-            if not path.is_file():
-                self._download_torchvision(path)
-            state = read_state_dict(path)
-        self._load_backbone_state(state, str(path))
-        log.info("loaded %s weights from %s", hp.backbone, path)
         self._pretrained_done = True
         return self
 
-    def _download_torchvision(self, path: Path) -> None:
-        hp = self.hparams
-        url = self._weights_entry().url
-        try:
-            torch.hub.load_state_dict_from_url(url, progress=True, check_hash=True)
-        except Exception as err:  # URLError, HTTPError, hash mismatch, timeouts
-            raise FileNotFoundError(
-                f"pretrained {hp.backbone} weights {hp.weights} are not at {path} and could "
-                f"not be downloaded ({type(err).__name__}: {err}). On an offline machine, "
-                f"download {url} elsewhere and copy it to {path} (the torch hub cache; "
-                "$TORCH_HOME moves it), or pass --model.init_args.weights_file "
-                f"/path/to/{path.name}, or weights: null to start from random weights."
-            ) from err
-
-    def _load_backbone_state(self, state: dict[str, torch.Tensor], source: str) -> None:
-        """Load ``state`` into the backbone, leaving out the replaced ImageNet classifier; a file
-        that does not fit is an error naming the keys."""
-        hp = self.hparams
-        prefix = self._replaced + "."
-        state = {k: v for k, v in state.items() if not k.startswith(prefix)}
-        own = self.backbone.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        wrong = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-        if missing or unexpected or wrong:
-            kind = "timm's" if self.is_timm else "torchvision's"
-            raise ValueError(
-                f"{source} does not fit {kind} {hp.backbone.removeprefix(TIMM_PREFIX)}: "
-                f"{len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} unexpected "
-                f"{unexpected[:5]}, {len(wrong)} of another shape {wrong[:5]}"
-            )
-        self.backbone.load_state_dict(state)
-
     # ----------------------------------------------------------------------------- training
-    @property
-    def backbone_frozen(self) -> bool:
-        return not any(p.requires_grad for p in self.backbone.parameters())
-
-    def train(self, mode: bool = True) -> FineTuneClassifier:
-        super().train(mode)
-        if mode and self.backbone_frozen:
-            self.backbone.eval()  # a frozen feature extractor: no dropout, fixed BN statistics
-        return self
-
     def configure_callbacks(self) -> list[pl.Callback]:
         # the data side is handed what it needs by callbacks: neither side reads the other
         from dlzoo.callbacks import AdoptPreprocessing, CacheFeatures
@@ -297,11 +194,9 @@ class FineTuneClassifier(TaskModule):
 
     def extract_features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features ``(N, feature_dim)`` of a batch of images."""
-        if self.hparams.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.backbone(images)
+        return self.network.extract_features(images)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of images ``(N, 3, H, W)``, or of cached backbone features ``(N, feature_dim)``."""
-        features = x if x.ndim == 2 else self.extract_features(x)
-        return self.head(features)
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of images ``(N, 3, H, W)``, or of cached backbone features ``(N, feature_dim)``
+        (:class:`~dlzoo.callbacks.CacheFeatures` hands those)."""
+        return self.network.head(x) if x.ndim == 2 else self.network(x)

@@ -1,4 +1,5 @@
-"""Recurrent text classifiers (book chapter 7): the vanilla RNN and the ImprovedRNN (BiLSTM).
+"""The recurrent text models (book chapter 7): :class:`~dlzoo.networks.rnn.RNNNetwork` and
+:class:`~dlzoo.networks.rnn.ImprovedRNNNetwork` trained by :class:`~dlzoo.models.base.TaskModule`.
 
 Both take ``(tokens, lengths)``: ``tokens`` ``(N, T)`` padded with ``pad_index``, ``lengths``
 ``(N,)`` (computed from the padding when omitted). The DataModule links ``vocab_size``,
@@ -7,122 +8,29 @@ Both take ``(tokens, lengths)``: ``tokens`` ``(N, T)`` padded with ``pad_index``
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import torch
-from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from dlzoo.models.base import TaskModule
+from dlzoo.networks.layers import run_recurrent, token_lengths
+from dlzoo.networks.rnn import ImprovedRNNNetwork, PaddedLSTM, RNNNetwork, load_vectors
 from dlzoo.registry import register_model
 
 
-def token_lengths(tokens: torch.Tensor, pad_index: int) -> torch.Tensor:
-    return (tokens != pad_index).sum(dim=1).clamp(min=1)
-
-
-def run_recurrent(layer: nn.RNNBase, inputs: torch.Tensor | PackedSequence) -> Any:
-    """``layer(inputs)``, in float32 when CPU autocast (``bf16-mixed``, ``16-mixed``) is on.
-
-    oneDNN, which runs recurrent layers on CPUs, has no reduced-precision training kernels for
-    them ("could not create a primitive descriptor for the LSTM forward propagation primitive");
-    on GPUs cuDNN has, so autocast keeps its speed there.
-    """
-    device = (inputs.data if isinstance(inputs, PackedSequence) else inputs).device
-    if device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-        with torch.autocast("cpu", enabled=False):
-            return layer(inputs.float())
-    return layer(inputs)
-
-
 def load_embedding_vectors(model: TaskModule) -> TaskModule:
-    """``load_pretrained`` of the text models: copy the ``(vocab_size, dim)`` tensor file named by
-    ``hparams.pretrained_embeddings`` into ``model.embedding`` (pad row zeroed)."""
-    path, pad_index = model.hparams.pretrained_embeddings, model.hparams.pad_index
-    if not path:
-        model._pretrained_done = True
-        return model
-    embedding: nn.Embedding = model.embedding
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"pretrained embeddings not found: {file} (written by the DataModule from its "
-            "`vectors` file; re-run with the vectors available, or set pretrained_embeddings: null)"
-        )
-    vectors = torch.load(file, map_location="cpu", weights_only=True)
-    if tuple(vectors.shape) != tuple(embedding.weight.shape):
-        raise ValueError(
-            f"{file} holds vectors of shape {tuple(vectors.shape)}, the embedding is "
-            f"{tuple(embedding.weight.shape)} (vocab_size, embedding_dim): set embedding_dim to "
-            f"{vectors.shape[1]}"
-        )
-    with torch.no_grad():
-        embedding.weight.copy_(vectors)
-        embedding.weight[pad_index].zero_()
-    rank_zero_info(f"embedding initialised from {file}")
+    """``load_pretrained`` of the text models: the ``(vocab_size, dim)`` tensor file named by
+    ``hparams.pretrained_embeddings`` into the network's ``embedding`` (pad row zeroed)."""
+    if model.hparams.pretrained_embeddings:
+        load_vectors(model.network.embedding, model.hparams.pretrained_embeddings, model.hparams.pad_index)
     model._pretrained_done = True
     return model
 
 
-class PaddedLSTM(nn.Module):
-    """What an ``nn.LSTM`` computes over packed sequences, from padded input and lengths.
-
-    Exporters (ONNX, TorchScript tracing) cannot carry a ``PackedSequence``. This module shares
-    the LSTM's parameters and runs each layer and direction as a one-layer LSTM over the padded
-    batch: forward directions read steps ``0 .. length-1`` (the pad steps after them cannot
-    change those outputs), backward directions read each text reversed within its own length
-    (pad steps stay at the end), and the final state is taken at step ``length - 1``. Its
-    ``forward`` returns ``h_n`` as the packed LSTM does (eval mode: no dropout between layers).
-    """
-
-    def __init__(self, lstm: nn.LSTM) -> None:
-        super().__init__()
-        if not lstm.batch_first or lstm.proj_size:
-            raise ValueError("PaddedLSTM needs a batch_first LSTM without projections")
-        directions = 2 if lstm.bidirectional else 1
-        self.directions = directions
-        self.cells = nn.ModuleList()
-        for layer in range(lstm.num_layers):
-            size = lstm.input_size if layer == 0 else lstm.hidden_size * directions
-            for direction in range(directions):
-                cell = nn.LSTM(size, lstm.hidden_size, bias=lstm.bias, batch_first=True)
-                suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")[
-                    : 4 if lstm.bias else 2
-                ]:
-                    setattr(cell, f"{name}_l0", getattr(lstm, f"{name}{suffix}"))
-                self.cells.append(cell)
-
-    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        steps = torch.arange(x.shape[1], device=x.device)[None, :]
-        lengths = lengths.to(x.device)[:, None]
-        # reverses the first `length` steps of each row and keeps its pad steps where they are
-        reverse = torch.where(steps < lengths, lengths - 1 - steps, steps)
-        last = (lengths[:, 0] - 1).clamp(min=0)
-        rows = torch.arange(x.shape[0], device=x.device)
-        finals = []
-        for layer in range(len(self.cells) // self.directions):
-            outputs = []
-            for direction in range(self.directions):
-                cell = self.cells[layer * self.directions + direction]
-                source = x if direction == 0 else _gather_steps(x, reverse)
-                out, _ = cell(source)
-                finals.append(out[rows, last])
-                outputs.append(out if direction == 0 else _gather_steps(out, reverse))
-            x = torch.cat(outputs, dim=2)
-        return torch.stack(finals)
-
-
-def _gather_steps(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``x[n, index[n, t]]`` for every row ``n`` and step ``t``."""
-    return x.gather(1, index[:, :, None].expand(-1, -1, x.shape[2]))
-
-
 @register_model("rnn")
 class RNNClassifier(TaskModule):
-    """The book's vanilla RNN (Listing 7-4): embedding -> ``nn.RNN`` -> last hidden state -> linear.
+    """The book's vanilla RNN (Listing 7-4), an :class:`~dlzoo.networks.rnn.RNNNetwork`:
+    embedding -> ``nn.RNN`` -> last hidden state -> linear.
 
     It reads padded batches as they are, pad tokens included, as the book did; on IMDB it stays
     near 50 % (the book's point: a plain RNN forgets over hundreds of steps).
@@ -146,18 +54,13 @@ class RNNClassifier(TaskModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
-        self.embedding = nn.Embedding(vocab_size, embedding_dim)
-        self.rnn = nn.RNN(embedding_dim, hidden_size, batch_first=True)
-        self.fc = nn.Linear(hidden_size, self.num_outputs)
-
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        _, hidden = run_recurrent(self.rnn, self.embedding(tokens))
-        return self.fc(hidden[-1])
+        self.network = RNNNetwork(vocab_size, self.num_outputs, embedding_dim, hidden_size)
 
 
 @register_model("improved_rnn")
 class ImprovedRNN(TaskModule):
-    """The book's ImprovedRNN (Listing 7-9): a 2-layer bidirectional LSTM over packed sequences.
+    """The book's ImprovedRNN (Listing 7-9), an :class:`~dlzoo.networks.rnn.ImprovedRNNNetwork`:
+    a 2-layer bidirectional LSTM over packed sequences.
 
     Embedding (padding index, optionally from pretrained vectors, optionally frozen) ->
     LSTM (packed, so pad tokens are never read) -> final forward and backward states of the last
@@ -195,40 +98,23 @@ class ImprovedRNN(TaskModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_index)
-        self.embedding.weight.requires_grad_(not freeze_embeddings)
-        self.lstm = nn.LSTM(
-            embedding_dim,
-            hidden_size,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout if num_layers > 1 else 0.0,
-            batch_first=True,
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(hidden_size * (2 if bidirectional else 1), self.num_outputs)
+        self.network = ImprovedRNNNetwork(
+            vocab_size, self.num_outputs, pad_index, embedding_dim, hidden_size, num_layers,
+            bidirectional, dropout, freeze_embeddings, packed,
+        )  # fmt: skip
 
     def load_pretrained(self) -> ImprovedRNN:
         return load_embedding_vectors(self)
 
-    def make_exportable(self) -> None:
-        if self.hparams.packed:  # no PackedSequence in an exported graph: the same on padding
-            self.lstm = PaddedLSTM(self.lstm)
+    def exportable_network(self) -> nn.Module:
+        return self.network.exportable()  # no PackedSequence in an exported graph
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        if lengths is None:
-            lengths = token_lengths(tokens, self.hparams.pad_index)
-        embedded = self.dropout(self.embedding(tokens))
-        if isinstance(self.lstm, PaddedLSTM):  # an exported copy (make_exportable)
-            hidden = self.lstm(embedded, lengths)
-        else:
-            if self.hparams.packed:
-                # pack so the LSTM skips pad tokens (book Listing 7-9); lengths on the CPU
-                embedded = pack_padded_sequence(
-                    embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
-                )
-            _, (hidden, _) = run_recurrent(self.lstm, embedded)
-        # the last layer's final states: forward and backward ones side by side
-        bi = self.hparams.bidirectional
-        state = torch.cat([hidden[-2], hidden[-1]], dim=1) if bi else hidden[-1]
-        return self.fc(self.dropout(state))
+
+__all__ = [
+    "ImprovedRNN",
+    "PaddedLSTM",
+    "RNNClassifier",
+    "load_embedding_vectors",
+    "run_recurrent",
+    "token_lengths",
+]

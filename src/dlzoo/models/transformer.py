@@ -1,20 +1,21 @@
-"""Transformer encoder text classifier (the book's second seed)."""
+"""The Transformer text model (the book's second seed):
+:class:`~dlzoo.networks.transformer.TransformerNetwork` trained by
+:class:`~dlzoo.models.base.TaskModule`."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-import torch
-from torch import nn
-
 from dlzoo.models.base import TaskModule
-from dlzoo.models.rnn import load_embedding_vectors, token_lengths
+from dlzoo.models.rnn import load_embedding_vectors
+from dlzoo.networks.transformer import TransformerNetwork
 from dlzoo.registry import register_model
 
 
 @register_model("transformer")
 class TransformerClassifier(TaskModule):
-    """Token + learned positional embeddings -> ``nn.TransformerEncoder`` -> pooling -> linear.
+    """A :class:`~dlzoo.networks.transformer.TransformerNetwork` for a task: token + learned
+    positional embeddings -> ``nn.TransformerEncoder`` -> pooling -> linear.
 
     Pad tokens are masked out of attention (``src_key_padding_mask``) and out of the mean
     pooling, so extra padding never changes the output. Texts longer than ``max_length`` tokens
@@ -53,47 +54,10 @@ class TransformerClassifier(TaskModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
-        if embedding_dim % num_heads:
-            raise ValueError(f"num_heads ({num_heads}) must divide embedding_dim ({embedding_dim})")
-        if pooling not in ("mean", "cls"):
-            raise ValueError(f"pooling must be 'mean' or 'cls', got {pooling!r}")
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_index)
-        self.embedding.weight.requires_grad_(not freeze_embeddings)
-        self.positions = nn.Embedding(max_length + 1, embedding_dim)  # +1: the CLS slot
-        self.cls = nn.Parameter(torch.zeros(1, 1, embedding_dim)) if pooling == "cls" else None
-        layer = nn.TransformerEncoderLayer(
-            embedding_dim,
-            num_heads,
-            feedforward_dim,
-            dropout,
-            batch_first=True,
-            norm_first=True,
-        )
-        self.encoder = nn.TransformerEncoder(
-            layer, num_layers, norm=nn.LayerNorm(embedding_dim), enable_nested_tensor=False
-        )
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(embedding_dim, self.num_outputs)
+        self.network = TransformerNetwork(
+            vocab_size, self.num_outputs, pad_index, embedding_dim, num_heads, num_layers,
+            feedforward_dim, dropout, max_length, pooling, freeze_embeddings,
+        )  # fmt: skip
 
     def load_pretrained(self) -> TransformerClassifier:
         return load_embedding_vectors(self)
-
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        tokens = tokens[:, : self.hparams.max_length]
-        if lengths is None:
-            lengths = token_lengths(tokens, self.hparams.pad_index)
-        lengths = lengths.to(tokens.device).clamp(max=tokens.shape[1])
-        steps = torch.arange(tokens.shape[1], device=tokens.device)
-        padding = steps[None, :] >= lengths[:, None]  # True where a token is padding
-        x = self.embedding(tokens)
-        if self.cls is not None:
-            x = torch.cat([self.cls.expand(len(x), -1, -1), x], dim=1)
-            padding = torch.cat([padding.new_zeros(len(x), 1), padding], dim=1)
-        x = x + self.positions(torch.arange(x.shape[1], device=x.device))
-        x = self.encoder(self.dropout(x), src_key_padding_mask=padding)
-        if self.cls is not None:
-            pooled = x[:, 0]
-        else:
-            keep = (~padding).unsqueeze(-1).to(x.dtype)
-            pooled = (x * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
-        return self.fc(self.dropout(pooled))
