@@ -29,8 +29,8 @@ from conftest import (
     write_image_tree,
     write_mnist_idx,
 )
-from dlzoo.callbacks import AtomicCheckpointIO
 from dlzoo.cli import default_loggers, main, make_cli
+from dlzoo.cli.checkpoint import AtomicCheckpointIO
 from dlzoo.data import IMDBDataModule, TabularDataModule
 from dlzoo.models import FeedForwardNet, ImprovedRNN
 

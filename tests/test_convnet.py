@@ -28,7 +28,10 @@ def test_shapes_at_28_and_224(shape: tuple, num_classes: int, outputs: int) -> N
 def test_presets_are_the_book_networks() -> None:
     mnist = ConvNet.from_preset("mnist")
     assert mnist(torch.randn(3, 1, 28, 28)).shape == (3, 10)
-    assert [m.out_channels for m in mnist.network.features if isinstance(m, torch.nn.Conv2d)] == [32, 64]
+    assert [m.out_channels for m in mnist.network.features if isinstance(m, torch.nn.Conv2d)] == [
+        32,
+        64,
+    ]
     cats = ConvNet.from_preset("cats_dogs", input_shape=(3, 150, 150))
     assert cats(torch.randn(2, 3, 150, 150)).shape == (2, 1)
     assert len([m for m in cats.network.features if isinstance(m, torch.nn.Conv2d)]) == 4

@@ -187,7 +187,7 @@ def test_cats_dogs_without_its_validation_folder_is_an_error_not_a_split(tmp_pat
 def test_plain_image_folder_without_val_folder_says_it_splits(tmp_path: Path, caplog) -> None:
     root = write_image_tree(tmp_path / "imgs", {"train": 5})
     dm = ImageFolderDataModule(data_dir=str(root), **_small())
-    with caplog.at_level(logging.WARNING, logger="dlzoo.data.images"):
+    with caplog.at_level(logging.WARNING, logger="dlzoo.data"):
         dm.setup("fit")
     assert "no validation folder" in caplog.text and "holding out 20%" in caplog.text
 

@@ -139,7 +139,14 @@ def test_your_own_nn_module_fits_exports_and_serves_through_the_command(
         "trainer": {"max_epochs": 3, "enable_progress_bar": False},
     }
     (tmp_path / "my.yaml").write_text(yaml.safe_dump(config))
-    main(["fit", "--config", str(tmp_path / "my.yaml"), "--trainer.default_root_dir", str(tmp_path / "runs")])  # fmt: skip
+    main(
+        [
+            "fit",
+            "--config",
+            str(tmp_path / "my.yaml"),
+            "--trainer.default_root_dir=" + str(tmp_path / "runs"),
+        ]
+    )
     (run,) = run_dirs(tmp_path / "runs")
     assert last_metrics(run)["val_auroc"] > 0.8  # the task's loss and metrics, from TaskModule
     saved = yaml.safe_load((run / "config.yaml").read_text())["model"]["init_args"]["network"]
@@ -150,11 +157,9 @@ def test_your_own_nn_module_fits_exports_and_serves_through_the_command(
     assert bundle["task"] == "binary" and bundle["parity"]["max_abs_diff"] <= 1e-5
     rows = make_frame(n=5, seed=3).drop(columns="target")
     rows.to_csv(tmp_path / "new.csv", index=False)
-    main(
-        ["predict", "--config", run_config, "--ckpt_path", ckpt]
-        + ["--data.init_args.predict_file", str(tmp_path / "new.csv")]
-        + ["--prediction_writer.output", str(tmp_path / "p.csv")]
-    )
+    predict = ["predict", "--config", run_config, "--ckpt_path", ckpt]
+    predict += ["--data.init_args.predict_file", str(tmp_path / "new.csv")]
+    main([*predict, "--prediction_writer.output", str(tmp_path / "p.csv")])
     predicted = pd.read_csv(tmp_path / "p.csv")
     (served,) = PredictionAPI.for_bundle(tmp_path / "b", threads=1).predict(
         [_Raw(rows.to_dict("records"))]

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from conftest import make_frame, make_reviews
-from dlzoo.callbacks import OnnxPredict
 from dlzoo.cli import main
+from dlzoo.cli.trainer import OnnxPredict
 
 TRAINER = {"max_epochs": 1, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
 
@@ -72,7 +72,7 @@ def test_onnxruntime_predictions_equal_torch(
         "8",
     ]
     eager = _predict(common, extra, "torch", tmp_path / "torch.csv")
-    with caplog.at_level(logging.INFO, logger="dlzoo.callbacks"):
+    with caplog.at_level(logging.INFO, logger="dlzoo"):
         onnx = _predict(common, extra, "onnxruntime", tmp_path / "onnx.csv")
     assert "the network runs in ONNX Runtime" in caplog.text
     assert len(onnx) == len(eager) == 40
@@ -81,7 +81,7 @@ def test_onnxruntime_predictions_equal_torch(
     assert onnx["label"].tolist() == eager["label"].tolist()
     # auto: 5 batches of 8 are fewer than OnnxPredict.MIN_BATCHES, so torch runs them
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="dlzoo.callbacks"):
+    with caplog.at_level(logging.INFO, logger="dlzoo"):
         auto = _predict(common, extra, "auto", tmp_path / "auto.csv")
     assert "ONNX Runtime" not in caplog.text and OnnxPredict.MIN_BATCHES > 5
     pd.testing.assert_frame_equal(auto, eager)

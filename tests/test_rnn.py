@@ -41,7 +41,11 @@ def test_padding_does_not_change_the_packed_output() -> None:
 
 def test_book_architecture() -> None:
     model = ImprovedRNN(vocab_size=25_002)
-    assert model.network.lstm.num_layers == 2 and model.network.lstm.bidirectional and model.network.lstm.dropout == 0.5
+    assert (
+        model.network.lstm.num_layers == 2
+        and model.network.lstm.bidirectional
+        and model.network.lstm.dropout == 0.5
+    )
     assert model.network.embedding.padding_idx == 1 and model.network.embedding.embedding_dim == 300
     assert model.network.fc.in_features == 512
     vanilla = RNNClassifier(vocab_size=100)

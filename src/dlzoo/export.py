@@ -2,23 +2,7 @@
 :mod:`dlzoo.cli.checkpoint`); kept so that imports of 0.1.0.dev0 work."""
 
 from dlzoo.cli.checkpoint import restore_checkpoint
-from dlzoo.deploy.bundle import BUNDLE_FILE, ExportedModel, load_bundle
-from dlzoo.deploy.export import (
-    ExportError,
-    InferenceNetwork,
-    eager_outputs,
-    example_batch,
-    export_model,
-)
+from dlzoo.deploy import export as _export
+from dlzoo.deploy.export import *  # noqa: F403
 
-__all__ = [
-    "BUNDLE_FILE",
-    "ExportError",
-    "ExportedModel",
-    "InferenceNetwork",
-    "eager_outputs",
-    "example_batch",
-    "export_model",
-    "load_bundle",
-    "restore_checkpoint",
-]
+__all__ = [*_export.__all__, "restore_checkpoint"]

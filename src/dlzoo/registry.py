@@ -18,6 +18,12 @@ MODELS: dict[str, type[pl.LightningModule]] = {}
 DATAMODULES: dict[str, type[pl.LightningDataModule]] = {}
 #: other names a registered model answers to (not listed): the book's name for the fine-tuner
 ALIASES: dict[str, str] = {"vgg16_finetune": "finetune"}
+#: import paths of registered classes that moved, by the registered name they now answer to:
+#: configs and checkpoints written before name them so
+MOVED: dict[str, str] = {
+    "dlzoo.data.images.CatsDogsDataModule": "cats_dogs",
+    "dlzoo.data.tabular.BankMarketingDataModule": "bank_marketing",
+}
 
 T = TypeVar("T")
 
@@ -118,6 +124,7 @@ def class_paths(cls: type) -> set[str]:
             spellings |= {alias for alias, name in ALIASES.items() if MODELS.get(name) is cls}
         if any(registered is cls for registered in table.values()):
             spellings.add(f"{package}.{cls.__name__}")
+        spellings |= {old for old, name in MOVED.items() if table.get(name) is cls}
     return spellings
 
 

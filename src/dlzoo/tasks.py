@@ -13,14 +13,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-if TYPE_CHECKING:
-    from torchmetrics import MetricCollection
+from dlzoo.metrics import (
+    PerTarget,
+    binary_metrics,
+    multiclass_metrics,
+    multilabel_metrics,
+    reconstruction_metrics,
+    regression_metrics,
+)
 
 TaskName = Literal["binary", "multiclass", "multilabel", "regression", "reconstruction"]
 RegressionLoss = Literal["mse", "huber", "l1"]
@@ -47,142 +52,6 @@ def untransform(values: torch.Tensor, transform: Mapping[str, Any] | None) -> to
         # clamp: exp of a wild early-training output must not be inf in the metrics
         values = torch.where(mask, torch.expm1(values.clamp(max=80.0)), values)
     return values
-
-
-# ----------------------------------------------------------------------------- metrics
-class PerTarget(nn.Module):
-    """A metric collection per regression target, plus each metric averaged over targets.
-
-    ``compute()`` gives ``rmse`` (the mean over targets) and, with several targets,
-    ``rmse_<target>`` for each. The same small API as :class:`~torchmetrics.MetricCollection`
-    that :class:`~dlzoo.models.base.TaskModule` uses: ``update``, ``compute``, ``reset``,
-    ``clone(prefix)``.
-    """
-
-    def __init__(self, make: Callable[[], MetricCollection], names: Sequence[str], prefix=""):
-        super().__init__()
-        self.names, self.prefix, self._make = list(names), prefix, make
-        self.targets = nn.ModuleList(make() for _ in self.names)
-
-    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        preds, target = preds.reshape(len(preds), -1), target.reshape(len(target), -1)
-        for column, metrics in enumerate(self.targets):
-            metrics.update(preds[:, column], target[:, column])
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        per_target = [metrics.compute() for metrics in self.targets]
-        out = {}
-        for key in per_target[0]:
-            out[f"{self.prefix}{key}"] = torch.stack([m[key] for m in per_target]).mean()
-            if len(self.names) > 1:
-                for name, values in zip(self.names, per_target, strict=True):
-                    out[f"{self.prefix}{key}_{name}"] = values[key]
-        return out
-
-    def reset(self) -> None:
-        for metrics in self.targets:
-            metrics.reset()
-
-    def clone(self, prefix: str = "") -> PerTarget:
-        return PerTarget(self._make, self.names, prefix)
-
-
-# torchmetrics is imported where metrics are built: a served bundle decodes outputs with this
-# table and needs none (importing it costs seconds)
-def _binary_metrics(hp: Mapping[str, Any]) -> MetricCollection:
-    from torchmetrics import MetricCollection
-    from torchmetrics.classification import (
-        BinaryAccuracy,
-        BinaryAUROC,
-        BinaryF1Score,
-        BinaryPrecision,
-        BinaryRecall,
-    )
-
-    return MetricCollection(
-        {
-            "acc": BinaryAccuracy(),
-            "precision": BinaryPrecision(),
-            "recall": BinaryRecall(),
-            "f1": BinaryF1Score(),
-            "auroc": BinaryAUROC(),
-        }
-    )
-
-
-def _multiclass_metrics(hp: Mapping[str, Any]) -> MetricCollection:
-    from torchmetrics import MetricCollection
-    from torchmetrics.classification import (
-        MulticlassAccuracy,
-        MulticlassAUROC,
-        MulticlassF1Score,
-        MulticlassPrecision,
-        MulticlassRecall,
-    )
-
-    n = hp["num_classes"]
-    # accuracy over all rows (micro), the other scores averaged over classes (macro)
-    return MetricCollection(
-        {
-            "acc": MulticlassAccuracy(n, average="micro"),
-            "precision": MulticlassPrecision(n, average="macro"),
-            "recall": MulticlassRecall(n, average="macro"),
-            "f1": MulticlassF1Score(n, average="macro"),
-            "auroc": MulticlassAUROC(n, average="macro"),
-        }
-    )
-
-
-def _multilabel_metrics(hp: Mapping[str, Any]) -> MetricCollection:
-    from torchmetrics import MetricCollection
-    from torchmetrics.classification import (
-        MultilabelAUROC,
-        MultilabelExactMatch,
-        MultilabelF1Score,
-        MultilabelHammingDistance,
-    )
-
-    n, threshold = hp["num_classes"], hp.get("threshold", 0.5)
-    return MetricCollection(
-        {
-            "exact_match": MultilabelExactMatch(n, threshold=threshold),
-            "f1_micro": MultilabelF1Score(n, threshold=threshold, average="micro"),
-            "f1_macro": MultilabelF1Score(n, threshold=threshold, average="macro"),
-            "hamming": MultilabelHammingDistance(n, threshold=threshold),
-            "auroc": MultilabelAUROC(n, average="macro"),
-        }
-    )
-
-
-def _regression_metrics(hp: Mapping[str, Any]) -> PerTarget:
-    def make() -> MetricCollection:
-        from torchmetrics import MetricCollection
-        from torchmetrics.regression import (
-            MeanAbsoluteError,
-            MeanAbsolutePercentageError,
-            MeanSquaredError,
-            R2Score,
-        )
-
-        return MetricCollection(
-            {
-                "mse": MeanSquaredError(),
-                "rmse": MeanSquaredError(squared=False),
-                "mae": MeanAbsoluteError(),
-                "mape": MeanAbsolutePercentageError(),
-                "r2": R2Score(),
-            }
-        )
-
-    names = hp.get("target_names") or [str(i) for i in range(hp.get("num_targets", 1))]
-    return PerTarget(make, names)
-
-
-def _reconstruction_metrics(hp: Mapping[str, Any]) -> MetricCollection:
-    from torchmetrics import MetricCollection
-    from torchmetrics.regression import MeanSquaredError
-
-    return MetricCollection({"mse": MeanSquaredError()})
 
 
 # ------------------------------------------------------------------------------- losses
@@ -429,60 +298,60 @@ def _num_classes(hp: Mapping[str, Any]) -> int:
     return int(hp["num_classes"])
 
 
+#: what every task whose outputs are probabilities shares: the checkpoint monitor and the
+#: exported outputs
+_PROBABILITIES: dict[str, Any] = {
+    "monitor": ("val_auroc", "max"),
+    "exported": _probabilities,
+    "output_names": ("probabilities",),
+    "imported": _from_probabilities,
+}
+#: and what the two class tasks (one class per input) share besides
+_CLASSES: dict[str, Any] = {
+    **_PROBABILITIES,
+    "scores": _scores,
+    "shown": ("val_acc", "val_auroc", "test_acc", "test_auroc"),
+    "decode": _decode_classes,
+    "classification": True,
+}
+
 TASKS: dict[str, Task] = {
     "binary": Task(
         name="binary",
         output_width=lambda hp: 1,
         loss=_binary_loss,
         outputs=_binary_outputs,
-        metrics=_binary_metrics,
-        scores=_scores,
-        monitor=("val_auroc", "max"),
-        shown=("val_acc", "val_auroc", "test_acc", "test_auroc"),
-        exported=_probabilities,
-        output_names=("probabilities",),
-        imported=_from_probabilities,
-        decode=_decode_classes,
+        metrics=binary_metrics,
         csv=_csv_binary,
-        classification=True,
+        **_CLASSES,
     ),
     "multiclass": Task(
         name="multiclass",
         output_width=_num_classes,
         loss=_multiclass_loss,
         outputs=_multiclass_outputs,
-        metrics=_multiclass_metrics,
-        scores=_scores,
-        monitor=("val_auroc", "max"),
-        shown=("val_acc", "val_auroc", "test_acc", "test_auroc"),
-        exported=_probabilities,
-        output_names=("probabilities",),
-        imported=_from_probabilities,
-        decode=_decode_classes,
+        metrics=multiclass_metrics,
         csv=_csv_classes,
-        classification=True,
+        **_CLASSES,
     ),
     "multilabel": Task(
         name="multilabel",
         output_width=_num_classes,
         loss=_multilabel_loss,
         outputs=_multilabel_outputs,
-        metrics=_multilabel_metrics,
+        metrics=multilabel_metrics,
         scores=_label_scores,
-        monitor=("val_auroc", "max"),
         shown=("val_f1_macro", "val_auroc", "test_f1_macro", "test_auroc"),
-        exported=_probabilities,
-        output_names=("probabilities",),
-        imported=_from_probabilities,
         decode=_decode_labels,
         csv=_csv_labels,
+        **_PROBABILITIES,
     ),
     "regression": Task(
         name="regression",
         output_width=lambda hp: int(hp.get("num_targets") or 1),
         loss=_regression_loss,
         outputs=_regression_outputs,
-        metrics=_regression_metrics,
+        metrics=regression_metrics,
         scores=_regression_scores,
         monitor=("val_rmse", "min"),
         shown=("val_rmse", "val_mae", "test_rmse", "test_mae"),
@@ -497,7 +366,7 @@ TASKS: dict[str, Task] = {
         output_width=lambda hp: 0,
         loss=_reconstruction_loss,
         outputs=_reconstruction_outputs,
-        metrics=_reconstruction_metrics,
+        metrics=reconstruction_metrics,
         scores=lambda out, target, hp: (out["reconstruction"], target),
         monitor=("val_loss", "min"),
         shown=("val_loss", "val_mse"),

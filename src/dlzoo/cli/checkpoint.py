@@ -7,52 +7,20 @@ files that are not checkpoints, and with the model class checked against the con
 
 from __future__ import annotations
 
-import pickle
-import zipfile
+import contextlib
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.plugins import TorchCheckpointIO
 
+from dlzoo.checkpoints import CheckpointError, read_checkpoint
 from dlzoo.data.base import DataModule
 from dlzoo.models.base import TaskModule
 from dlzoo.registry import MODELS, resolve_class
-
-
-class CheckpointError(ValueError):
-    """A file that is not a readable dlzoo checkpoint, or one of another model; says which."""
-
-
-def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, Any]:
-    """``torch.load`` of a checkpoint on the CPU, with one-line errors: a missing file, an empty
-    or truncated one, a file that is no checkpoint at all. An unsafe pickle raises
-    :class:`pickle.UnpicklingError` (``weights_only`` refused it)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty: not a checkpoint (was its writing interrupted?)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=weights_only)
-    except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) and _is_torch_archive(path):
-            raise  # a real checkpoint with objects weights_only refuses: torch's message says so
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (not a torch.save file)"
-        ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
-        detail = " ".join(str(err).split())[:120]
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated or corrupt: {detail})"
-        ) from None
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint")
-    return checkpoint
-
-
-def _is_torch_archive(path: Path) -> bool:
-    return zipfile.is_zipfile(path)
 
 
 def checkpoint_model_class(
@@ -118,4 +86,46 @@ def _class_path(model: pl.LightningModule) -> str:
     return f"{type(model).__module__}.{type(model).__qualname__}"
 
 
-__all__ = ["CheckpointError", "checkpoint_model_class", "read_checkpoint", "restore_checkpoint"]
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside their target, synced, then renamed.
+
+    Lightning's own writer stages local files in ``$TMPDIR`` and copies them across file
+    systems, so a full disk or a kill during the copy leaves a truncated ``best-*.ckpt`` under a
+    valid name. Here a checkpoint file either is complete or does not exist; the previous one of
+    the same name stays until the new one is whole. Remote paths (``s3://`` ...) go to Lightning.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if "://" in str(path) and not str(path).startswith("file://"):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        path = Path(str(path).removeprefix("file://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
+            directory = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+
+
+__all__ = [
+    "AtomicCheckpointIO",
+    "CheckpointError",
+    "checkpoint_model_class",
+    "read_checkpoint",
+    "restore_checkpoint",
+]

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import lightning.pytorch as pl
-from jsonargparse import DefaultHelpFormatter
+import yaml
+from jsonargparse import ArgumentParser, DefaultHelpFormatter
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import (
     ArgsType,
@@ -29,13 +30,12 @@ from lightning.pytorch.cli import (
 )
 
 from dlzoo.callbacks import (
-    AtomicCheckpointIO,
     EpochSeed,
     PredictionWriter,
     ProgressBar,
     RunArtifacts,
 )
-from dlzoo.cli.checkpoint import checkpoint_model_class, read_checkpoint
+from dlzoo.cli.checkpoint import AtomicCheckpointIO, checkpoint_model_class, read_checkpoint
 from dlzoo.cli.names import expand_registered_names, recipes_text, registered_help
 from dlzoo.cli.trainer import DlzooTrainer, default_loggers
 from dlzoo.command import run_command, show_dlzoo_logs
@@ -47,8 +47,9 @@ from dlzoo.tasks import Task, classification_task, get_task
 #: subcommands that use a trained model (they need --ckpt_path and leave its run as it is)
 EVALUATING = ("validate", "test", "predict", "export", "serve")
 
-#: sizes a DataModule knows and a model needs; a link whose target a model lacks is skipped
-LINKED_SIZES = (
+#: what a DataModule describes of its data and a model is built with (each where the model
+#: class takes it): the task, sizes, classes or targets, target scaling, vocabulary and vectors
+DESCRIBED = (
     "task",
     "num_features",
     "num_classes",
@@ -80,41 +81,38 @@ class DlzooArgumentParser(LightningArgumentParser):
 
 
 class DlzooCLI(LightningCLI):
-    """LightningCLI with dlzoo's checkpoints, callbacks and size links.
+    """LightningCLI with dlzoo's checkpoints and callbacks, the run built in one place.
 
-    With ``--ckpt_path``, the model is rebuilt from the checkpoint's hyperparameters (only the
-    arguments its class takes; only a class registered in dlzoo or named by the config is
-    imported), and the DataModule's fitted state (scaler, category maps, vocabulary, classes) is
-    restored from the checkpoint before any size is linked into the model: validate, test,
-    predict and resume never re-fit preprocessing on the data at hand.
+    :meth:`instantiate_classes` builds a run in this order: the DataModule; its fitted state
+    from ``--ckpt_path`` (scaler, category maps, vocabulary, classes) or its ``prepare_data()``;
+    its description (task, sizes, classes, target scaling: what the model class takes of
+    :data:`DESCRIBED`); the model from the config and that description; the best checkpoint's
+    monitor from the model's task; the Trainer. With ``--ckpt_path``, the model's arguments are
+    the checkpoint's (only those its class takes; only a class registered in dlzoo or named by
+    the config is imported). Only LightningCLI's public extension points are used (its
+    ``subcommands``, ``parse_arguments``, ``before_instantiate_classes``,
+    ``instantiate_classes``, ``instantiate_trainer``).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._checkpoint: dict[str, Any] | None = None  # of --ckpt_path, without the weights
-        self._restored: set[int] = set()  # DataModules given the checkpoint's state already
-        self._prepared: set[int] = set()  # DataModules whose prepare_data ran
-        self._auto_monitor = False  # the best checkpoint's monitor comes from the task
+        self._ckpt_path: str | None = None  # kept from the config while LightningCLI parses
+        self._description: dict[str, Any] = {}  # what the data decides of the model's arguments
         given = kwargs.get("args")
         tokens = sys.argv[1:] if given is None else given
         first = tokens[0] if isinstance(tokens, list | tuple) and tokens else None
-        #: the subcommand named first on the command line: only its parser is built
-        self._only_subcommand = first if first in self.subcommands() else None
+        if first in self.subcommands():
+            # Build the parser of the subcommand that runs, not all six (each takes the
+            # Trainer's, the model's and the DataModule's signatures: ~0.1 s apiece). Without a
+            # subcommand first (`dlzoo --help`, a typo), all are built and listed.
+            every = type(self).subcommands()
+            only = {first: every[first]}
+            self.subcommands = lambda: only  # LightningCLI asks the instance for its subcommands
+            parser_kwargs = kwargs.get("parser_kwargs") or {}
+            kwargs["parser_kwargs"] = {
+                k: v for k, v in parser_kwargs.items() if k == first or k not in every
+            }
         super().__init__(*args, **kwargs)
-
-    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
-        """Build the parser of the subcommand that runs, not all six (each takes the Trainer's,
-        the model's and the DataModule's signatures: about 0.1 s apiece, paid by every command).
-        Without a subcommand first (``dlzoo --help``, a typo), all are built and listed."""
-        only = self._only_subcommand
-        if only is None:
-            super()._add_subcommands(parser, **kwargs)
-            return
-        every = type(self).subcommands()
-        self.subcommands = lambda: {only: every[only]}  # shadows the staticmethod while building
-        try:
-            super()._add_subcommands(parser, **kwargs)
-        finally:
-            del self.subcommands
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -143,17 +141,28 @@ class DlzooCLI(LightningCLI):
         parser.add_lightning_class_args(RunArtifacts, "artifacts")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(EpochSeed, "epoch_seed")
-        for size in LINKED_SIZES:
+        for size in DESCRIBED:
+            # the hand-off of what instantiate_classes described before anything was built: the
+            # link reads a value, it computes nothing (a model without the argument skips it)
             parser.link_arguments(
                 "data",
                 f"model.init_args.{size}",
-                compute_fn=partial(self._linked_size, size),
+                compute_fn=partial(self._described, size),
                 apply_on="instantiate",
             )
 
+    def _described(self, size: str, datamodule: pl.LightningDataModule) -> Any:
+        if size in self._description:
+            return self._description[size]
+        return (self._section().model.get("init_args") or {}).get(size)
+
+    def _section(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parse, after turning registered names (``--model ffn``, ``class_path: tabular``) into
-        import paths: registry names, class names and import paths all work."""
+        import paths: registry names, class names and import paths all work. Then take the
+        model's arguments from ``--ckpt_path`` (:meth:`_model_from_checkpoint`)."""
         if isinstance(args, dict | type(None)) and args is not None:
             super().parse_arguments(parser, args)
             return
@@ -165,45 +174,44 @@ class DlzooCLI(LightningCLI):
             # mode and filename: print here instead, what will run
             subcommand = expanded[0]
             self.config = parser.parse_args([a for a in expanded if a not in printing])
-            config = self.config[subcommand]
-            self._default_checkpoint(config)
-            config.pop("config", None)
-            print(self._subcommand_parsers[subcommand].dump(config, skip_none=False), end="")
+            section = self.config[subcommand]
+            self._default_checkpoint(section, _configured_task(section, {}))
+            dumped = yaml.safe_load(parser.dump(self.config, skip_none=False))[subcommand]
+            dumped.pop("config", None)
+            print(yaml.safe_dump(dumped, sort_keys=False), end="")
             raise SystemExit(0)
         if args is None and expanded == given:
             super().parse_arguments(parser, None)
         else:
             self.config = parser.parse_args(expanded)
+        self._model_from_checkpoint()
 
     # ---------------------------------------------------------------------------- checkpoints
-    def _parse_ckpt_path(self) -> None:
-        """Rebuild the model from the checkpoint's hyperparameters (replaces Lightning's version).
-
-        Lightning's own passes every saved key back to the model and imports whatever class the
-        checkpoint's ``_class_path`` names; here only the arguments the class takes are passed,
-        and only a dlzoo model or the class of the user's config is imported.
-        """
+    def _model_from_checkpoint(self) -> None:
+        """With ``--ckpt_path``, the model of the config becomes the checkpoint's: its class and
+        the arguments it was trained with (only those the class takes; only a dlzoo model or the
+        class of the user's config is imported). The path is held back from the config until
+        :meth:`before_instantiate_classes`, so that nothing else reads the file meanwhile."""
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
         config = self.config[subcommand]
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path or not Path(ckpt_path).is_file():
-            return  # a URL: Lightning reads it when the run starts
+            return  # none, or a URL: Lightning reads it when the run starts
         weights_only = config.get("weights_only")
         checkpoint = read_checkpoint(ckpt_path, True if weights_only is None else weights_only)
         for heavy in ("state_dict", "optimizer_states"):
             checkpoint.pop(heavy, None)
-        self._checkpoint = checkpoint
+        self._checkpoint, self._ckpt_path = checkpoint, ckpt_path
+        config.ckpt_path = None
         hparams = dict(checkpoint.get("hyper_parameters") or {})
-        hparams.pop("_instantiator", None)
         configured = config.model.class_path if config.get("model") else None
         model_class = checkpoint_model_class(checkpoint, configured, ckpt_path)
         if model_class is None:
             if not configured:
                 return
             model_class = _import(configured)
-        hparams.pop("_class_path", None)
         accepted = init_arguments(model_class)
         init_args = {k: v for k, v in hparams.items() if k in accepted}
         model = {"class_path": f"{model_class.__module__}.{model_class.__qualname__}"}
@@ -211,49 +219,10 @@ class DlzooCLI(LightningCLI):
             {subcommand: {"model": {**model, "init_args": init_args}}}, self.config
         )
 
-    def instantiate_classes(self) -> None:
-        try:
-            super().instantiate_classes()
-        except ValueError as err:
-            # jsonargparse wraps what a link's compute_fn raised (a missing CSV, a bad column):
-            # the user needs the DataModule's own error, not the link's
-            if isinstance(err.__cause__, Exception) and "compute_fn of link" in str(err):
-                raise err.__cause__ from None
-            raise
-
-    def _linked_size(self, size: str, datamodule: pl.LightningDataModule) -> Any:
-        """``datamodule.<size>`` for the model; with ``--ckpt_path``, from the checkpoint's state.
-
-        A DataModule without that size (or with ``None``) leaves the configured value as it is.
-        With a checkpoint, the checkpoint's value wins: the weights were trained for it (and
-        nothing is read from training data or word-vector files that may not be here).
-        """
-        self._restore_datamodule(datamodule)
-        if self._checkpoint is None and id(datamodule) not in self._prepared:
-            # downloads happen here, explicitly, before the first size is read: no property
-            # read by a link downloads anything (with a checkpoint, its sizes are used instead)
-            self._prepared.add(id(datamodule))
-            datamodule.prepare_data()
-        saved = (self._checkpoint or {}).get("hyper_parameters") or {}
-        if size in saved:
-            return saved[size]
-        value = getattr(datamodule, size, None)
-        if value is not None:
-            return value
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        return config.model.init_args.get(size)
-
-    def _restore_datamodule(self, datamodule: pl.LightningDataModule) -> None:
-        if self._checkpoint is None or id(datamodule) in self._restored:
-            return
-        self._restored.add(id(datamodule))
-        if isinstance(datamodule, DataModule):
-            datamodule.restore(self._checkpoint)
-        elif (state := self._checkpoint.get(type(datamodule).__qualname__)) is not None:
-            datamodule.load_state_dict(state)  # a LightningDataModule of the user's
-
     def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
+        config = self._section()
+        if self._ckpt_path is not None:
+            config.ckpt_path = self._ckpt_path
         if self.subcommand in EVALUATING and not config.get("ckpt_path"):
             # without a checkpoint the model's weights are random: refuse rather than report
             # metrics or predictions of an untrained network
@@ -268,45 +237,70 @@ class DlzooCLI(LightningCLI):
             config.weights_only = True
         if self.subcommand == "fit" and self._checkpoint is not None:
             refuse_stretched_schedule(self._checkpoint, config.trainer.max_epochs, config.ckpt_path)
-        self._default_checkpoint(config)
 
-    def _default_checkpoint(self, config: Any) -> None:
+    # ------------------------------------------------------------------------ building a run
+    def instantiate_classes(self) -> None:
+        """Data, then its description of the model's arguments, then the model and Trainer."""
+        config = self._section()
+        datamodule = self._datamodule(config) if config.get("data") else None
+        if datamodule is not None and config.get("model"):
+            self._description = self._describe(datamodule)
+        self._default_checkpoint(config, _configured_task(config, self._description))
+        super().instantiate_classes()
+        if datamodule is not None:
+            # the instance that was prepared and described (LightningCLI built a twin of it)
+            self.datamodule = datamodule
+            (self.config_init[self.subcommand] if self.subcommand else self.config_init)["data"] = (
+                datamodule
+            )
+
+    def _datamodule(self, config: Any) -> pl.LightningDataModule:
+        """The configured DataModule, with the checkpoint's fitted state or its data prepared."""
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_subclass_arguments(pl.LightningDataModule, "data", fail_untyped=False)
+        parsed = parser.parse_object({"data": config.data.as_dict()})
+        with warnings.catch_warnings():
+            # renamed `instantiate` in jsonargparse 4.49; the lowest version dlzoo allows (4.39)
+            # has only this name, and LightningCLI itself calls it
+            warnings.filterwarnings("ignore", message=r"\s*``instantiate_classes`` was deprecated")
+            datamodule = parser.instantiate_classes(parsed).data
+        if self._checkpoint is not None:
+            if isinstance(datamodule, DataModule):
+                datamodule.restore(self._checkpoint)
+            elif (state := self._checkpoint.get(type(datamodule).__qualname__)) is not None:
+                datamodule.load_state_dict(state)  # a LightningDataModule of the user's
+        else:
+            # downloads happen here, explicitly, before the first size is read: no property
+            # downloads anything (with a checkpoint, its sizes are used instead)
+            datamodule.prepare_data()
+        return datamodule
+
+    def _describe(self, datamodule: pl.LightningDataModule) -> dict[str, Any]:
+        """What the data decides of a model's arguments (:data:`DESCRIBED`): from the checkpoint
+        when there is one (the weights were trained for them, and nothing is read from training
+        data that may not be here), else from the DataModule. A size the DataModule lacks (or
+        gives as ``None``) is left to the config."""
+        saved = (self._checkpoint or {}).get("hyper_parameters") or {}
+        described: dict[str, Any] = {}
+        for size in DESCRIBED:
+            value = saved[size] if size in saved else getattr(datamodule, size, None)
+            if value is not None:
+                described[size] = value
+        return described
+
+    def _default_checkpoint(self, config: Any, task: Task | None) -> None:
         """Keep the best checkpoint by the task's metric (val AUROC for classifiers, val RMSE
-        for regression), unless the config names a monitor.
-
-        Before anything is built the task is read from the config (the model's or the data's
-        ``task``, else what the model class implies); :meth:`instantiate_trainer` corrects it
-        when the DataModule decides another task from its data."""
+        for regression), unless the config names a monitor."""
         checkpoint = config.get("checkpoint")
         if checkpoint is None or checkpoint.monitor is not None or not config.get("model"):
             return
-        self._auto_monitor = True
-        task = _configured_task(config)
         monitor, mode = task.monitor if task else ("val_loss", "min")
         checkpoint.monitor, checkpoint.mode = monitor, mode
         if checkpoint.filename is None:
             checkpoint.filename = "best-{epoch:03d}-{" + monitor + ":.4f}"
 
-    def _monitor_the_task(self, config: Any) -> None:
-        """Re-make the best-checkpoint callback when the built model's task is not the one the
-        config implied (a DataModule that found a regression target in its data)."""
-        checkpoint = config.get("checkpoint")
-        if not self._auto_monitor or not isinstance(checkpoint, ModelCheckpoint):
-            return
-        if not isinstance(self.model, TaskModule):
-            return  # another LightningModule: no task to monitor by
-        monitor, mode = self.model.task.monitor
-        if checkpoint.monitor == monitor:
-            return
-        namespace = (self.config[self.subcommand] if self.subcommand else self.config).checkpoint
-        namespace.monitor, namespace.mode = monitor, mode  # what config.yaml records
-        if str(namespace.filename or "").startswith("best-{epoch:03d}-{"):
-            namespace.filename = "best-{epoch:03d}-{" + monitor + ":.4f}"
-        config["checkpoint"] = ModelCheckpoint(**namespace.as_dict())
-
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         config = self.config_init[self.subcommand] if self.subcommand else self.config_init
-        self._monitor_the_task(config)
         trainer_config = config.trainer
         evaluating = self.subcommand in EVALUATING
         if trainer_config.logger in (None, True) and "logger" not in kwargs:
@@ -364,22 +358,24 @@ def refuse_stretched_schedule(
             )
 
 
-def _configured_task(config: Any) -> Task | None:
-    """The task a config implies before anything is built: the model class's fixed task (the
-    autoencoder's), else ``model.init_args.task``, else ``data.init_args.task``, else from
+def _configured_task(config: Any, described: dict[str, Any]) -> Task | None:
+    """The task of the model a config builds: the model class's fixed task (the autoencoder's),
+    else the described or configured ``task`` (the model's, then the data's), else from
     ``num_classes`` for a dlzoo model; ``None`` for another LightningModule."""
+    if not config.get("model"):
+        return None
     model_class = _import(config.model.class_path)
     dlzoo_model = issubclass(model_class, TaskModule)
     if dlzoo_model and model_class.fixed_task:
         return get_task(model_class.fixed_task)
-    for section in ("model", "data"):
-        init_args = (config.get(section) or {}).get("init_args") or {}
+    model_args = {**(config.model.get("init_args") or {}), **described}
+    data_args = (config.get("data") or {}).get("init_args") or {}
+    for init_args in (model_args, data_args):
         if init_args.get("task"):
             return get_task(init_args["task"])
     if not dlzoo_model:
         return None
-    num_classes = (config.model.get("init_args") or {}).get("num_classes") or 2
-    return get_task(classification_task(int(num_classes)))
+    return get_task(classification_task(int(model_args.get("num_classes") or 2)))
 
 
 class _HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):
@@ -459,14 +455,13 @@ def main(args: list[str] | None = None) -> None:
     bundle = list(given[:1]) == ["serve"] and any(
         a == "--bundle" or a.startswith("--bundle=") for a in given
     )
+    if list(given[:1]) == ["sweep"]:
+        # the sweep runs this command for each trial: it sits above it (dlzoo.__main__)
+        raise ValueError("dlzoo sweep: call dlzoo.__main__.main or dlzoo.sweep.main")
     if bundle:
-        from dlzoo.deploy.serve import bundle_main
+        from dlzoo.deploy.server import bundle_main
 
         run = partial(bundle_main, given[1:])
-    elif list(given[:1]) == ["sweep"]:
-        from dlzoo.sweep import main as sweep_main
-
-        run = partial(sweep_main, list(given[1:]))
     else:
         run = partial(make_cli, None if args is None else list(args))
     if args is not None:
@@ -475,11 +470,4 @@ def main(args: list[str] | None = None) -> None:
     run_command(run)
 
 
-__all__ = [
-    "DlzooCLI",
-    "DlzooTrainer",
-    "default_loggers",
-    "expand_registered_names",
-    "main",
-    "make_cli",
-]
+__all__ = ["DESCRIBED", "DlzooCLI", "main", "make_cli", "refuse_stretched_schedule"]

@@ -5,19 +5,24 @@ and the loggers every run gets."""
 from __future__ import annotations
 
 import importlib.util
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-from dlzoo.callbacks import OnnxPredict
 from dlzoo.cli.checkpoint import restore_checkpoint
+from dlzoo.data.base import DataModule
 from dlzoo.deploy import RuntimeName, ServerName
 from dlzoo.deploy.bundle import default_threads
 from dlzoo.deploy.export import ExportFormat, export_model
+from dlzoo.models.base import TaskModule
+
+log = logging.getLogger(__name__)
 
 
 def default_loggers(root: str | Path, name: str = "lightning_logs") -> list[Logger]:
@@ -33,6 +38,52 @@ def default_loggers(root: str | Path, name: str = "lightning_logs") -> list[Logg
     if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
         loggers.append(TensorBoardLogger(root, name=name, version=version, default_hp_metric=False))
     return loggers
+
+
+class OnnxPredict(Callback):
+    """``dlzoo predict`` on CPU with the network in ONNX Runtime: the model is exported at the
+    start (parity checked to 1e-5 on example batches, as ``dlzoo export`` does) and each predict
+    batch goes through the exported graph; outputs are decoded by the same task row.
+
+    ``runtime``: ``onnxruntime`` (always; an export failure is an error), ``torch`` (never), or
+    ``auto``: ONNX Runtime for sets of at least :attr:`MIN_BATCHES` batches (exporting costs
+    seconds; below that eager torch is done first), torch where the network does not export.
+    """
+
+    #: under ``auto``, smaller predict sets stay in eager torch
+    MIN_BATCHES = 16
+
+    def __init__(self, runtime: str = "auto") -> None:
+        self.runtime = runtime
+
+    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.runtime == "torch" or pl_module.device.type != "cpu":
+            return
+        if not isinstance(pl_module, TaskModule) or not isinstance(trainer.datamodule, DataModule):
+            return
+        batches = sum(int(n) for n in trainer.num_predict_batches if n != float("inf"))
+        if self.runtime == "auto" and batches < self.MIN_BATCHES:
+            return
+        from dlzoo.deploy.runtime import export_runtime
+
+        try:
+            onnx = export_runtime(pl_module, trainer.datamodule, torch.get_num_threads())
+            onnx.setup()
+        except ValueError as err:  # ExportError: this network does not export
+            if self.runtime == "onnxruntime":
+                raise
+            log.info("dlzoo predict runs torch: %s", err)
+            return
+
+        def predict_step(batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict:
+            x = batch[0] if isinstance(batch, tuple | list) else batch
+            return onnx(x)
+
+        pl_module.predict_step = predict_step  # this run only: removed at predict end
+        log.info("dlzoo predict: the network runs in ONNX Runtime (%d batches)", batches)
+
+    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        vars(pl_module).pop("predict_step", None)
 
 
 class DlzooTrainer(pl.Trainer):
@@ -131,7 +182,9 @@ class DlzooTrainer(pl.Trainer):
         """
         if ckpt_path is None:
             raise ValueError("dlzoo serve needs --ckpt_path (or --bundle DIR, an export bundle)")
-        from dlzoo.deploy.serve import Limits, PredictionAPI, serve
+        from dlzoo.deploy.requests import Limits
+        from dlzoo.deploy.serve import PredictionAPI
+        from dlzoo.deploy.server import serve
 
         limits = Limits(
             max_inputs=max_inputs,

@@ -10,8 +10,8 @@ import importlib
 from typing import Any
 
 _NAMES = {
-    "BankMarketingDataModule": "dlzoo.data.tabular",
-    "CatsDogsDataModule": "dlzoo.data.images",
+    "BankMarketingDataModule": "dlzoo.data.bank",
+    "CatsDogsDataModule": "dlzoo.data.cats_dogs",
     "ChecksumError": "dlzoo.data.download",
     "DownloadError": "dlzoo.data.download",
     "IMDBDataModule": "dlzoo.data.imdb",
@@ -26,7 +26,9 @@ _NAMES = {
 #: the modules whose DataModules register themselves (``dlzoo.registry`` imports them)
 DATAMODULE_MODULES = (
     "dlzoo.data.tabular",
+    "dlzoo.data.bank",
     "dlzoo.data.images",
+    "dlzoo.data.cats_dogs",
     "dlzoo.data.mnist",
     "dlzoo.data.text",
     "dlzoo.data.imdb",

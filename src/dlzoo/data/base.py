@@ -15,9 +15,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
-import torch
+from jsonargparse import ArgumentParser
 from sklearn.model_selection import train_test_split
 
+from dlzoo.checkpoints import read_checkpoint
 from dlzoo.data.preprocess import Preprocessor
 from dlzoo.registry import init_arguments
 from dlzoo.tasks import classification_task
@@ -112,15 +113,30 @@ class DataModule(pl.LightningDataModule):
         predict_file="new.csv")``, then ``trainer.predict(model, datamodule=dm)``. Loads with
         ``weights_only=True``.
         """
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+        checkpoint = read_checkpoint(checkpoint_path)
         saved = checkpoint.get("datamodule_hyper_parameters")
         if cls.__qualname__ not in checkpoint and saved is None:
             raise ValueError(f"{checkpoint_path} holds no {cls.__name__} state")
         saved = saved or {}
-        accepted = init_arguments(cls)
+        # what the class's signature offers, as its config does: a preset's fixed options
+        # (BankMarketingDataModule's target), saved by the base it passes them to, are not
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_class_arguments(cls, fail_untyped=False)
+        accepted = set(parser.get_defaults().keys()) & init_arguments(cls)
         datamodule = cls(**{**{k: v for k, v in saved.items() if k in accepted}, **overrides})
         datamodule.restore(checkpoint)
         return datamodule
+
+
+def output_names(
+    datamodule: pl.LightningDataModule | None, model: pl.LightningModule
+) -> list[str] | None:
+    """What a model's outputs are called: the DataModule's classes (or labels), else the
+    regression targets' names the model was given."""
+    classes = datamodule.classes if isinstance(datamodule, DataModule) else None
+    if classes:
+        return [str(c) for c in classes]
+    return model.hparams.get("target_names") or None
 
 
 def check_task_option(task: str | None) -> None:
@@ -160,10 +176,15 @@ def refuse_changed_options(
 
 
 def seeded_split(
-    count: int, held_out: int, seed: int, labels: Sequence[Any] | np.ndarray | None = None
+    count: int,
+    held_out: int | float,
+    seed: int,
+    labels: Sequence[Any] | np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a seeded split of ``count`` items: ``(kept, held_out)``, stratified on
-    ``labels`` when given and every class has two items or more."""
+    """Indices of a seeded split of ``count`` items: ``(kept, held_out)``; ``held_out`` is a
+    count or a fraction. Stratified on ``labels`` when given and every class has two items or
+    more. Every DataModule splits here (scikit-learn's ``train_test_split`` on the indices:
+    the same split it gives the rows themselves, so splits of earlier releases stay exact)."""
     index = np.arange(count)
     stratify = None
     if labels is not None:
@@ -177,6 +198,7 @@ __all__ = [
     "DataModule",
     "Preprocessor",
     "check_task_option",
+    "output_names",
     "refuse_changed_options",
     "seeded_split",
 ]

@@ -210,3 +210,44 @@ def ordered_loader(
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(0),
     )
+
+
+class TokenDataset(Dataset):
+    """Documents as slices of one flat id tensor; ``(ids, label)`` or ``(ids,)`` items."""
+
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        offsets: torch.Tensor,
+        documents: torch.Tensor,
+        labels: torch.Tensor | None,
+        max_length: int | None,
+        truncation: str = "head",
+    ) -> None:
+        self.ids, self.offsets, self.documents = ids, offsets, documents
+        self.labels, self.max_length, self.truncation = labels, max_length, truncation
+
+    def __len__(self) -> int:
+        return len(self.documents)
+
+    @property
+    def full_lengths(self) -> torch.Tensor:
+        """Token counts of the documents before ``max_length`` cuts them."""
+        doc = self.documents
+        return self.offsets[doc + 1] - self.offsets[doc]
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        lengths = self.full_lengths
+        return lengths.clamp(max=self.max_length) if self.max_length else lengths
+
+    def __getitem__(self, index: int) -> tuple:
+        doc = int(self.documents[index])
+        start, end = int(self.offsets[doc]), int(self.offsets[doc + 1])
+        if self.max_length and end - start > self.max_length:
+            if self.truncation == "tail":  # reviews often end with the verdict
+                start = end - self.max_length
+            else:
+                end = start + self.max_length
+        tokens = self.ids[start:end]
+        return (tokens,) if self.labels is None else (tokens, self.labels[index])

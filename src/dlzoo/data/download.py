@@ -216,19 +216,12 @@ def extract_archive(
 
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (created if missing) for the ``with`` block: the
-    processes of this machine that take it take turns."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory locks, one process at a time
+    """An exclusive lock on the file ``path`` (created if missing) for the ``with`` block: the
+    processes of this machine that take it take turns (``filelock``; every platform)."""
+    from filelock import FileLock
+
+    with FileLock(str(path)):
         yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _extract(archive: Path, root: Path, max_bytes: int | None) -> None:
@@ -266,3 +259,11 @@ def _extract(archive: Path, root: Path, max_bytes: int | None) -> None:
         journal.unlink()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def file_key(path: Path) -> str:
+    """A cache key of a file: its resolved path, size and modification time."""
+    if not path.is_file():
+        raise FileNotFoundError(f"text CSV not found: {path}")
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"

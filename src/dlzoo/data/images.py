@@ -1,4 +1,4 @@
-"""Image classification from ``root/<class>/*.jpg`` folders, and the Cats-vs-Dogs preset (chapter 6).
+"""Image classification from ``root/<class>/*.jpg`` folders (the Cats-vs-Dogs preset: ``cats_dogs.py``).
 
 Images are decoded with ``torchvision.io`` (libjpeg-turbo) in DataLoader workers; the transforms
 live here: the book's Resize 255 -> CenterCrop 224 -> ImageNet normalisation for evaluation, and
@@ -10,37 +10,31 @@ and modification time.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, default_collate
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import find_classes
 from torchvision.transforms import InterpolationMode, v2
 
 from dlzoo.data.base import DataModule, check_task_option, seeded_split
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
-from dlzoo.data.download import (
-    MAX_EXTRACT_BYTES,
-    check_sha256,
-    default_cache_dir,
-    download_file,
-    extract_archive,
+from dlzoo.data.image_files import (
+    IMAGE_EXTENSIONS,
+    ImageFiles,
+    csv_rows,
+    labelled_files,
+    readable_files,
 )
 from dlzoo.data.preprocess.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     ImagePreprocessor,
-    read_image,
-    why_unreadable,
 )
 from dlzoo.data.targets import decide_task, encode_targets, fit_targets
 from dlzoo.networks.backbones import pretrained_eval_settings
@@ -48,68 +42,6 @@ from dlzoo.registry import register_datamodule
 from dlzoo.tasks import TASKS, TaskName, classification_task
 
 log = logging.getLogger(__name__)
-
-#: what dlzoo reads from image folders: torchvision's list, and GIF
-IMAGE_EXTENSIONS = (*IMG_EXTENSIONS, ".gif")
-
-
-def find_unreadable(
-    paths: Sequence[str], cache_file: Path | None = None, workers: int | None = None
-) -> dict[str, str]:
-    """Decode every file once; return ``{path: reason}`` for those that cannot be read.
-
-    Results are kept in ``cache_file`` (JSON) keyed by path, size and modification time, so a
-    second run re-checks only new or changed files.
-    """
-    cached: dict[str, list] = {}
-    if cache_file is not None and cache_file.is_file():
-        try:
-            cached = json.loads(cache_file.read_text())
-        except (OSError, json.JSONDecodeError):
-            cached = {}
-    stamps = {}
-    for path in paths:
-        stat = os.stat(path)
-        stamps[path] = [stat.st_size, stat.st_mtime_ns]
-    todo = [p for p in paths if cached.get(p, [None, None])[:2] != stamps[p]]
-    if todo:
-        workers = workers or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(workers) as pool:
-            for path, reason in zip(todo, pool.map(why_unreadable, todo), strict=True):
-                cached[path] = [*stamps[path], reason]
-    if cache_file is not None and todo:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        keep = {p: cached[p] for p in paths}
-        # a temporary file per process: DDP ranks check the same folders at the same time
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(keep))
-        tmp.replace(cache_file)
-    return {p: cached[p][2] for p in paths if cached[p][2] is not None}
-
-
-class ImageFiles(Dataset):
-    """``(image, label)`` pairs (or ``(image,)`` without labels) from a list of files."""
-
-    def __init__(
-        self, files: Sequence[str], labels: Sequence[int] | None, transform: Callable
-    ) -> None:
-        self.files, self.labels, self.transform = list(files), labels, transform
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> tuple:
-        try:
-            image = self.transform(read_image(self.files[index]))
-        except (RuntimeError, OSError) as err:  # changed on disk since the check
-            raise RuntimeError(f"cannot read image {self.files[index]}: {err}") from None
-        if self.labels is None:
-            return (image,)
-        return image, self.labels[index]
-
-
-def _csv_lines(index: Any) -> str:
-    return "row(s) " + ", ".join(str(i + 2) for i in list(index)[:5])
 
 
 @register_datamodule("image_folder")
@@ -262,7 +194,7 @@ class ImageFolderDataModule(DataModule):
 
     def _read_labels_file(self) -> None:
         """Files and targets of ``labels_file``: the split, the task, the fitted targets."""
-        from dlzoo.data.tabular import read_csv  # one CSV reader, with errors that name the file
+        from dlzoo.data.reading import read_csv  # one CSV reader, with errors that name the file
 
         path = Path(self.labels_file)
         path = path if path.is_absolute() or self.data_dir is None else self.data_dir / path
@@ -285,7 +217,7 @@ class ImageFolderDataModule(DataModule):
                 f"{path} lists {len(lost)} image(s) not found, e.g. {lost[0]} (paths are "
                 f"relative to data_dir {root})"
             )
-        readable, _ = self._readable(files, None, root)
+        readable, _ = readable_files(files, None, root, self.skipped)
         keep = np.flatnonzero(np.isin(files, readable))
         frame, files = frame.iloc[keep], [files[i] for i in keep]
         task = decide_task(
@@ -303,11 +235,11 @@ class ImageFolderDataModule(DataModule):
             self.label_delimiter,
             self.log_target,
             str(path),
-            _csv_lines,
+            csv_rows,
         )
         self._labelled_rows = {}
         for name, rows in (("train", train), ("val", val)):
-            targets = encode_targets(frame.iloc[rows], self._targets, str(path), _csv_lines)
+            targets = encode_targets(frame.iloc[rows], self._targets, str(path), csv_rows)
             self._labelled_rows[name] = ([files[i] for i in rows], targets)
 
     @property
@@ -369,55 +301,6 @@ class ImageFolderDataModule(DataModule):
         )
 
     # ---------------------------------------------------------------------------------- data
-    def _labelled_files(self, folder: Path, classes: list[str]) -> tuple[list[str], list[int]]:
-        found = find_classes(folder)[0]
-        if found != classes:
-            raise ValueError(
-                f"{folder} has classes {found}, but the training folder has {classes}: "
-                "every split needs the same class folders"
-            )
-        samples = make_dataset(
-            str(folder), {c: i for i, c in enumerate(classes)}, extensions=IMAGE_EXTENSIONS
-        )
-        used = {p for p, _ in samples}
-        other = {
-            str(p): f"not an image file dlzoo reads (extension {p.suffix or 'none'!r})"
-            for c in classes
-            for p in sorted((folder / c).rglob("*"))
-            if p.is_file() and str(p) not in used
-        }
-        if other:
-            self.skipped.update(other)
-            shown = ", ".join(Path(p).name for p in list(other)[:5])
-            more = f" (and {len(other) - 5} more)" if len(other) > 5 else ""
-            log.warning("skipped %d non-image files in %s: %s%s", len(other), folder, shown, more)
-        files, labels = self._readable(
-            [p for p, _ in samples], [label for _, label in samples], folder
-        )
-        # classes taking turns (not one folder after another): every evaluation batch, the
-        # sanity check's included, holds each class, so no metric sees a single class
-        seen: dict[int, int] = {}
-        turns = [
-            seen.__setitem__(label, seen.get(label, -1) + 1) or seen[label] for label in labels
-        ]
-        order = sorted(range(len(files)), key=lambda i: (turns[i], labels[i]))
-        return [files[i] for i in order], [labels[i] for i in order]
-
-    def _readable(
-        self, files: list[str], labels: list[int] | None, folder: Path
-    ) -> tuple[list[str], list[int] | None]:
-        digest = hashlib.sha1(str(folder.resolve()).encode()).hexdigest()[:16]
-        bad = find_unreadable(files, default_cache_dir() / "image_checks" / f"{digest}.json")
-        if bad:
-            self.skipped.update(bad)
-            shown = "; ".join(f"{Path(p).name}: {why}" for p, why in list(bad.items())[:5])
-            more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
-            log.warning("skipped %d unreadable images in %s: %s%s", len(bad), folder, shown, more)
-        keep = [i for i, path in enumerate(files) if path not in bad]
-        if not keep:
-            raise ValueError(f"no readable images in {folder}")
-        return [files[i] for i in keep], None if labels is None else [labels[i] for i in keep]
-
     def adopt_preprocessing(self, spec: str | None) -> None:
         """Prepare images as pretrained weights ``spec`` were trained (see ``preprocessing``),
         unless ``preprocessing`` says otherwise. Called at setup with the model's
@@ -462,26 +345,21 @@ class ImageFolderDataModule(DataModule):
                 self._predict_files()
             return
         root, classes = self._root(), self.classes
-        train_files, train_labels = self._labelled_files(root / self.train_dir, classes)
+        train_files, train_labels = labelled_files(root / self.train_dir, classes, self.skipped)
         train_tf, eval_tf = self.train_transform(), self.eval_transform()
         val_folder = self._val_folder(root)
         if val_folder is not None:
-            val_files, val_labels = self._labelled_files(val_folder, classes)
+            val_files, val_labels = labelled_files(val_folder, classes, self.skipped)
         else:
             files, labels = np.array(train_files), np.array(train_labels)
-            train_idx, val_idx = train_test_split(
-                np.arange(len(files)),
-                test_size=self.val_fraction,
-                random_state=self.seed,
-                stratify=labels,
-            )
+            train_idx, val_idx = seeded_split(len(files), self.val_fraction, self.seed, labels)
             train_files, train_labels = files[train_idx].tolist(), labels[train_idx].tolist()
             val_files, val_labels = files[val_idx].tolist(), labels[val_idx].tolist()
         self._datasets["train"] = ImageFiles(train_files, train_labels, train_tf)
         self._datasets["val"] = ImageFiles(val_files, val_labels, eval_tf)
         if self.test_dir:
             self._datasets["test"] = ImageFiles(
-                *self._labelled_files(root / self.test_dir, classes), eval_tf
+                *labelled_files(root / self.test_dir, classes, self.skipped), eval_tf
             )
         if self.predict_dir:
             self._predict_files()
@@ -495,7 +373,7 @@ class ImageFolderDataModule(DataModule):
         files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
         if not files:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
-        files, _ = self._readable(files, None, folder)
+        files, _ = readable_files(files, None, folder, self.skipped)
         self._datasets["predict"] = ImageFiles(files, None, self.eval_transform())
         self.predict_row_ids = [str(Path(p).relative_to(folder)) for p in files]
 
@@ -597,91 +475,3 @@ class ImageFolderDataModule(DataModule):
             )
         if self.preprocessing is None:  # what the model was trained with (older: no entry)
             self._adopted = state_dict.get("preprocessing")
-
-
-#: Google's cats_and_dogs_filtered (2,000 train + 1,000 validation Kaggle images)
-CATS_DOGS_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
-
-
-@register_datamodule("cats_dogs")
-class CatsDogsDataModule(ImageFolderDataModule):
-    """Cats vs Dogs (book chapter 6): ``train/{cats,dogs}`` and ``validation/{cats,dogs}``.
-
-    Point ``data_dir`` at an extracted copy, or give ``archive`` (a local ``.zip``/``.tar``) or
-    ``url`` and it is extracted into ``data_dir`` on first use. The default URL is Google's
-    ``cats_and_dogs_filtered.zip``; its sha256 is not pinned here (it could not be fetched to
-    compute one), so pass ``sha256`` to have the download checked.
-
-    Args:
-        data_dir: where the images are, or are extracted to (default ``$DLZOO_DATA/cats_dogs``).
-        archive: a local archive of the images to extract when ``data_dir`` has none.
-        url: where to download the archive from when neither is there.
-        sha256: checksum of the archive (local or downloaded).
-        val_dir: the validation folder's name (``validation`` in the Kaggle-derived archives). It
-            must exist unless set to ``None`` (then ``val_fraction`` of ``train`` is held out).
-        max_extract_bytes: refuse an archive that expands to more than this (``None``: no limit).
-        **kwargs: image size, augmentation, batch size ... of :class:`ImageFolderDataModule`.
-    """
-
-    def __init__(
-        self,
-        data_dir: str | None = None,
-        archive: str | None = None,
-        url: str | None = CATS_DOGS_URL,
-        sha256: str | None = None,
-        val_dir: str | None = "validation",
-        max_extract_bytes: int | None = MAX_EXTRACT_BYTES,
-        **kwargs: Any,
-    ) -> None:
-        data_dir = data_dir or str(default_cache_dir() / "cats_dogs")
-        super().__init__(data_dir=data_dir, val_dir=val_dir, **kwargs)
-        self.archive, self.url, self.sha256 = archive, url, sha256
-        self.max_extract_bytes = max_extract_bytes
-
-    def _has_images(self) -> bool:
-        try:
-            self._root()
-        except FileNotFoundError:
-            return False
-        return True
-
-    def prepare_data(self) -> None:
-        if self._has_images():
-            return
-        if self.archive:
-            archive = Path(self.archive)
-            if not archive.is_file():
-                raise FileNotFoundError(f"Cats-vs-Dogs archive not found: {archive}")
-            if self.sha256:
-                check_sha256(archive, self.sha256)
-        elif self.url:
-            if not self.sha256:
-                log.warning("downloading %s without a sha256 to check it against", self.url)
-            archive = download_file(self.url, self.data_dir, sha256=self.sha256)
-        else:
-            raise FileNotFoundError(
-                f"no Cats-vs-Dogs images in {self.data_dir} (expected {self.train_dir}/cats, "
-                f"{self.train_dir}/dogs): pass archive or url, or extract {CATS_DOGS_URL} there"
-            )
-        extract_archive(archive, self.data_dir, self.max_extract_bytes)
-        self._root()  # the archive must hold the expected layout
-
-    def _val_folder(self, root: Path) -> Path | None:
-        if self.val_dir and not (root / self.val_dir).is_dir():
-            # never a silent fallback split: a missing validation folder means damaged data
-            raise FileNotFoundError(
-                f"Cats-vs-Dogs data in {root} is incomplete: {root / self.val_dir} is missing "
-                f"(found {self.train_dir}). Delete {root} and run again to re-extract it, or set "
-                "val_dir: null to hold out val_fraction of the training images instead."
-            )
-        return super()._val_folder(root)
-
-    @property
-    def classes(self) -> list[str]:
-        if self._classes is None and not self._has_images():
-            source = self.archive or self.url or CATS_DOGS_URL
-            raise FileNotFoundError(
-                f"no Cats-vs-Dogs images in {self.data_dir} yet: call prepare_data() to extract "
-                f"{source} there (the dlzoo command and Lightning's Trainer do)"
-            )
-        return super().classes

@@ -10,15 +10,16 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
+from dlzoo.data.base import seeded_split
 from dlzoo.data.download import (
     MAX_EXTRACT_BYTES,
     default_cache_dir,
     download_file,
     extract_archive,
+    file_key,
 )
-from dlzoo.data.text import TextClassificationDataModule, file_key
+from dlzoo.data.text import TextClassificationDataModule
 from dlzoo.registry import register_datamodule
 
 log = logging.getLogger(__name__)
@@ -158,13 +159,8 @@ class IMDBDataModule(TextClassificationDataModule):
     def assign_splits(self, split: np.ndarray, labels: np.ndarray) -> np.ndarray:
         split = split.copy()
         if self.split == "book" and "val" not in split:  # aclImdb: 50k pooled, 40k/5k/5k
-            every = np.arange(len(split))
-            train, rest = train_test_split(
-                every, test_size=0.2, random_state=self.seed, stratify=labels
-            )
-            val, test = train_test_split(
-                rest, test_size=0.5, random_state=self.seed, stratify=labels[rest]
-            )
+            train, rest = seeded_split(len(split), 0.2, self.seed, labels)
+            val, test = (rest[i] for i in seeded_split(len(rest), 0.5, self.seed, labels[rest]))
             split[train], split[val], split[test] = "train", "val", "test"
         elif "val" not in split:  # official: val from the 25k train reviews
             split[split == "train"] = "pool"
@@ -172,11 +168,7 @@ class IMDBDataModule(TextClassificationDataModule):
         if self.max_train_reviews:
             train = np.flatnonzero(split == "train")
             if self.max_train_reviews < len(train):
-                keep, _ = train_test_split(
-                    train,
-                    train_size=self.max_train_reviews,
-                    random_state=self.seed,
-                    stratify=labels[train],
-                )
+                held_out = len(train) - self.max_train_reviews
+                keep = train[seeded_split(len(train), held_out, self.seed, labels[train])[0]]
                 split[np.setdiff1d(train, keep)] = "unused"
         return split

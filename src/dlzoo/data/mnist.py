@@ -19,15 +19,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader
 
-from dlzoo.data.base import DataModule
+from dlzoo.data.base import DataModule, seeded_split
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import default_cache_dir
 from dlzoo.data.preprocess.digits import (
-    MNIST_MEAN,
-    MNIST_STD,
     PIXELS,
     DigitsPreprocessor,
     pixels_to_images,
@@ -247,12 +244,7 @@ class MNISTDataModule(DataModule):
             images, labels = self._read_idx("train")
             test = self._read_idx("test")
         if hp.validation == "split":
-            train_idx, val_idx = train_test_split(
-                np.arange(len(labels)),
-                test_size=hp.val_fraction,
-                random_state=hp.seed,
-                stratify=labels.numpy(),
-            )
+            train_idx, val_idx = seeded_split(len(labels), hp.val_fraction, hp.seed, labels.numpy())
             train_idx, val_idx = torch.from_numpy(train_idx), torch.from_numpy(val_idx)
             self._splits["train"] = TensorBatchDataset(images[train_idx], labels[train_idx])
             self._splits["val"] = TensorBatchDataset(images[val_idx], labels[val_idx])
@@ -291,13 +283,11 @@ class MNISTDataModule(DataModule):
         return self._loader("predict")
 
     def scale(self, images: torch.Tensor, augment: bool = False) -> torch.Tensor:
-        """uint8 digits as the model's input: [0, 1], augmented when training, normalised."""
-        images = images.float().div_(255)
-        if augment:
-            images = random_affine(images)
-        if self.hparams.normalize:
-            images = (images - MNIST_MEAN) / MNIST_STD
-        return images  # as DigitsPreprocessor.scale, with augmentation between the two steps
+        """uint8 digits as the model's input: [0, 1], augmented when training, normalised (the
+        preprocessor's own scaling, which serving and export use too)."""
+        return DigitsPreprocessor(self.hparams.normalize).scale(
+            images, random_affine if augment else None
+        )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         images, *rest = batch

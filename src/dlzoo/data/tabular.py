@@ -1,4 +1,4 @@
-"""Tabular classification from any CSV, and the bank-marketing preset (book chapter 5).
+"""Tabular data from any CSV (the bank-marketing preset of chapter 5: ``bank.py``).
 
 Preprocessing is fitted on the training split only and kept as plain lists (column names, means,
 scales, category lists) in the DataModule's ``state_dict``, which Lightning stores in every
@@ -14,24 +14,24 @@ from typing import Any
 
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
-from dlzoo.data.base import DataModule, check_task_option
+from dlzoo.data.base import DataModule, check_task_option, seeded_split
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import default_cache_dir, download_file
 from dlzoo.data.preprocess.tabular import (
-    _YES_NO,
     MISSING,
     UNKNOWN,
+    YES_NO,
     MissingValues,
     TabularPreprocessor,
-    _is_yes_no,
-    _lines,
     handle_missing,
+    is_yes_no,
     refuse_non_finite,
+    rows_of,
 )
+from dlzoo.data.reading import read_csv
 from dlzoo.data.targets import decide_task, fit_targets
 from dlzoo.registry import register_datamodule
 from dlzoo.tasks import TASKS, TaskName
@@ -42,40 +42,6 @@ log = logging.getLogger(__name__)
 MISSING_MARKERS = {"?", "-", "--", "none", "missing", "n.a.", "na."}
 #: a text column whose values are numbers but for this share of cells is a typo'd numeric column
 NUMERIC_SHARE = 0.95
-
-
-def read_csv(
-    path: str | Path, what: str = "CSV file", na_values: list[str] | None = None
-) -> pd.DataFrame:
-    """Read a CSV with errors that name the file and the problem; ``na_values`` as in pandas."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
-    try:
-        frame = pd.read_csv(path, skipinitialspace=True, na_values=na_values)
-    except UnicodeDecodeError as err:
-        line, text = _first_non_utf8_line(path)
-        raise ValueError(
-            f"{what} {path} is not UTF-8 text: line {line} reads {text!r} ({err.reason}). "
-            "Re-save the file as UTF-8 (e.g. from Latin-1: iconv -f latin1 -t utf-8)."
-        ) from None
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{what} {path} is empty: expected a header line and data rows") from None
-    except pd.errors.ParserError as err:
-        raise ValueError(f"{what} {path} is not a well-formed CSV: {err}") from None
-    if frame.empty:
-        raise ValueError(f"{what} {path} has a header but no data rows")
-    return frame
-
-
-def _first_non_utf8_line(path: Path) -> tuple[int, str]:
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                return number, raw.decode("utf-8", errors="replace").rstrip()[:80]
-    return 0, ""
 
 
 @register_datamodule("tabular")
@@ -281,18 +247,12 @@ class TabularDataModule(DataModule):
         n_test = round(self.test_fraction * len(frame))
         if n_val < 1 or len(frame) - n_val - n_test < 1:
             raise ValueError(f"{self.csv_path} has {len(frame)} rows: too few to split")
-        train, rest = train_test_split(
-            frame, test_size=n_val + n_test, random_state=self.seed, stratify=stratify
-        )
-        splits = {"train": train, "val": rest}
+        train, rest = seeded_split(len(frame), n_val + n_test, self.seed, stratify)
+        splits = {"train": frame.iloc[train], "val": frame.iloc[rest]}
         if n_test:
-            val, test = train_test_split(
-                rest,
-                test_size=n_test,
-                random_state=self.seed,
-                stratify=rest[self.target] if stratify is not None else None,
-            )
-            splits.update(val=val, test=test)
+            in_rest = stratify.iloc[rest] if stratify is not None else None
+            val, test = (rest[i] for i in seeded_split(len(rest), n_test, self.seed, in_rest))
+            splits.update(val=frame.iloc[val], test=frame.iloc[test])
         self._splits = splits
         return splits
 
@@ -308,7 +268,7 @@ class TabularDataModule(DataModule):
                 lines = frame.index[frame[self.target] == rare]
                 raise ValueError(
                     f"{self.csv_path}: target {self.target!r} has {variants} (differing only in "
-                    f"case or spaces); {rare!r} on {_lines(lines)} looks like a typo of "
+                    f"case or spaces); {rare!r} on {rows_of(lines)} looks like a typo of "
                     f"{max(variants, key=lambda v: counts[v])!r}. Fix those cells."
                 )
 
@@ -345,7 +305,7 @@ class TabularDataModule(DataModule):
                 numeric.append(column)
             elif column in forced_categorical:
                 categorical.append(column)
-            elif _is_yes_no(series):
+            elif is_yes_no(series):
                 binary.append(column)
             elif pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
                 numeric.append(column)
@@ -360,7 +320,7 @@ class TabularDataModule(DataModule):
         refuse_non_finite(values, self.csv_path)
         fill = values.median().fillna(0.0).tolist()
         binary_fill = [
-            float(train[c].dropna().astype(str).str.strip().str.lower().map(_YES_NO).mean() >= 0.5)
+            float(train[c].dropna().astype(str).str.strip().str.lower().map(YES_NO).mean() >= 0.5)
             for c in binary
         ]
         scaler = StandardScaler().fit(values.fillna(dict(zip(numeric, fill, strict=True))))
@@ -379,7 +339,7 @@ class TabularDataModule(DataModule):
             self.label_delimiter,
             self.log_target,
             str(self.csv_path),
-            _lines,
+            rows_of,
         )
         return {
             "target": self.target,
@@ -400,7 +360,7 @@ class TabularDataModule(DataModule):
         if len(bad):
             raise ValueError(
                 f"{self.csv_path}: column {column!r} holds numbers but not on "
-                f"{_lines(bad)}, e.g. {series[bad[0]]!r}. Fix those cells, declare the marker "
+                f"{rows_of(bad)}, e.g. {series[bad[0]]!r}. Fix those cells, declare the marker "
                 f"missing (na_values: [{str(series[bad[0]])!r}]), or list {column!r} in "
                 "categorical_columns if it really is a category."
             )
@@ -514,29 +474,3 @@ class TabularDataModule(DataModule):
         self._state = state_dict["preprocessing"]
         self._preprocessor = None
         self._tensors.clear()  # re-made with the restored preprocessing when next needed
-
-
-_BANK_DIR = Path(__file__).parent / "_files"
-
-
-@register_datamodule("bank_marketing")
-class BankMarketingDataModule(TabularDataModule):
-    """The balanced bank-marketing data of the book's chapter 5 (11,162 calls, target ``deposit``).
-
-    The CSV ships inside dlzoo (CC BY 4.0, see ``dlzoo/data/_files/README.md``), so this works
-    offline. ``drop_columns=["duration"]`` gives the realistic setup: a call's duration is only
-    known after the call.
-
-    Args:
-        data_dir: where ``filename`` is (default: the copy inside dlzoo).
-        filename: the CSV.
-        **kwargs: splits, missing values, batching ... of :class:`TabularDataModule`.
-    """
-
-    def __init__(
-        self, data_dir: str | None = None, filename: str = "bank.csv", **kwargs: Any
-    ) -> None:
-        super().__init__(filename=filename, target="deposit", data_dir=data_dir, **kwargs)
-
-    def default_data_dir(self) -> Path:
-        return _BANK_DIR

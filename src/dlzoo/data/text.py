@@ -9,9 +9,7 @@ after a reload. Sizes reach the model through the CLI's links: ``vocab_size``, `
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
@@ -19,16 +17,17 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from dlzoo.data.base import DataModule, check_task_option
-from dlzoo.data.batching import batch_loader, ordered_loader
+from dlzoo.data.base import DataModule, check_task_option, seeded_split
+from dlzoo.data.batching import TokenDataset, batch_loader, ordered_loader
 from dlzoo.data.download import (
     check_sha256,
     default_cache_dir,
     download_file,
+    file_key,
 )
+from dlzoo.data.preprocess import rows_text
 from dlzoo.data.preprocess.text import (
     TextPreprocessor,
 )
@@ -37,8 +36,8 @@ from dlzoo.data.tokenize import (
     TokenizedCorpus,
     TokenizerName,
     Vocabulary,
+    aligned_vectors,
     clean_text,
-    load_vectors,
     pad_batch,
 )
 from dlzoo.registry import register_datamodule
@@ -47,57 +46,8 @@ from dlzoo.tasks import TASKS, TaskName, classification_task
 log = logging.getLogger(__name__)
 
 
-class TokenDataset(Dataset):
-    """Documents as slices of one flat id tensor; ``(ids, label)`` or ``(ids,)`` items."""
-
-    def __init__(
-        self,
-        ids: torch.Tensor,
-        offsets: torch.Tensor,
-        documents: torch.Tensor,
-        labels: torch.Tensor | None,
-        max_length: int | None,
-        truncation: str = "head",
-    ) -> None:
-        self.ids, self.offsets, self.documents = ids, offsets, documents
-        self.labels, self.max_length, self.truncation = labels, max_length, truncation
-
-    def __len__(self) -> int:
-        return len(self.documents)
-
-    @property
-    def full_lengths(self) -> torch.Tensor:
-        """Token counts of the documents before ``max_length`` cuts them."""
-        doc = self.documents
-        return self.offsets[doc + 1] - self.offsets[doc]
-
-    @property
-    def lengths(self) -> torch.Tensor:
-        lengths = self.full_lengths
-        return lengths.clamp(max=self.max_length) if self.max_length else lengths
-
-    def __getitem__(self, index: int) -> tuple:
-        doc = int(self.documents[index])
-        start, end = int(self.offsets[doc]), int(self.offsets[doc + 1])
-        if self.max_length and end - start > self.max_length:
-            if self.truncation == "tail":  # reviews often end with the verdict
-                start = end - self.max_length
-            else:
-                end = start + self.max_length
-        tokens = self.ids[start:end]
-        return (tokens,) if self.labels is None else (tokens, self.labels[index])
-
-
 def _documents(index: pd.Index) -> str:
-    shown = ", ".join(str(i) for i in index[:5])
-    return f"document(s) {shown}" + (f" and {len(index) - 5} more" if len(index) > 5 else "")
-
-
-def file_key(path: Path) -> str:
-    if not path.is_file():
-        raise FileNotFoundError(f"text CSV not found: {path}")
-    stat = path.stat()
-    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return rows_text(index, "document(s)")
 
 
 @register_datamodule("text_csv")
@@ -258,8 +208,8 @@ class TextClassificationDataModule(DataModule):
         pool = np.flatnonzero(split == "pool")
         if len(pool):
             stratify = labels[pool] if TASKS[self._task or "binary"].classification else None
-            train, val = train_test_split(
-                pool, test_size=self.val_fraction, random_state=self.seed, stratify=stratify
+            train, val = (
+                pool[i] for i in seeded_split(len(pool), self.val_fraction, self.seed, stratify)
             )
             split = split.copy()
             split[train], split[val] = "train", "val"
@@ -402,18 +352,10 @@ class TextClassificationDataModule(DataModule):
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"word vectors not found: {path}")
-        # cached per vocabulary and vectors file (its path, size and modification time, or its
-        # checksum): the second run reads a small tensor, not 400,000 lines of text
-        stat = path.stat()
-        identity = self.vectors_sha256 or f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-        key = hashlib.sha256("\n".join([identity, *self.vocab.itos]).encode()).hexdigest()[:16]
-        out = self.cache_dir / "vectors" / f"{path.name.split('.')[0]}-{key}.pt"
-        if not out.is_file():
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(f".{os.getpid()}.tmp")  # one per process (DDP ranks)
-            torch.save(load_vectors(path, self.vocab), tmp)
-            tmp.replace(out)
-        self._embeddings_file = str(out)
+        # cached per vocabulary and vectors file: the second run reads a small tensor
+        self._embeddings_file = aligned_vectors(
+            path, self.vocab, self.cache_dir / "vectors", self.vectors_sha256
+        )
         return self._embeddings_file
 
     def _downloaded_vectors(self) -> Path:

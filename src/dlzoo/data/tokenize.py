@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from tqdm.auto import tqdm
 
 from dlzoo.data.batching import ShardedBatchSampler
@@ -320,8 +321,29 @@ def pad_batch(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(tokens (B, T), lengths (B,))``: padded to the longest sequence of this batch."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int64)
-    longest = max(int(lengths.max()), 1) if len(sequences) else 1
-    tokens = torch.full((len(sequences), longest), pad_index, dtype=torch.int64)
-    for row, sequence in enumerate(sequences):
-        tokens[row, : len(sequence)] = sequence
+    if not len(sequences) or int(lengths.max()) == 0:  # one pad step: no empty time axis
+        return torch.full((len(sequences), 1), pad_index, dtype=torch.int64), lengths
+    tokens = pad_sequence(
+        [torch.as_tensor(s, dtype=torch.int64) for s in sequences],
+        batch_first=True,
+        padding_value=pad_index,
+    )
     return tokens, lengths
+
+
+def aligned_vectors(path: Path, vocab: Vocabulary, folder: Path, sha256: str | None = None) -> str:
+    """The ``.pt`` file of ``path``'s word vectors aligned to ``vocab`` (written once in
+    ``folder``, keyed by the vocabulary and the vectors file: its checksum, else its path, size
+    and modification time), so a second run reads a small tensor, not 400,000 lines of text."""
+    # cached per vocabulary and vectors file (its path, size and modification time, or its
+    # checksum): the second run reads a small tensor, not 400,000 lines of text
+    stat = path.stat()
+    identity = sha256 or f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    key = hashlib.sha256("\n".join([identity, *vocab.itos]).encode()).hexdigest()[:16]
+    out = folder / f"{path.name.split('.')[0]}-{key}.pt"
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")  # one per process (DDP ranks)
+        torch.save(load_vectors(path, vocab), tmp)
+        tmp.replace(out)
+    return str(out)

@@ -16,7 +16,6 @@ task's output head, with no LightningModule inside.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os

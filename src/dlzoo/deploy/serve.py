@@ -26,17 +26,15 @@ requests batched with it.
 
 import dataclasses
 import logging
-import signal
 from collections.abc import Callable, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import litserve as ls
 from starlette.responses import JSONResponse
 
-from dlzoo.deploy import RuntimeName, ServerName
-from dlzoo.deploy.bundle import default_threads, load_bundle, load_preprocessor
+from dlzoo.deploy import RuntimeName
+from dlzoo.deploy.bundle import load_bundle, load_preprocessor
 from dlzoo.deploy.requests import (
     Limits,
     RequestChecks,
@@ -81,7 +79,7 @@ class PredictionAPI(ls.LitAPI):
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         if not isinstance(runtime, TorchRuntime | OnnxRuntime):  # (model, datamodule)
-            from dlzoo.callbacks import output_names
+            from dlzoo.data.base import output_names
 
             names = output_names(preprocessor, runtime)
             runtime, preprocessor = TorchRuntime(runtime), _preprocessor_of(preprocessor)
@@ -106,7 +104,7 @@ class PredictionAPI(ls.LitAPI):
         """The API of a Lightning model with trained weights and its DataModule (fitted state).
         ``runtime="onnxruntime"`` (and ``auto`` on CPU) exports the network to a temporary
         folder first; ``auto`` falls back to torch, saying why, where that export fails."""
-        from dlzoo.callbacks import output_names
+        from dlzoo.data.base import output_names
 
         preprocessor = _preprocessor_of(datamodule)
         names = output_names(datamodule, model)
@@ -280,104 +278,6 @@ def build_server(
     )
 
 
-def _stop_on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # LitServe's own graceful shutdown path
-
-
-def serve(
-    api: PredictionAPI,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    server: ServerName = "dlzoo",
-    workers: int = 1,
-    threads: int | None = None,
-    drain_timeout: float = 10.0,
-    timeout: float = 30.0,
-    accelerator: str = "cpu",
-) -> None:
-    """Serve ``api`` until SIGTERM or SIGINT; binds to ``host`` (loopback unless told
-    otherwise). ``server="dlzoo"``: :func:`dlzoo.deploy.host.run` (``workers`` processes);
-    ``"litserve"``: LitServe (``workers`` per device)."""
-    if server == "litserve":
-        import multiprocessing
-
-        litserver = build_server(
-            api, accelerator=accelerator, workers_per_device=workers, timeout=timeout
-        )
-        log.info("serving on http://%s:%d/predict (LitServe)", host, port)
-        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
-        try:
-            litserver.run(
-                host=host,
-                port=port,
-                generate_client_file=False,
-                log_level="warning",
-                num_api_servers=1,
-            )
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            for child in multiprocessing.active_children():  # what LitServe left running
-                child.terminate()
-                child.join(5)
-        return
-    from dlzoo.deploy.host import run
-
-    run(
-        api,
-        host=host,
-        port=port,
-        workers=workers,
-        threads=threads or max(1, default_threads() // workers),
-        drain_timeout=drain_timeout,
-        timeout=timeout,
-    )
-
-
-def bundle_main(argv: Sequence[str]) -> None:
-    """``dlzoo serve --bundle DIR [options]``: serve an export bundle, no config or checkpoint;
-    the options are ``dlzoo serve``'s (``--help`` lists them)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="dlzoo serve --bundle DIR",
-        description="Serve an ONNX export bundle with ONNX Runtime (POST /predict, GET /health).",
-    )
-    parser.add_argument("--bundle", required=True, help="the bundle folder (dlzoo export)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--server", choices=["dlzoo", "litserve"], default="dlzoo")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--instances", type=int, default=None, help="default: auto")
-    parser.add_argument("--max_batch_size", type=int, default=64)
-    parser.add_argument("--batch_timeout", type=float, default=0.0)
-    parser.add_argument("--timeout", type=float, default=30.0)
-    parser.add_argument("--drain_timeout", type=float, default=10.0)
-    for field in fields(Limits):
-        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
-    args = parser.parse_args(list(argv))
-    limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
-    threads = args.threads or max(1, default_threads() // args.workers)
-    api = PredictionAPI.for_bundle(
-        args.bundle,
-        threads=threads,
-        instances=args.instances,
-        max_batch_size=args.max_batch_size,
-        batch_timeout=args.batch_timeout,
-        limits=limits,
-    )
-    serve(
-        api,
-        host=args.host,
-        port=args.port,
-        server=args.server,
-        workers=args.workers,
-        threads=threads,
-        drain_timeout=args.drain_timeout,
-        timeout=args.timeout,
-    )
-
-
 __all__ = [
     "Limits",
     "OnnxRuntime",
@@ -386,7 +286,5 @@ __all__ = [
     "RequestError",
     "TorchRuntime",
     "build_server",
-    "bundle_main",
     "request_inputs",
-    "serve",
 ]

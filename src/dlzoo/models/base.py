@@ -20,7 +20,6 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MeanMetric
 
-from dlzoo.networks.layers import make_activation
 from dlzoo.registry import init_arguments
 from dlzoo.tasks import RegressionLoss, Task, TaskName, classification_task, get_task
 
@@ -323,14 +322,14 @@ def log_parameter_counts(module: pl.LightningModule) -> None:
 def keep_own_hparams(module: pl.LightningModule) -> None:
     """Drop saved hyperparameters the module's class does not take.
 
-    The CLI offers every model every size the DataModule knows (``num_features``, ``vocab_size``
-    ...); Lightning records all of them, and a checkpoint whose hyperparameters hold an argument
-    the class lacks could not be rebuilt from them (``--ckpt_path``, ``load_from_checkpoint``).
+    The CLI hands every model the sizes its data describes (``num_features``, ``vocab_size``
+    ...), and LightningCLI records each in the hyperparameters, also where the class lacks the
+    argument; a checkpoint holding one could not rebuild the model (``load_from_checkpoint``).
+    The checkpoint saves ``hparams``; the logged copy (``hparams_initial``) may keep them.
     """
     accepted = init_arguments(type(module))
-    for hparams in (module._hparams, getattr(module, "_hparams_initial", {})):
-        for key in [k for k in hparams if k not in accepted and not k.startswith("_")]:
-            del hparams[key]
+    for key in [k for k in module.hparams if k not in accepted and not k.startswith("_")]:
+        del module.hparams[key]
 
 
 def call_with(module: nn.Module, x: Any) -> Any:

@@ -22,7 +22,9 @@ def load_embedding_vectors(model: TaskModule) -> TaskModule:
     """``load_pretrained`` of the text models: the ``(vocab_size, dim)`` tensor file named by
     ``hparams.pretrained_embeddings`` into the network's ``embedding`` (pad row zeroed)."""
     if model.hparams.pretrained_embeddings:
-        load_vectors(model.network.embedding, model.hparams.pretrained_embeddings, model.hparams.pad_index)
+        load_vectors(
+            model.network.embedding, model.hparams.pretrained_embeddings, model.hparams.pad_index
+        )
     model._pretrained_done = True
     return model
 

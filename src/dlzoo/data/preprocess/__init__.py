@@ -22,6 +22,14 @@ PREPROCESSORS = {
 }
 
 
+def rows_text(index: Sequence[Any], unit: str = "line(s)", offset: int = 0, limit: int = 5) -> str:
+    """Where a problem is, for an error message: ``line(s) 5, 11 and 3 more``. ``offset`` turns
+    positions into the numbers a person sees (a CSV's pandas row ``i`` is line ``i + 2``)."""
+    items = list(index)
+    shown = ", ".join(str(i + offset) for i in items[:limit])
+    return f"{unit} {shown}" + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
 @runtime_checkable
 class Preprocessor(Protocol):
     """Fitted preprocessing of one input family (tabular rows, texts, images, digits).

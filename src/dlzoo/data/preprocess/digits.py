@@ -44,8 +44,11 @@ class DigitsPreprocessor:
     def __init__(self, normalize: bool = True) -> None:
         self.normalize = normalize
 
-    def scale(self, images: torch.Tensor) -> torch.Tensor:
+    def scale(self, images: torch.Tensor, augment: Callable | None = None) -> torch.Tensor:
+        """uint8 digits as the model's input: [0, 1], ``augment``-ed (training), normalised."""
         images = images.float().div_(255)
+        if augment is not None:
+            images = augment(images)
         return (images - MNIST_MEAN) / MNIST_STD if self.normalize else images
 
     def from_json(self, value: Any, number: int) -> Any:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dlzoo.data.preprocess import rows_text
 from dlzoo.data.targets import encode_targets
 from dlzoo.tasks import classification_task
 
@@ -21,24 +22,23 @@ log = logging.getLogger("dlzoo.data.tabular")
 
 UNKNOWN = "<unknown>"  # one-hot slot 0 of every categorical column: values never seen in training
 MISSING = "<missing>"  # the category of empty cells when missing_values="impute"
-_YES_NO = {"yes": 1.0, "no": 0.0}
+YES_NO = {"yes": 1.0, "no": 0.0}
 
 MissingValues = Literal["error", "drop", "impute"]
 
 
-def _lines(index: pd.Index, limit: int = 5) -> str:
+def rows_of(index: pd.Index, limit: int = 5) -> str:
     """``line(s) 5, 11`` of a CSV (pandas row i is line i + 2: line 1 is the header), or
     ``input(s) 0, 3`` of rows sent as JSON (an index named ``input``)."""
     offset, unit = (0, "input(s)") if index.name == "input" else (2, "line(s)")
-    shown = ", ".join(str(i + offset) for i in index[:limit])
-    return f"{unit} {shown}" + (f" and {len(index) - limit} more" if len(index) > limit else "")
+    return rows_text(index, unit, offset, limit)
 
 
-def _is_yes_no(series: pd.Series) -> bool:
+def is_yes_no(series: pd.Series) -> bool:
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return False
     values = set(series.dropna().astype(str).str.strip().str.lower().unique())
-    return bool(values) and values <= set(_YES_NO)
+    return bool(values) and values <= set(YES_NO)
 
 
 def handle_missing(
@@ -57,7 +57,7 @@ def handle_missing(
         bad = frame.index[frame[name].isna()]
         if len(bad) and missing_values != "drop":
             raise ValueError(
-                f"{path}: target {name!r} is empty on {_lines(bad)}; fill or remove "
+                f"{path}: target {name!r} is empty on {rows_of(bad)}; fill or remove "
                 "those rows, or set missing_values='drop'"
             )
     if missing_values == "error":
@@ -66,7 +66,7 @@ def handle_missing(
             if len(bad):
                 raise ValueError(
                     f"{path}: column {column!r} has {len(bad)} empty value(s) on "
-                    f"{_lines(bad)}; fix the file or set missing_values to 'drop' or 'impute'"
+                    f"{rows_of(bad)}; fix the file or set missing_values to 'drop' or 'impute'"
                 )
     elif missing_values == "drop":
         checked = [*columns, *present]
@@ -76,7 +76,7 @@ def handle_missing(
                 "%s: dropped %d row(s) with empty values (%s)",
                 path,
                 int((~keep).sum()),
-                _lines(frame.index[~keep]),
+                rows_of(frame.index[~keep]),
             )
         frame = frame[keep]
         if frame.empty:
@@ -94,7 +94,7 @@ def refuse_non_finite(values: pd.DataFrame, source: str | Path) -> None:
         lines = values.index[bad[:, col]]
         raise ValueError(
             f"{source}: column {column!r} holds a non-finite or huge value "
-            f"{float(values.iloc[row, col])} on {_lines(lines)}; fix or remove those rows"
+            f"{float(values.iloc[row, col])} on {rows_of(lines)}; fix or remove those rows"
         )
 
 
@@ -158,7 +158,7 @@ class TabularPreprocessor:
                 if len(bad):
                     raise ValueError(
                         f"{source}: column {column!r} is not a number on "
-                        f"{_lines(bad)}, e.g. {raw[1][bad[0]]!r}"
+                        f"{rows_of(bad)}, e.g. {raw[1][bad[0]]!r}"
                     )
             refuse_non_finite(values, source)
             values = values.fillna(dict(zip(state["numeric"], state["fill"], strict=True)))
@@ -166,13 +166,13 @@ class TabularPreprocessor:
         for column, default in zip(state["binary"], state["binary_fill"], strict=True):
             text = frame[column].astype(str).str.strip().str.lower()
             text = text.where(frame[column].notna(), "yes" if default else "no")
-            bad = frame.index[~text.isin(list(_YES_NO))]
+            bad = frame.index[~text.isin(list(YES_NO))]
             if len(bad):
                 raise ValueError(
                     f"{source}: column {column!r} should be yes or no, found "
-                    f"{frame[column][bad[0]]!r} on {_lines(bad)}"
+                    f"{frame[column][bad[0]]!r} on {rows_of(bad)}"
                 )
-            parts.append(text.map(_YES_NO).to_numpy(np.float64)[:, None])
+            parts.append(text.map(YES_NO).to_numpy(np.float64)[:, None])
         for column, known in state["categories"].items():
             text = frame[column].astype(str).where(frame[column].notna(), MISSING)
             codes = pd.Index(known).get_indexer(text).astype(np.int64) + 1  # unseen: -1 -> slot 0
@@ -192,7 +192,7 @@ class TabularPreprocessor:
         targets = self.targets
         if not all(c in frame.columns for c in targets["columns"]):
             return (features,)
-        return features, encode_targets(frame, targets, source, _lines)
+        return features, encode_targets(frame, targets, source, rows_of)
 
     @property
     def targets(self) -> dict[str, Any]:
@@ -267,7 +267,7 @@ class TabularPreprocessor:
                 value = row.get(column)
                 if not isinstance(value, str) or value in empty:
                     return None
-                code = _YES_NO.get(value.strip().lower())
+                code = YES_NO.get(value.strip().lower())
                 if code is None:
                     return None
                 binary[r, c] = code
@@ -328,7 +328,7 @@ class TabularPreprocessor:
             },
             "binary": {
                 "columns": state["binary"],
-                "values": _YES_NO,
+                "values": YES_NO,
                 "fill": state["binary_fill"],
             },
             "categorical": {

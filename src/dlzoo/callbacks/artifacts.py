@@ -1,14 +1,9 @@
-"""Callbacks the ``dlzoo`` CLI adds to every run: plots and predictions on disk, exact resumes,
-checkpoints written atomically."""
+"""What a run leaves in its directory: the book's plots at the end of fit, the autoencoder's
+reconstructions after each validation epoch. Observers only."""
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import logging
-import os
-import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +11,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback, TQDMProgressBar
-from lightning.pytorch.plugins import TorchCheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.callbacks import Callback
 from matplotlib.figure import Figure
 from torchmetrics.functional.classification import (
     binary_auroc,
@@ -28,7 +21,7 @@ from torchmetrics.functional.classification import (
 )
 from torchvision.utils import make_grid
 
-from dlzoo.data.base import DataModule
+from dlzoo.data.base import output_names
 from dlzoo.models.base import TaskModule
 
 log = logging.getLogger(__name__)
@@ -40,25 +33,6 @@ def run_dir(trainer: pl.Trainer) -> Path:
     Call it on every rank: ``trainer.log_dir`` is a broadcast under DDP.
     """
     return Path(trainer.log_dir or trainer.default_root_dir)
-
-
-class EpochSeed(Callback):
-    """Re-seed torch, numpy and ``random`` at the start of every training epoch.
-
-    The seed is a function of the run's seed (``seed_everything``), the epoch and the rank, so an
-    epoch's dropout masks and augmentations do not depend on what ran before it: a fit resumed from
-    ``last.ckpt`` continues exactly as the uninterrupted run would have.
-    """
-
-    def __init__(self, seed: int | None = None) -> None:
-        self.seed = seed
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        base = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        seed = (base + 1_000_003 * trainer.current_epoch + 7919 * trainer.global_rank) % 2**32
-        torch.manual_seed(seed)
-        np.random.seed(seed)
-        random.seed(seed)
 
 
 @torch.inference_mode()
@@ -268,80 +242,6 @@ class RunArtifacts(Callback):
         fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
-class PredictionWriter(BasePredictionWriter):
-    """Write ``dlzoo predict`` results to a CSV: row, class probabilities, predicted label.
-
-    Args:
-        output: the CSV to write; default ``predictions.csv`` in ``trainer.default_root_dir``.
-            Under DDP each rank writes its share to ``<stem>_rank<N>.csv``.
-    """
-
-    def __init__(self, output: str | None = None) -> None:
-        super().__init__(write_interval="epoch")
-        self.output = output
-
-    def path(self, trainer: pl.Trainer) -> Path:
-        """``output``, else ``predictions.csv`` in ``default_root_dir`` (beside, never inside, the
-        training runs under ``lightning_logs``)."""
-        return (
-            Path(self.output) if self.output else Path(trainer.default_root_dir) / "predictions.csv"
-        )
-
-    def write_on_epoch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        predictions: Any,
-        batch_indices: Any,
-    ) -> None:
-        path = self.path(trainer)
-        if not predictions or not isinstance(predictions[0], dict):
-            return
-        if not isinstance(pl_module, TaskModule):
-            return  # not a dlzoo model's predictions: nothing we know how to write
-        task = pl_module.task
-        outputs = {key: torch.cat([p[key] for p in predictions]) for key in predictions[0]}
-        decoded = task.decode(outputs, output_names(trainer.datamodule, pl_module))
-        header, cells = task.csv(decoded)
-        # which dataset rows these are (this rank's share under DDP), then which file rows
-        rows = self._rows(trainer, batch_indices, len(decoded))
-        path = self._rank_path(trainer, path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["row", *header])
-            for row, values in zip(rows, cells, strict=True):
-                writer.writerow([row, *values])
-        rank_zero_info(f"predictions for {len(decoded)} rows written to {path}")
-
-    @staticmethod
-    def _rows(trainer: pl.Trainer, batch_indices: Any, count: int) -> list:
-        """Which rows (file rows, or file names) the predictions are, in order."""
-        order = [i for batch in batch_indices or [] for i in batch]
-        if len(order) != count:
-            order = list(range(count))
-        datamodule = trainer.datamodule
-        row_ids = datamodule.predict_row_ids if isinstance(datamodule, DataModule) else None
-        return [row_ids[i] for i in order] if row_ids and len(row_ids) > max(order) else order
-
-    @staticmethod
-    def _rank_path(trainer: pl.Trainer, path: Path) -> Path:
-        if trainer.world_size > 1:
-            return path.with_name(f"{path.stem}_rank{trainer.global_rank}{path.suffix}")
-        return path
-
-
-def output_names(
-    datamodule: pl.LightningDataModule | None, model: pl.LightningModule
-) -> list[str] | None:
-    """What a model's outputs are called: the DataModule's classes (or labels), else the
-    regression targets' names the model was given."""
-    classes = datamodule.classes if isinstance(datamodule, DataModule) else None
-    if classes:
-        return [str(c) for c in classes]
-    return model.hparams.get("target_names") or None
-
-
 class ReconstructionGrid(Callback):
     """``reconstructions.png`` in the run directory after every validation epoch: a batch of
     validation inputs (top row) and a model's reconstructions of them (bottom row). The
@@ -391,129 +291,11 @@ def save_reconstructions(model: pl.LightningModule, images: torch.Tensor, path: 
     fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
-class AdoptPreprocessing(Callback):
-    """Hands a pretrained model's image preprocessing (``preprocessing_spec``) to an image
-    DataModule at setup, so images are prepared as the weights were trained (the fine-tuner
-    adds it to its runs). Outside a Trainer: ``dm.adopt_preprocessing(model.preprocessing_spec)``.
-    """
-
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        from dlzoo.data.images import ImageFolderDataModule
-
-        if isinstance(trainer.datamodule, ImageFolderDataModule):
-            trainer.datamodule.adopt_preprocessing(pl_module.preprocessing_spec)
-
-
-class CacheFeatures(Callback):
-    """Runs a frozen backbone over the train and val images once, before the first epoch, and
-    trains the head on those features (``FineTuneClassifier(cache_features=True)``)."""
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from dlzoo.data.images import ImageFolderDataModule
-
-        datamodule = trainer.datamodule
-        if not isinstance(datamodule, ImageFolderDataModule):
-            raise ValueError(
-                "cache_features needs an image DataModule (ImageFolderDataModule, "
-                f"CatsDogsDataModule), not {type(datamodule).__name__}"
-            )
-        pl_module.ensure_pretrained()  # callbacks run before the module's own on_fit_start
-        pl_module.backbone.eval()
-        extractor = pl_module.extract_features
-        runtime = pl_module.hparams.get("feature_runtime", "torch")
-        if pl_module.device.type == "cpu" and runtime != "torch":
-            from dlzoo.networks.backbones import CheckedExtractor
-
-            extractor = CheckedExtractor(pl_module.backbone, extractor, torch.get_num_threads())
-        datamodule.cache_features(extractor, pl_module.device)
-
-
-class OnnxPredict(Callback):
-    """``dlzoo predict`` on CPU with the network in ONNX Runtime: the model is exported at the
-    start (parity checked to 1e-5 on example batches, as ``dlzoo export`` does) and each predict
-    batch goes through the exported graph; outputs are decoded by the same task row.
-
-    ``runtime``: ``onnxruntime`` (always; an export failure is an error), ``torch`` (never), or
-    ``auto``: ONNX Runtime for sets of at least :attr:`MIN_BATCHES` batches (exporting costs
-    seconds; below that eager torch is done first), torch where the network does not export.
-    """
-
-    #: under ``auto``, smaller predict sets stay in eager torch
-    MIN_BATCHES = 16
-
-    def __init__(self, runtime: str = "auto") -> None:
-        self.runtime = runtime
-
-    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.runtime == "torch" or pl_module.device.type != "cpu":
-            return
-        if not isinstance(pl_module, TaskModule) or not isinstance(trainer.datamodule, DataModule):
-            return
-        batches = sum(int(n) for n in trainer.num_predict_batches if n != float("inf"))
-        if self.runtime == "auto" and batches < self.MIN_BATCHES:
-            return
-        from dlzoo.deploy.runtime import export_runtime
-
-        try:
-            onnx = export_runtime(pl_module, trainer.datamodule, torch.get_num_threads())
-            onnx.setup()
-        except ValueError as err:  # ExportError: this network does not export
-            if self.runtime == "onnxruntime":
-                raise
-            log.info("dlzoo predict runs torch: %s", err)
-            return
-
-        def predict_step(batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict:
-            x = batch[0] if isinstance(batch, tuple | list) else batch
-            return onnx(x)
-
-        pl_module.predict_step = predict_step  # this run only: removed at predict end
-        log.info("dlzoo predict: the network runs in ONNX Runtime (%d batches)", batches)
-
-    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        vars(pl_module).pop("predict_step", None)
-
-
-class ProgressBar(TQDMProgressBar):
-    """Lightning's progress bar without ``v_num`` (the run's version, shown as a metric)."""
-
-    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
-        metrics = super().get_metrics(trainer, pl_module)
-        metrics.pop("v_num", None)
-        return metrics
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written to a temporary file beside their target, synced, then renamed.
-
-    Lightning's own writer stages local files in ``$TMPDIR`` and copies them across file
-    systems, so a full disk or a kill during the copy leaves a truncated ``best-*.ckpt`` under a
-    valid name. Here a checkpoint file either is complete or does not exist; the previous one of
-    the same name stays until the new one is whole. Remote paths (``s3://`` ...) go to Lightning.
-    """
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
-    ) -> None:
-        if "://" in str(path) and not str(path).startswith("file://"):
-            super().save_checkpoint(checkpoint, path, storage_options)
-            return
-        path = Path(str(path).removeprefix("file://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
-            directory = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+__all__ = [
+    "ReconstructionGrid",
+    "RunArtifacts",
+    "collect_outputs",
+    "collect_probabilities",
+    "run_dir",
+    "save_reconstructions",
+]

@@ -1,0 +1,83 @@
+"""Callbacks of a training run: exact resumes (``EpochSeed``), the progress bar, and the two
+that hand a pretrained model's needs to an image DataModule (preprocessing, cached features)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+
+log = logging.getLogger(__name__)
+
+
+class EpochSeed(Callback):
+    """Re-seed torch, numpy and ``random`` at the start of every training epoch.
+
+    The seed is a function of the run's seed (``seed_everything``), the epoch and the rank, so an
+    epoch's dropout masks and augmentations do not depend on what ran before it: a fit resumed from
+    ``last.ckpt`` continues exactly as the uninterrupted run would have.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        base = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        seed = (base + 1_000_003 * trainer.current_epoch + 7919 * trainer.global_rank) % 2**32
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's progress bar without ``v_num`` (the run's version, shown as a metric)."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
+class AdoptPreprocessing(Callback):
+    """Hands a pretrained model's image preprocessing (``preprocessing_spec``) to an image
+    DataModule at setup, so images are prepared as the weights were trained (the fine-tuner
+    adds it to its runs). Outside a Trainer: ``dm.adopt_preprocessing(model.preprocessing_spec)``.
+    """
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        from dlzoo.data.images import ImageFolderDataModule
+
+        if isinstance(trainer.datamodule, ImageFolderDataModule):
+            trainer.datamodule.adopt_preprocessing(pl_module.preprocessing_spec)
+
+
+class CacheFeatures(Callback):
+    """Runs a frozen backbone over the train and val images once, before the first epoch, and
+    trains the head on those features (``FineTuneClassifier(cache_features=True)``)."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from dlzoo.data.images import ImageFolderDataModule
+
+        datamodule = trainer.datamodule
+        if not isinstance(datamodule, ImageFolderDataModule):
+            raise ValueError(
+                "cache_features needs an image DataModule (ImageFolderDataModule, "
+                f"CatsDogsDataModule), not {type(datamodule).__name__}"
+            )
+        pl_module.ensure_pretrained()  # callbacks run before the module's own on_fit_start
+        pl_module.backbone.eval()
+        extractor = pl_module.extract_features
+        runtime = pl_module.hparams.get("feature_runtime", "torch")
+        if pl_module.device.type == "cpu" and runtime != "torch":
+            from dlzoo.networks.backbones import CheckedExtractor
+
+            extractor = CheckedExtractor(pl_module.backbone, extractor, torch.get_num_threads())
+        datamodule.cache_features(extractor, pl_module.device)
+
+
+__all__ = ["AdoptPreprocessing", "CacheFeatures", "EpochSeed", "ProgressBar"]

@@ -1,0 +1,119 @@
+"""Serving entry points: :func:`serve` hosts a :class:`~dlzoo.deploy.serve.PredictionAPI` on
+dlzoo's host (:mod:`dlzoo.deploy.host`, CPU) or LitServe (GPU); :func:`bundle_main` is
+``dlzoo serve --bundle DIR``. Above both the API and the hosts, so neither imports the other's
+entry point."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
+
+from dlzoo.deploy import ServerName
+from dlzoo.deploy.bundle import default_threads
+from dlzoo.deploy.host import run
+from dlzoo.deploy.requests import Limits
+from dlzoo.deploy.serve import PredictionAPI, build_server
+
+log = logging.getLogger(__name__)
+
+
+def _stop_on_sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # LitServe's own graceful shutdown path
+
+
+def serve(
+    api: PredictionAPI,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    server: ServerName = "dlzoo",
+    workers: int = 1,
+    threads: int | None = None,
+    drain_timeout: float = 10.0,
+    timeout: float = 30.0,
+    accelerator: str = "cpu",
+) -> None:
+    """Serve ``api`` until SIGTERM or SIGINT; binds to ``host`` (loopback unless told
+    otherwise). ``server="dlzoo"``: :func:`dlzoo.deploy.host.run` (``workers`` processes);
+    ``"litserve"``: LitServe (``workers`` per device)."""
+    if server == "litserve":
+        import multiprocessing
+
+        litserver = build_server(
+            api, accelerator=accelerator, workers_per_device=workers, timeout=timeout
+        )
+        log.info("serving on http://%s:%d/predict (LitServe)", host, port)
+        previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        try:
+            litserver.run(
+                host=host,
+                port=port,
+                generate_client_file=False,
+                log_level="warning",
+                num_api_servers=1,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            for child in multiprocessing.active_children():  # what LitServe left running
+                child.terminate()
+                child.join(5)
+        return
+    run(
+        api,
+        host=host,
+        port=port,
+        workers=workers,
+        threads=threads or max(1, default_threads() // workers),
+        drain_timeout=drain_timeout,
+        timeout=timeout,
+    )
+
+
+def bundle_main(argv: Sequence[str]) -> None:
+    """``dlzoo serve --bundle DIR [options]``: serve an export bundle, no config or checkpoint;
+    the options are ``dlzoo serve``'s (``--help`` lists them)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="dlzoo serve --bundle DIR",
+        description="Serve an ONNX export bundle with ONNX Runtime (POST /predict, GET /health).",
+    )
+    parser.add_argument("--bundle", required=True, help="the bundle folder (dlzoo export)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--server", choices=["dlzoo", "litserve"], default="dlzoo")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--instances", type=int, default=None, help="default: auto")
+    parser.add_argument("--max_batch_size", type=int, default=64)
+    parser.add_argument("--batch_timeout", type=float, default=0.0)
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--drain_timeout", type=float, default=10.0)
+    for field in fields(Limits):
+        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
+    args = parser.parse_args(list(argv))
+    limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
+    threads = args.threads or max(1, default_threads() // args.workers)
+    api = PredictionAPI.for_bundle(
+        args.bundle,
+        threads=threads,
+        instances=args.instances,
+        max_batch_size=args.max_batch_size,
+        batch_timeout=args.batch_timeout,
+        limits=limits,
+    )
+    serve(
+        api,
+        host=args.host,
+        port=args.port,
+        server=args.server,
+        workers=args.workers,
+        threads=threads,
+        drain_timeout=args.drain_timeout,
+        timeout=args.timeout,
+    )
+
+
+__all__ = ["bundle_main", "serve"]
