@@ -84,6 +84,42 @@ def test_an_edited_bundle_json_is_refused(bundle: Path, case: str) -> None:
         load_bundle(bundle)
 
 
+def _downgraded(data: dict) -> None:
+    # issue 29, defect 2: "version 1" used to switch the seal off
+    data["bundle_version"] = 1
+    del data["sha256"]
+    data["preprocessor"]["init_args"]["state"]["mean"][0] += 1.0
+
+
+def test_a_bundle_downgraded_to_version_1_to_skip_the_seal_is_refused(
+    bundle: Path, trained: tuple
+) -> None:
+    _edit_json(bundle, _downgraded)
+    with pytest.raises(BundleError, match=r"bundle_version 1 .* version 1 bundles had none"):
+        load_bundle(bundle)
+    with pytest.raises(BundleError, match="bundle_version 1"):
+        PredictionAPI.for_bundle(bundle, threads=1)
+
+
+@pytest.mark.parametrize("version", ["2", 2.0, None, True, 99])
+def test_a_bundle_version_that_is_not_a_known_whole_number_is_one_error(
+    bundle: Path, version: object
+) -> None:
+    _edit_json(bundle, lambda data: data.update(bundle_version=version))
+    with pytest.raises(BundleError, match="bundle_version"):
+        load_bundle(bundle)
+
+
+def test_an_unlisted_file_is_refused_whatever_the_version_says(bundle: Path) -> None:
+    _edit_json(bundle, lambda data: (data.update(bundle_version=1), data.pop("sha256")))
+    _edit_json(bundle, lambda data: data.pop("preprocessor"))
+    (bundle / "vocab.json").write_text("{}")
+    with pytest.raises(
+        BundleError, match=r"holds files the bundle does not list: \['vocab.json'\]"
+    ):
+        load_bundle(bundle)
+
+
 def test_a_resealed_json_naming_a_path_outside_is_refused(bundle: Path) -> None:
     # even a JSON whose digest was recomputed may not point outside its folder
     outside = bundle.parent / "model.onnx"
@@ -201,3 +237,17 @@ def test_a_bundle_naming_no_dlzoo_preprocessor_is_refused(bundle: Path, class_pa
     _edit_json(bundle, rename)
     with pytest.raises(BundleError, match="no dlzoo preprocessor"):
         PredictionAPI.for_bundle(bundle, threads=1)
+
+
+def test_a_network_with_nan_weights_exports_nothing_and_says_so(
+    trained: tuple, tmp_path: Path
+) -> None:
+    # issue 29, defect 8: NaN weights exported with "parity 0.0e+00" and served null answers
+    model, dm = trained
+    broken = FeedForwardNet(num_features=dm.num_features, hidden_sizes=[8]).eval()
+    broken.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        broken.network.net[0].weight[0, 0] = float("nan")
+    with pytest.raises(ExportError, match=r"non-finite outputs \(NaN or inf\)"):
+        export_model(broken, dm, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []

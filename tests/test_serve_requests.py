@@ -22,6 +22,7 @@ from starlette.testclient import TestClient
 
 from conftest import make_frame, make_reviews, write_image_tree
 from dlzoo.data import ImageFolderDataModule, TabularDataModule, TextClassificationDataModule
+from dlzoo.data.preprocess.text import TextPreprocessor
 from dlzoo.deploy import runtime as runtime_module
 from dlzoo.deploy.export import export_model
 from dlzoo.deploy.host import Batcher, build_app
@@ -158,6 +159,27 @@ def test_an_image_in_json_is_read_in_each_documented_form_and_bad_base64_is_name
         assert expected in rejected.message, rejected.message
 
 
+@pytest.mark.parametrize("tokenizer", ["simple", "spacy"])
+def test_a_text_without_spaces_is_cut_before_tokenising_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tokenizer: str
+) -> None:
+    # issue 29, defect 4: 1,000,000 characters of "a," were tokenised in full (6.4 s a request)
+    from dlzoo.data.preprocess import text as text_module
+
+    prep = TextPreprocessor(["<unk>", "<pad>", "a", ","], tokenizer, max_length=50)
+    seen: list[int] = []
+    tokenize = text_module.tokenize
+    monkeypatch.setattr(
+        text_module, "tokenize", lambda t, *a: seen.append(len(t)) or tokenize(t, *a)
+    )
+    for poison in ("a," * 500_000, "a" * 1_000_000, "," * 1_000_000):
+        seen.clear()
+        (ids,) = prep.encode([poison])
+        assert max(seen) <= text_module.MAX_CUT_CHARS  # never the whole million
+        (short,) = prep.encode([poison[:5_000]])
+        assert ids.tolist() == short.tolist()  # the tokens kept are the text's own first 50
+
+
 def test_text_is_cut_before_tokenising_and_max_length_keeps_its_meaning(tmp_path: Path) -> None:
     make_reviews(80).to_csv(tmp_path / "reviews.csv", index=False)
     dm = TextClassificationDataModule(
@@ -218,6 +240,31 @@ def test_the_http_app_refuses_malformed_requests_with_4xx_and_answers_health(
         )
         assert answer.status_code == 422 and "np.float64" not in answer.json()["detail"]
         assert "'x1' holds a non-finite or huge value inf" in answer.json()["detail"]
+
+
+def test_huge_integers_and_deep_lists_in_json_get_a_400_on_either_host(tabular: tuple) -> None:
+    # issue 29, defect 6: an integer of over 4,300 digits was a 500 with a traceback on both
+    # hosts; a list 900 deep passed the check and broke LitServe (RecursionError)
+    model, dm, rows = tabular
+    huge = '{"inputs": [' + "9" * 5_000 + "]}"
+    deep = '{"inputs": ' + "[" * 900 + "]" * 900 + "}"
+    headers = {"content-type": "application/json"}
+    with _client(PredictionAPI(model, dm)) as client:
+        answer = client.post("/predict", content=huge, headers=headers)
+        assert answer.status_code == 400 and "4,300 digits" in answer.json()["detail"]
+        answer = client.post("/predict", content=deep, headers=headers)
+        assert answer.status_code == 400 and "nested too deeply" in answer.json()["detail"]
+        good = client.post("/predict", content=json.dumps({"inputs": rows[:1]}), headers=headers)
+        assert good.status_code == 200  # the server answers the next request as before
+
+    async def ok(request):
+        return PlainTextResponse("ok")
+
+    litserve_like = RequestChecks(Starlette(routes=[Route("/predict", ok, methods=["POST"])]))
+    with TestClient(litserve_like) as client:  # the middleware LitServe's host gets
+        for body, reason in ((huge, "4,300 digits"), (deep, "nested too deeply")):
+            answer = client.post("/predict", content=body, headers=headers)
+            assert answer.status_code == 400 and reason in answer.json()["detail"]
 
 
 def test_health_says_not_ready_when_the_inference_loop_is_gone(tabular: tuple) -> None:

@@ -20,6 +20,10 @@ def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, An
     or truncated one, a file that is no checkpoint at all. An unsafe pickle raises
     :class:`pickle.UnpicklingError` (``weights_only`` refused it)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path} is a folder, not a checkpoint: name a file in it, e.g. {path / 'last.ckpt'}"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
@@ -32,7 +36,9 @@ def read_checkpoint(path: str | Path, weights_only: bool = True) -> dict[str, An
         raise CheckpointError(
             f"{path} is not a readable checkpoint (not a torch.save file)"
         ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+    except Exception as err:
+        # torch's readers raise many types on garbage (KeyError 101 for a text file
+        # starting with 'e', IndexError, EOFError, BadZipFile ...)
         detail = " ".join(str(err).split())[:120]
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated or corrupt: {detail})"

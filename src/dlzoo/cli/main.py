@@ -197,6 +197,8 @@ class DlzooCLI(LightningCLI):
             return
         config = self.config[subcommand]
         ckpt_path = config.get("ckpt_path")
+        if ckpt_path and Path(ckpt_path).is_dir():
+            read_checkpoint(ckpt_path)  # a folder: its one-line error
         if not ckpt_path or not Path(ckpt_path).is_file():
             return  # none, or a URL: Lightning reads it when the run starts
         weights_only = config.get("weights_only")
@@ -412,17 +414,24 @@ def _import(class_path: str) -> type:
 
 
 def make_cli(
-    args: list[str] | None = None, run: bool = True, trainer_defaults: dict | None = None
+    args: list[str] | None = None,
+    run: bool = True,
+    trainer_defaults: dict | None = None,
+    exit_on_error: bool = True,
 ) -> DlzooCLI:
     """The ``dlzoo`` CLI on ``args``; ``run=False`` only builds the model, data and trainer
     (then ``args`` has no subcommand). ``trainer_defaults``: Trainer arguments under the
-    config's (``callbacks`` are added to the config's, e.g. a sweep's pruning callback)."""
+    config's (``callbacks`` are added to the config's, e.g. a sweep's pruning callback).
+    ``exit_on_error=False``: a refused argument raises jsonargparse's ``ArgumentError`` (its
+    message says what is wrong) instead of printing and exiting."""
     _hide_known_noise()
     show_dlzoo_logs()
     load_builtins()  # registered names and classes, for class_path short names and --help
     text = registered_help()
     subcommands = tuple(DlzooCLI.subcommands())
     kwargs = {"description": text, "formatter_class": _HelpFormatter}
+    if not exit_on_error:
+        kwargs["exit_on_error"] = False
     parser_kwargs: dict[str, Any] = dict(kwargs)
     if run:
         parser_kwargs.update({name: dict(kwargs) for name in subcommands})

@@ -184,8 +184,10 @@ class DlzooTrainer(pl.Trainer):
             raise ValueError("dlzoo serve needs --ckpt_path (or --bundle DIR, an export bundle)")
         from dlzoo.deploy.requests import Limits
         from dlzoo.deploy.serve import PredictionAPI
-        from dlzoo.deploy.server import serve
+        from dlzoo.deploy.server import check_serving, serve
 
+        workers = workers_per_device or workers
+        check_serving(port, workers, threads, timeout, drain_timeout)
         limits = Limits(
             max_inputs=max_inputs,
             max_request_mb=max_request_mb,

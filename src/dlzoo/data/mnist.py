@@ -24,7 +24,9 @@ from torch.utils.data import DataLoader
 from dlzoo.data.base import DataModule, seeded_split
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import default_cache_dir
-from dlzoo.data.preprocess.digits import (
+from dlzoo.data.preprocess.digits import (  # MNIST_MEAN/STD: re-exported, public here
+    MNIST_MEAN,
+    MNIST_STD,
     PIXELS,
     DigitsPreprocessor,
     pixels_to_images,
@@ -298,3 +300,6 @@ class MNISTDataModule(DataModule):
     def preprocessor(self) -> DigitsPreprocessor:
         """784 pixel values 0-255 as the model's ``(1, 28, 28)`` images."""
         return DigitsPreprocessor(self.hparams.normalize)
+
+
+__all__ = ["MNIST_MEAN", "MNIST_STD", "MNISTDataModule", "random_affine", "read_digits_csv"]

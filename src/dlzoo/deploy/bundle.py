@@ -138,8 +138,20 @@ def read_bundle(path: str | Path) -> tuple[dict[str, Any], Path]:
         raise BundleError(f"{json_file} is not valid JSON: {err}") from None
     if not isinstance(bundle, dict) or bundle.get("format") != "dlzoo-bundle":
         raise BundleError(f"{json_file} is not a dlzoo bundle JSON")
-    sealed = bundle.get("bundle_version", 1) >= 2
-    if sealed and bundle.get("sha256") != content_sha256(bundle):
+    version = bundle.get("bundle_version")
+    if type(version) is not int or not 1 <= version <= BUNDLE_VERSION:
+        raise BundleError(
+            f"{json_file}: bundle_version {version!r} is not one this dlzoo reads (1 to "
+            f"{BUNDLE_VERSION}, a whole number)"
+        )
+    if version == 1 and ("preprocessor" in bundle or "sha256" in bundle):
+        # version 1 (0.1.0.dev0 before the seal) wrote neither: a JSON that says 1 but has one
+        # was edited, e.g. to skip the seal
+        raise BundleError(
+            f"{json_file} says bundle_version 1 but carries a preprocessor block or a sha256, "
+            "and version 1 bundles had none: it was edited after export"
+        )
+    if version >= 2 and bundle.get("sha256") != content_sha256(bundle):
         raise BundleError(f"{json_file} was changed after export: its sha256 does not match")
     files = bundle.get("files")
     if not isinstance(files, dict) or bundle.get("model_file") not in files:
@@ -150,10 +162,9 @@ def read_bundle(path: str | Path) -> tuple[dict[str, Any], Path]:
             raise BundleError(f"{file} is missing from the bundle")
         if sha256_file(file) != digest:
             raise BundleError(f"{file} does not match the sha256 in {BUNDLE_FILE}")
-    if sealed:
-        extra = sorted(p.name for p in folder.iterdir() if p.name not in {*files, BUNDLE_FILE})
-        if extra:
-            raise BundleError(f"{folder} holds files the bundle does not list: {extra[:5]}")
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in {*files, BUNDLE_FILE})
+    if extra:
+        raise BundleError(f"{folder} holds files the bundle does not list: {extra[:5]}")
     return bundle, folder
 
 

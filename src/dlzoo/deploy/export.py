@@ -246,6 +246,20 @@ def _parity(
     return {"max_abs_diff": worst, "tolerance": PARITY_TOLERANCE, "checked": checked}
 
 
+def refuse_non_finite_outputs(model: TaskModule, datamodule: DataModule) -> None:
+    """Raise :class:`ExportError` where the model's outputs on the parity batches are not all
+    finite: broken weights (a diverged run) would export with a parity of 0 (NaN equals
+    nothing) and serve null answers."""
+    for length in datamodule.preprocessor.parity_lengths:
+        for name, value in eager_outputs(model, example_batch(datamodule, 7, length)).items():
+            if not np.isfinite(value).all():
+                raise ExportError(
+                    f"cannot export {type(model).__name__}: the network gives non-finite outputs "
+                    f"(NaN or inf) in {name!r} on the parity batch; its weights are broken (a "
+                    "diverged run?). Nothing was written."
+                )
+
+
 def _tensor_spec(name: str, array: np.ndarray, dynamic: dict[int, str]) -> dict[str, Any]:
     shape: list[Any] = list(array.shape)
     for axis, label in dynamic.items():
@@ -286,6 +300,7 @@ def export_model(
     output = Path(output)
     check_replaceable(output)
     model = model.cpu().eval()
+    refuse_non_finite_outputs(model, datamodule)
     names = input_names(datamodule)
     network = InferenceNetwork(model).eval()
     example = _as_tuple(example_batch(datamodule, 3))

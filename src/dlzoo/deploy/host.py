@@ -267,7 +267,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as err:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+        hint = " (another server is there: stop it or pass --port)" if err.errno == 98 else ""
+        raise ServerError(f"cannot listen on {host}:{port}: {err.strerror}{hint}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

@@ -45,6 +45,17 @@ class Limits:
     #: characters of one text (tokenising is bounded anyway: texts are cut to what max_length keeps)
     max_text_chars: int = 1_000_000
 
+    def __post_init__(self) -> None:
+        # a budget of 0 would start a server that refuses every request: refuse it instead
+        for name in ("max_inputs", "max_image_pixels", "max_request_pixels", "max_text_chars"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"--{name} must be a whole number of at least 1, got {value!r}")
+        if not self.max_request_mb > 0:
+            raise ValueError(f"--max_request_mb must be above 0, got {self.max_request_mb!r}")
+        if not self.max_image_aspect >= 1:
+            raise ValueError(f"--max_image_aspect must be 1 or more, got {self.max_image_aspect!r}")
+
     @property
     def max_request_bytes(self) -> int:
         return int(self.max_request_mb * 2**20)
@@ -252,8 +263,16 @@ class RequestChecks:
             parsed = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise RequestError(400, f"the body is not valid JSON: {err}") from None
+        except ValueError:  # Python's limit on the digits of an integer (int_max_str_digits)
+            raise RequestError(
+                400, "the body holds an integer of more than 4,300 digits: not an input"
+            ) from None
         except RecursionError:
             raise RequestError(400, "the body's JSON is nested too deeply") from None
+        if _depth(parsed) > MAX_JSON_DEPTH:  # what LitServe's own parsing would recurse into
+            raise RequestError(
+                400, f"the body's JSON is nested too deeply (more than {MAX_JSON_DEPTH} levels)"
+            )
         request_inputs(parsed, self.max_inputs)  # its shape: {"inputs": [...]}, within max_inputs
         return body, {"dlzoo.body": parsed}
 
@@ -282,6 +301,22 @@ class RequestChecks:
             f"request body too large: {size:,} bytes, at most {self.max_bytes:,} "
             "(dlzoo serve --max_request_mb)"
         )
+
+
+#: the deepest JSON a request may be: inputs are rows, texts, images and pixel lists (4 levels)
+MAX_JSON_DEPTH = 32
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in parsed JSON (without recursion)."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            level.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def _multipart_parts(scope: Scope, body: bytes) -> int:

@@ -24,6 +24,22 @@ def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # LitServe's own graceful shutdown path
 
 
+def check_serving(
+    port: int, workers: int, threads: int | None, timeout: float, drain_timeout: float
+) -> None:
+    """Refuse, before any model is loaded, serving options no server can run with."""
+    if type(port) is not int or not 0 <= port <= 65535:
+        raise ValueError(f"--port must be a TCP port from 0 to 65535, got {port!r}")
+    if type(workers) is not int or workers < 1:
+        raise ValueError(f"--workers must be a whole number of at least 1, got {workers!r}")
+    if threads is not None and (type(threads) is not int or threads < 1):
+        raise ValueError(f"--threads must be a whole number of at least 1, got {threads!r}")
+    if not timeout > 0:
+        raise ValueError(f"--timeout must be above 0 seconds, got {timeout!r}")
+    if not drain_timeout >= 0:
+        raise ValueError(f"--drain_timeout must be 0 seconds or more, got {drain_timeout!r}")
+
+
 def serve(
     api: PredictionAPI,
     host: str = "127.0.0.1",
@@ -38,6 +54,7 @@ def serve(
     """Serve ``api`` until SIGTERM or SIGINT; binds to ``host`` (loopback unless told
     otherwise). ``server="dlzoo"``: :func:`dlzoo.deploy.host.run` (``workers`` processes);
     ``"litserve"``: LitServe (``workers`` per device)."""
+    check_serving(port, workers, threads, timeout, drain_timeout)
     if server == "litserve":
         import multiprocessing
 
@@ -94,6 +111,7 @@ def bundle_main(argv: Sequence[str]) -> None:
     for field in fields(Limits):
         parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
     args = parser.parse_args(list(argv))
+    check_serving(args.port, args.workers, args.threads, args.timeout, args.drain_timeout)
     limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
     threads = args.threads or max(1, default_threads() // args.workers)
     api = PredictionAPI.for_bundle(
@@ -116,4 +134,4 @@ def bundle_main(argv: Sequence[str]) -> None:
     )
 
 
-__all__ = ["bundle_main", "serve"]
+__all__ = ["bundle_main", "check_serving", "serve"]

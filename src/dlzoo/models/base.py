@@ -142,6 +142,19 @@ class TaskModule(pl.LightningModule):
         self.test_loss = MeanMetric()
         self.train_l1 = MeanMetric()  # the L1 penalty term, when l1_lambda > 0
 
+    def load_state_dict(self, state_dict: Mapping[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """``nn.Module.load_state_dict``, with weights that do not fit said in one line."""
+        try:
+            return super().load_state_dict(state_dict, *args, **kwargs)
+        except RuntimeError as err:
+            details = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+            first = details[0] if details else str(err).splitlines()[0]
+            more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+            raise ValueError(
+                f"the checkpoint's weights do not fit {type(self).__name__} as configured: "
+                f"{first}{more}; use the run's own config.yaml with its checkpoint"
+            ) from None
+
     @property
     def task(self) -> Task:
         """The row of the task table this model is trained for."""

@@ -228,10 +228,22 @@ def overrides(values: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------------ checking
+#: lines of jsonargparse's messages that say how it tried, not what is wrong
+_NOISE = ("Does not validate", "Subtypes:", "Errors:", "- Expected a <class 'NoneType'>", "Given")
+
+
+def _reason(message: str) -> str:
+    """jsonargparse's refusal as one line: what is wrong, without the union bookkeeping."""
+    lines = [line.strip() for line in message.splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith(_NOISE))
+
+
 def check_paths(config: str, search: Search) -> None:
     """Parse ``dlzoo fit --config CONFIG`` with every path at each of its extremes (both ends of
     a range, every choice) without running anything; raise :class:`SweepError` naming the first
     path or value the parser refuses."""
+    from jsonargparse import ArgumentError
+
     from dlzoo.cli import make_cli
 
     rounds = max(len(p.extremes()) for p in search.params)
@@ -239,15 +251,15 @@ def check_paths(config: str, search: Search) -> None:
         sampled = {p.path: p.extremes()[r % len(p.extremes())] for p in search.params}
         values = {**search.fixed, **paths(sampled, search.params)}
         args = ["fit", "--config", config, *overrides(values), "--print_config"]
-        err, out = io.StringIO(), io.StringIO()
         try:
-            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-                make_cli(args)
-        except SystemExit as stop:
+            with contextlib.redirect_stdout(io.StringIO()):  # the printed config
+                make_cli(args, exit_on_error=False)
+        except SystemExit as stop:  # --print_config printed it: the values parse
             if stop.code in (0, None):
                 continue
-            lines = [line for line in err.getvalue().splitlines() if "error:" in line]
-            reason = lines[0].split("error:", 1)[1].strip() if lines else err.getvalue().strip()
+            raise
+        except ArgumentError as err:
+            reason = _reason(str(err))
             named = [p for p in values if p in reason or p.split(".")[-1] in reason]
             where = f"{named[0]} = {values[named[0]]!r}" if named else f"the values {values}"
             raise SweepError(f"dlzoo fit refuses {where}: {reason}") from None

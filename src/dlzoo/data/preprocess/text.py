@@ -25,6 +25,9 @@ log = logging.getLogger("dlzoo.data.text")
 VOCABULARY_FILE = "vocab.json"
 #: tokens a cut text must yield beyond those kept (a cut inside markup changes only its end)
 CUT_MARGIN = 16
+#: the most characters of one text tokenised when ``max_length`` is set (or 64 per kept token,
+#: if more): bounds the work of any text, spaces or not (a long word or URL is far shorter)
+MAX_CUT_CHARS = 65_536
 
 
 class TextPreprocessor:
@@ -86,23 +89,28 @@ class TextPreprocessor:
         return {"chars": len(value)} if isinstance(value, str) else {}
 
     def bounded(self, text: str) -> str:
-        """``text`` cut, at a space, to a part that still yields the ``max_length`` tokens kept
-        (``truncation`` says which end): tokenising a 10 MB text for 400 tokens costs as much as
-        a short one. The kept part ends more than :data:`CUT_MARGIN` tokens past what is kept,
-        so every kept token comes from whole words; where no such cut exists, the whole text."""
+        """``text`` cut to a part that still yields the ``max_length`` tokens kept (``truncation``
+        says which end): tokenising a 10 MB text for 400 tokens costs as much as a short one.
+        The cut is at a space where the window has one (else at the window's edge), and the
+        part ends more than :data:`CUT_MARGIN` tokens past what is kept, so every kept token is
+        what the whole text gives. Whatever the text, at most :data:`MAX_CUT_CHARS` characters
+        (or 64 per kept token) are tokenised."""
         if not self.max_length:
             return text
-        size = self.max_length * 16  # characters; grown until enough tokens are inside
+        limit = max(MAX_CUT_CHARS, self.max_length * 64)
+        size = min(self.max_length * 16, limit)  # characters; grown until enough tokens
         while size < len(text):
             if self.truncation == "tail":
                 start = text.find(" ", len(text) - size)
-                part = text[start:] if start >= 0 else text
+                part = text[start:] if start >= 0 else text[-size:]
             else:
                 end = text.rfind(" ", 0, size)
-                part = text[:end] if end > 0 else text
+                part = text[:end] if end > 0 else text[:size]
+            if size >= limit:
+                return part
             if len(tokenize(part, self.tokenizer, self.lower)) > self.max_length + CUT_MARGIN:
                 return part
-            size *= 4
+            size = min(size * 4, limit)
         return text
 
     def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:

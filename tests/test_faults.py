@@ -1,0 +1,77 @@
+"""Faults a user meets, each one ``dlzoo: error`` line rather than a traceback or a server that
+refuses everything (issue 29, defect 7)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlzoo.checkpoints import CheckpointError, read_checkpoint
+from dlzoo.cli import main
+from dlzoo.deploy import ServerError
+from dlzoo.deploy.host import bind
+from dlzoo.deploy.requests import Limits
+from dlzoo.models import FeedForwardNet
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--workers", "0", "--workers must be a whole number of at least 1"),
+        ("--workers", "-2", "--workers must be a whole number of at least 1"),
+        ("--port", "70000", "--port must be a TCP port from 0 to 65535"),
+        ("--timeout", "0", "--timeout must be above 0 seconds"),
+        ("--max_inputs", "0", "--max_inputs must be a whole number of at least 1"),
+        ("--max_request_mb", "-1", "--max_request_mb must be above 0"),
+    ],
+)
+def test_serving_options_no_server_can_run_with_are_refused_before_loading(
+    tmp_path: Path, flag: str, value: str, says: str
+) -> None:
+    # the bundle folder does not even exist: the options are refused first
+    with pytest.raises(ValueError, match=says):
+        main(["serve", "--bundle", str(tmp_path / "no-bundle"), flag, value])
+
+
+def test_budgets_of_zero_are_refused_from_python_too() -> None:
+    with pytest.raises(ValueError, match="--max_text_chars must be a whole number"):
+        Limits(max_text_chars=0)
+    with pytest.raises(ValueError, match="--max_image_aspect must be 1 or more"):
+        Limits(max_image_aspect=0.5)
+
+
+def test_a_port_in_use_is_one_line_naming_it() -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(ServerError, match=rf"cannot listen on 127\.0\.0\.1:{port}: .*--port"):
+            bind("127.0.0.1", port)
+    finally:
+        taken.close()
+
+
+def test_a_folder_or_a_text_file_as_checkpoint_is_named(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint"):
+        read_checkpoint(tmp_path)
+    text = tmp_path / "notes.ckpt"
+    text.write_text("everything went well\n")  # torch's legacy reader: KeyError(101)
+    with pytest.raises(CheckpointError, match="is not a readable checkpoint"):
+        read_checkpoint(text)
+
+
+def test_a_folder_as_ckpt_path_is_refused_by_the_command(config_file: Path, tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="is a folder, not a checkpoint"):
+        main(["validate", "--config", str(config_file), "--ckpt_path", str(tmp_path)])
+
+
+def test_weights_of_another_shape_are_one_line(tmp_path: Path) -> None:
+    other = FeedForwardNet(num_features=5, hidden_sizes=[4]).state_dict()
+    model = FeedForwardNet(num_features=3, hidden_sizes=[4])
+    with pytest.raises(ValueError, match=r"do not fit FeedForwardNet as configured: size mismatch"):
+        model.load_state_dict(other)
+    torch.testing.assert_close(model.network.net[0].weight.shape, torch.Size([4, 3]))
