@@ -34,6 +34,14 @@ def tests(session: nox.Session) -> None:
     session.run(UV, "run", "--locked", "pytest", *parallel, *session.posargs)
 
 
+@nox.session(venv_backend="none")
+def tests_fast(session: nox.Session) -> None:
+    """The suite without the ``slow`` tests (real servers, subprocesses, DDP, kills): the
+    edit-test loop of a developer. CI runs the whole suite (``tests``)."""
+    parallel = ["-n", "auto", "--maxprocesses", "4", "--dist", "loadfile"]
+    session.run(UV, "run", "--locked", "pytest", *parallel, "-m", "not slow", *session.posargs)
+
+
 #: the packages whose lowest allowed versions ``tests_min`` installs (read from pyproject.toml)
 MINIMUM_OF = ("torch", "torchvision", "lightning", "torchmetrics", "jsonargparse")
 #: what it runs there: fit -> predict -> export -> serve on tabular, text and image data, the

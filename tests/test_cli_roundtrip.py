@@ -31,6 +31,9 @@ from conftest import (
 from dlzoo.cli import main
 from dlzoo.registry import MODELS, init_arguments
 
+#: real servers, subprocesses and kills: left out of `nox -s tests_fast`
+pytestmark = pytest.mark.slow
+
 COMMON = {
     "seed_everything": 7,
     "trainer": {

@@ -31,6 +31,9 @@ from conftest import (
 from dlzoo.data import TabularDataModule
 from dlzoo.models import FeedForwardNet
 
+#: real servers, subprocesses and kills: left out of `nox -s tests_fast`
+pytestmark = pytest.mark.slow
+
 
 def test_ddp_two_cpu_processes(tmp_path: Path) -> None:
     csv = tmp_path / "even.csv"

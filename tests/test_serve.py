@@ -25,6 +25,9 @@ import yaml
 from conftest import make_frame, make_reviews, write_image_tree
 from dlzoo.cli import main
 
+#: real servers, subprocesses and kills: left out of `nox -s tests_fast`
+pytestmark = pytest.mark.slow
+
 TRAINER = {"max_epochs": 2, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
 KINDS = ("tabular", "text", "image")
 MAX_INPUTS = 16

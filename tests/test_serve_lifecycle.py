@@ -31,6 +31,9 @@ from dlzoo.deploy.export import export_model
 from dlzoo.deploy.serve import PredictionAPI, _Raw
 from dlzoo.models import FeedForwardNet
 
+#: real servers, subprocesses and kills: left out of `nox -s tests_fast`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], list[dict]]:

@@ -20,6 +20,9 @@ from conftest import make_frame
 from dlzoo.cli import main
 from dlzoo.sweep import Search, SweepError, check_paths, parse_param, run_sweep
 
+#: real servers, subprocesses and kills: left out of `nox -s tests_fast`
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def config(tmp_path: Path) -> Path:

@@ -16,6 +16,7 @@ task's output head, with no LightningModule inside.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -174,6 +175,19 @@ def _dynamic(names: list[str], max_length: int | None) -> tuple[dict, dict]:
     return shapes, axes
 
 
+@contextlib.contextmanager
+def _without_attention_fastpath() -> Any:
+    """``nn.TransformerEncoderLayer``'s fused eval-mode kernel off while exporting: neither
+    exporter of torch 2.6 can write ``aten::_transformer_encoder_layer_fwd`` (the same math
+    unfused is what ONNX gets; the parity check compares it with the fused eager outputs)."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
 def _export_onnx(
     network: InferenceNetwork,
     example: tuple,
@@ -188,7 +202,7 @@ def _export_onnx(
     outputs = network.output_names
     for name in outputs:
         axes[name] = {0: "batch"}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _without_attention_fastpath():
         warnings.simplefilter("ignore")  # the exporters' own progress and advice
         if dynamo:
             program = torch.onnx.export(

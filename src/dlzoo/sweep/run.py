@@ -8,7 +8,9 @@ import io
 import logging
 import math
 import os
+import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,11 +91,19 @@ class Sweep:
         ]
         pruning = PyTorchLightningPruningCallback(trial, monitor=self.metric)
         log.info("trial %d: %s", trial.number, sampled)
+        interrupts: list[int] = []
         try:
-            cli = make_cli(args, trainer_defaults={"callbacks": [pruning, StopOnNonFinite()]})
+            with _noting_interrupts(interrupts):
+                cli = make_cli(args, trainer_defaults={"callbacks": [pruning, StopOnNonFinite()]})
         except optuna.TrialPruned:
             raise
-        except (Exception, SystemExit) as err:  # a bad combination, NaN, out of memory ...
+        except (Exception, SystemExit, KeyboardInterrupt) as err:
+            if interrupts or isinstance(err, KeyboardInterrupt):
+                # Ctrl-C: Lightning shut the trial down and exited 1; the sweep stops too
+                trial.set_user_attr(REASON_KEY, "stopped by Ctrl-C")
+                log.warning("trial %d: stopped by Ctrl-C", trial.number)
+                raise KeyboardInterrupt from None
+            # a bad combination, NaN, out of memory ...
             reason = f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
             trial.set_user_attr(REASON_KEY, reason)
             log.warning("trial %d failed: %s", trial.number, reason)
@@ -109,6 +119,27 @@ class Sweep:
             trial.set_user_attr(REASON_KEY, f"{self.metric} is {value}")
             raise _Failed(f"{self.metric} is {value}")
         return value
+
+
+@contextlib.contextmanager
+def _noting_interrupts(interrupts: list[int]) -> Any:
+    """Note each SIGINT in ``interrupts`` (and raise ``KeyboardInterrupt`` as Python does, which
+    Lightning turns into a graceful shutdown and ``exit(1)``), then put the handler back that
+    was there: Lightning leaves SIGINT ignored after an interrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def note(signum: int, frame: Any) -> None:
+        interrupts.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class _Failed(Exception):

@@ -76,10 +76,27 @@ def _sampler(search: Search) -> Any:
     optuna = _optuna()
     if search.sampler == "grid":
         space = {p.path: p.encoded() if p.kind == "categorical" else p.grid for p in search.params}
-        return optuna.samplers.GridSampler(space, seed=search.seed)
+        return _retrying_grid()(space, seed=search.seed)
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=search.seed)
     return optuna.samplers.TPESampler(seed=search.seed)
+
+
+def _retrying_grid() -> type:
+    """Optuna's ``GridSampler``, for a grid whose killed points dlzoo queues again.
+
+    A queued trial (``enqueue_trial``) gets no ``grid_id``, and ``GridSampler.after_trial``
+    reads that attribute whenever one grid point is left (``KeyError: 'grid_id'``, a sweep that
+    stops before its last point). Such a trial has nothing to add there: the sweep stops by its
+    own count of finished trials."""
+    optuna = _optuna()
+
+    class RetryingGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            if "grid_id" in trial.system_attrs:
+                super().after_trial(study, trial, state, values)
+
+    return RetryingGridSampler
 
 
 def _pruner(search: Search) -> Any:
