@@ -75,3 +75,46 @@ def test_weights_of_another_shape_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"do not fit FeedForwardNet as configured: size mismatch"):
         model.load_state_dict(other)
     torch.testing.assert_close(model.network.net[0].weight.shape, torch.Size([4, 3]))
+
+
+def test_an_abbreviated_option_is_refused_not_read_as_another(
+    config_file: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # `--trainer.max_epoch 1` was taken as a prefix of --trainer.max_epochs
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", str(config_file), "--trainer.max_epoch", "1"])
+    assert stop.value.code == 2
+    assert "--trainer.max_epoch" in capsys.readouterr().err
+
+
+def test_an_image_folder_with_one_class_is_one_line_naming_it(tmp_path: Path) -> None:
+    # the reason was on line 4 of a jsonargparse Union message ("num_classes must be at least 2")
+    from conftest import write_image_tree
+
+    root = write_image_tree(tmp_path / "pets", {"train": 4}, classes=("cats",))
+    args = ["fit", "--model", "convnet", "--data", "image_folder"]
+    args += ["--data.init_args.data_dir", str(root), "--data.init_args.image_size", "32"]
+    with pytest.raises(ValueError, match=r"one class folder \('cats'\).*two or more"):
+        main([*args, "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path)])
+
+
+def test_a_full_disk_during_fit_is_one_line(capsys: pytest.CaptureFixture) -> None:
+    import errno
+
+    from dlzoo.command import run_command
+
+    def fit() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/runs/best.ckpt")
+
+    with pytest.raises(SystemExit) as stop:
+        run_command(fit)
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "dlzoo: error: No space left on device writing /runs/best.ckpt: free some" in err
+    assert "Traceback" not in err
+
+    def bug() -> None:
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    with pytest.raises(OSError, match="Bad file descriptor"):  # not a user's error: shown
+        run_command(bug)

@@ -131,6 +131,39 @@ def test_image_budgets_are_checked_from_the_header_before_decoding(
     assert api.predict([api.decode_files([good[0]])]) == [answer]
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that says it is ``width x height`` and holds no pixel data: PIL reads its size."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+def test_an_image_over_pils_bomb_limit_is_a_413_naming_the_flag(images: tuple) -> None:
+    # issue 29, defect 8: 400 M pixels (over PIL's limit) got a 422 in PIL's words, and raising
+    # --max_image_pixels did not help
+    model, dm, _ = images
+    huge = base64.b64encode(_png_header(20_000, 20_000)).decode()
+    rejected = PredictionAPI(model, dm).decode_request({"inputs": [huge]})
+    assert rejected.status == 413 and "--max_image_pixels" in rejected.message, rejected.message
+    budget = {"max_image_pixels": 500_000_000, "max_request_pixels": 500_000_000}
+    before = Image.MAX_IMAGE_PIXELS
+    try:
+        raised = PredictionAPI(model, dm, limits=Limits(**budget))
+        answer = raised.decode_request({"inputs": [huge]})
+        assert not isinstance(answer, _Rejected), answer  # within the budget the user set
+        encoded = raised.encode_request(answer)  # refused for its missing pixels, not its size
+        assert isinstance(encoded, _Rejected) and encoded.status == 422, encoded
+        assert "decompression" not in encoded.message.lower(), encoded.message
+    finally:
+        Image.MAX_IMAGE_PIXELS = before  # the server's process-wide setting, undone for the tests
+
+
 def test_an_undecodable_image_names_itself_without_python_object_reprs(images: tuple) -> None:
     # defect 6: messages showed <_io.BytesIO object at 0x...>
     model, dm, _ = images

@@ -7,6 +7,7 @@ before it knows whether the subcommand needs Lightning at all.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pickle
@@ -30,6 +31,10 @@ USER_ERRORS = (
 )
 
 
+#: a disk that is full (or over quota): the user's to fix, said in one line
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+
+
 def show_dlzoo_logs() -> None:
     """dlzoo's INFO messages (what was skipped, cached, adopted, served) on stderr, as
     Lightning's are."""
@@ -46,10 +51,18 @@ def run_command(run: Callable[[], object]) -> None:
     line and exits with status 1 (``DLZOO_TRACEBACK=1`` shows the traceback instead)."""
     try:
         run()
-    except USER_ERRORS as err:
+    except (*USER_ERRORS, OSError) as err:
         if os.environ.get("DLZOO_TRACEBACK", "") not in ("", "0"):
             raise
+        if type(err) is OSError and err.errno not in FULL_DISK:
+            raise  # another OSError may be dlzoo's bug: its traceback
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if type(err) is OSError:
+            where = f" writing {err.filename}" if err.filename else ""
+            message = (
+                f"{err.strerror}{where}: free some space or write elsewhere "
+                "(--trainer.default_root_dir); the checkpoints already written are whole"
+            )
         print(f"dlzoo: error: {message}", file=sys.stderr)
         print("(DLZOO_TRACEBACK=1 shows where it happened)", file=sys.stderr)
         raise SystemExit(1) from None

@@ -429,7 +429,8 @@ def make_cli(
     load_builtins()  # registered names and classes, for class_path short names and --help
     text = registered_help()
     subcommands = tuple(DlzooCLI.subcommands())
-    kwargs = {"description": text, "formatter_class": _HelpFormatter}
+    # allow_abbrev: `--trainer.max_epoch` is an error, not a prefix of --trainer.max_epochs
+    kwargs = {"description": text, "formatter_class": _HelpFormatter, "allow_abbrev": False}
     if not exit_on_error:
         kwargs["exit_on_error"] = False
     parser_kwargs: dict[str, Any] = dict(kwargs)

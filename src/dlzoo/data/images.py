@@ -156,7 +156,14 @@ class ImageFolderDataModule(DataModule):
         if self.labels_file:
             return list(self.fitted_targets.get("classes") or [])
         if self._classes is None:
-            self._classes = find_classes(self._root() / self.train_dir)[0]
+            folder = self._root() / self.train_dir
+            found = find_classes(folder)[0]
+            if len(found) < 2:
+                raise ValueError(
+                    f"{folder} has one class folder ({found[0]!r}): a classifier needs two or "
+                    "more, each class's images in a folder of its own (or a labels_file)"
+                )
+            self._classes = found
         return list(self._classes)
 
     @property

@@ -86,6 +86,12 @@ class PredictionAPI(ls.LitAPI):
         self.runtime, self.preprocessor = runtime, preprocessor
         self.names = list(names) if names else None
         limits = limits or Limits()
+        from PIL import Image
+
+        if Image.MAX_IMAGE_PIXELS is not None and limits.max_image_pixels > Image.MAX_IMAGE_PIXELS:
+            # the server's own budget decides (its 413 names the flag): PIL's default guard would
+            # refuse images the user allowed with --max_image_pixels
+            Image.MAX_IMAGE_PIXELS = limits.max_image_pixels
         if max_inputs is not None:
             limits = dataclasses.replace(limits, max_inputs=max_inputs)
         self.limits = limits

@@ -76,8 +76,25 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 return image.size
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        # PIL refuses to open it past its own limit, header included: read the header with the
+        # format's own reader (what Image.open does before that check), for the server's budget
+        return _header_size(data)
+    except (OSError, ValueError, SyntaxError):
         return None
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    Image.init()
+    for name in Image.ID:
+        factory, accept = Image.OPEN[name]
+        if accept is not None and not accept(data[:16]):
+            continue
+        try:
+            return factory(io.BytesIO(data), "").size
+        except Exception:
+            continue
+    return None
 
 
 def _decode_error(err: Exception) -> str:
