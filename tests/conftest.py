@@ -221,3 +221,24 @@ def write_acl_imdb(root: Path, per_class: int = 40) -> Path:
             for i, text in enumerate(texts):
                 (out / f"{i}_{8 if label else 2}.txt").write_text(text)
     return root
+
+
+def grid_sweep(tmp_path: Path, lrs: list[float], *extra: str) -> tuple[list[str], Path]:
+    """``python -m dlzoo sweep`` over a grid of learning rates of a tiny FFN (3 epochs), and
+    the sweep's root folder; ``extra`` are more sweep options (``--storage``, ``--study``)."""
+    make_frame(n=240).to_csv(tmp_path / "rows.csv", index=False)
+    config = {
+        "seed_everything": 3,
+        "trainer": {"max_epochs": 3, "accelerator": "cpu", "devices": 1},
+        "model": {"class_path": "ffn", "init_args": {"hidden_sizes": [8]}},
+        "data": {
+            "class_path": "tabular",
+            "init_args": {"filename": str(tmp_path / "rows.csv"), "target": "target"},
+        },
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    grid = {"sampler": "grid", "pruner": "none", "params": {"model.init_args.lr": lrs}}
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
+    root = tmp_path / "sweep"
+    command = [sys.executable, "-m", "dlzoo", "sweep", "--config", str(tmp_path / "run.yaml")]
+    return [*command, "--sweep", str(tmp_path / "grid.yaml"), "--root", str(root), *extra], root

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import make_frame
+from conftest import grid_sweep
 
 #: real servers, subprocesses and kills: left out of `nox -s tests_fast`
 pytestmark = pytest.mark.slow
@@ -22,26 +20,7 @@ pytestmark = pytest.mark.slow
 def test_ctrl_c_fails_the_running_trial_and_stops_the_sweep_with_status_130(
     tmp_path: Path,
 ) -> None:
-    make_frame(n=240).to_csv(tmp_path / "rows.csv", index=False)
-    config = {
-        "seed_everything": 3,
-        "trainer": {"max_epochs": 200, "accelerator": "cpu", "devices": 1},
-        "model": {"class_path": "ffn", "init_args": {"hidden_sizes": [8]}},
-        "data": {
-            "class_path": "tabular",
-            "init_args": {"filename": str(tmp_path / "rows.csv"), "target": "target"},
-        },
-    }
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
-    grid = {
-        "sampler": "grid",
-        "pruner": "none",
-        "params": {"model.init_args.lr": [0.01, 0.02, 0.03]},
-    }
-    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
-    root = tmp_path / "sweep"
-    command = [sys.executable, "-m", "dlzoo", "sweep", "--config", str(tmp_path / "run.yaml")]
-    command += ["--sweep", str(tmp_path / "grid.yaml"), "--root", str(root)]
+    command, root = grid_sweep(tmp_path, [0.01, 0.02, 0.03], "--trainer.max_epochs", "200")
     with open(tmp_path / "sweep.log", "w") as out:
         sweep = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
@@ -68,28 +47,8 @@ def test_a_grid_resumed_after_sigkill_with_one_point_left_finishes(tmp_path: Pat
     # when one point is left: "dlzoo: error: grid_id", and the last point never ran
     import os
 
-    make_frame(n=240).to_csv(tmp_path / "rows.csv", index=False)
-    config = {
-        "seed_everything": 3,
-        "trainer": {"max_epochs": 3, "accelerator": "cpu", "devices": 1},
-        "model": {"class_path": "ffn", "init_args": {"hidden_sizes": [8]}},
-        "data": {
-            "class_path": "tabular",
-            "init_args": {"filename": str(tmp_path / "rows.csv"), "target": "target"},
-        },
-    }
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
-    grid = {
-        "sampler": "grid",
-        "pruner": "none",
-        "params": {"model.init_args.lr": [0.01, 0.02, 0.03]},
-        "fixed": {"trainer.max_epochs": 3},
-    }
-    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
-    root = tmp_path / "sweep"
-    command = [sys.executable, "-m", "dlzoo", "sweep", "--config", str(tmp_path / "run.yaml")]
-    command += ["--sweep", str(tmp_path / "grid.yaml"), "--root", str(root)]
-    slow = [*command[:-2], "--root", str(root), "--trainer.max_epochs", "200"]
+    command, root = grid_sweep(tmp_path, [0.01, 0.02, 0.03])
+    slow = [*command, "--trainer.max_epochs", "200"]  # trial 1 still training when killed
     with open(tmp_path / "first.log", "w") as out:
         first = subprocess.Popen(slow, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 180

@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,9 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-from conftest import make_frame
+from conftest import grid_sweep
 
 #: real servers, subprocesses and kills: left out of `nox -s tests_fast`
 pytestmark = pytest.mark.slow
@@ -109,24 +107,8 @@ def _running_trial_of(storage: str, pid: int) -> bool:
 def test_two_workers_share_a_grid_on_postgresql_and_a_killed_point_runs_again(
     postgres: str, tmp_path: Path
 ) -> None:
-    make_frame(n=240).to_csv(tmp_path / "rows.csv", index=False)
-    config = {
-        "seed_everything": 3,
-        "trainer": {"max_epochs": 3, "accelerator": "cpu", "devices": 1},
-        "model": {"class_path": "ffn", "init_args": {"hidden_sizes": [8]}},
-        "data": {
-            "class_path": "tabular",
-            "init_args": {"filename": str(tmp_path / "rows.csv"), "target": "target"},
-        },
-    }
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     lrs = [0.005, 0.01, 0.02, 0.03]
-    grid = {"sampler": "grid", "pruner": "none", "params": {"model.init_args.lr": lrs}}
-    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(grid))
-    root = tmp_path / "sweep"
-    command = [sys.executable, "-m", "dlzoo", "sweep", "--config", str(tmp_path / "run.yaml")]
-    command += ["--sweep", str(tmp_path / "grid.yaml"), "--root", str(root)]
-    command += ["--storage", postgres, "--study", "shared"]
+    command, root = grid_sweep(tmp_path, lrs, "--storage", postgres, "--study", "shared")
     slow = [*command, "--trainer.max_epochs", "300"]  # a worker to kill in the middle of a trial
     with open(tmp_path / "doomed.log", "w") as out:
         doomed = subprocess.Popen(
