@@ -242,3 +242,11 @@ def grid_sweep(tmp_path: Path, lrs: list[float], *extra: str) -> tuple[list[str]
     root = tmp_path / "sweep"
     command = [sys.executable, "-m", "dlzoo", "sweep", "--config", str(tmp_path / "run.yaml")]
     return [*command, "--sweep", str(tmp_path / "grid.yaml"), "--root", str(root), *extra], root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The files of ``slow`` tests first: pytest-xdist (``--dist loadfile``) hands files out in
+    this order, so the long ones start at once and the short ones fill the gaps, instead of a
+    long file starting last and one worker waiting for it."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: order within a file kept

@@ -28,6 +28,9 @@ from conftest import (
 from dlzoo.cli import main
 from dlzoo.data.base import DataModule, Preprocessor
 
+#: real servers, subprocesses and kills: left out of `nox -s tests_fast`
+pytestmark = pytest.mark.slow
+
 BANK_CSV = Path(dlzoo.__file__).parent / "data" / "_files" / "bank.csv"
 FFN = ["--model", "ffn", "--model.hidden_sizes", "[8]"]
 CONV = ["--model", "convnet", "--model.channels", "[4]", "--model.head_sizes", "[8]"]
