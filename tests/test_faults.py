@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 
 import pytest
-import torch
 
 from dlzoo.checkpoints import CheckpointError, read_checkpoint
 from dlzoo.cli import main
@@ -74,7 +73,6 @@ def test_weights_of_another_shape_are_one_line(tmp_path: Path) -> None:
     model = FeedForwardNet(num_features=3, hidden_sizes=[4])
     with pytest.raises(ValueError, match=r"do not fit FeedForwardNet as configured: size mismatch"):
         model.load_state_dict(other)
-    torch.testing.assert_close(model.network.net[0].weight.shape, torch.Size([4, 3]))
 
 
 def test_an_abbreviated_option_is_refused_not_read_as_another(
