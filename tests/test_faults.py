@@ -4,6 +4,7 @@ refuses everything (issue 29, defect 7)."""
 from __future__ import annotations
 
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,33 @@ def test_a_full_disk_during_fit_is_one_line(capsys: pytest.CaptureFixture) -> No
 
     with pytest.raises(OSError, match="Bad file descriptor"):  # not a user's error: shown
         run_command(bug)
+
+
+def test_a_killed_last_grid_point_is_failed_and_queued_outside_the_optimise_loop() -> None:
+    """The points of a grid are all visited and one was left RUNNING by a killed process:
+    failing it (``study.tell``) must not ask Optuna's grid to stop a study that is not
+    optimising (``RuntimeError: Study.stop is supposed to be invoked inside an objective``)."""
+    import optuna
+
+    from dlzoo.sweep.storage import (
+        HOST_KEY,
+        PID_KEY,
+        RETRY_KEY,
+        _fail_dead_local_trials,
+        _retrying_grid,
+    )
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs
+    study = optuna.create_study(sampler=_retrying_grid()({"lr": [0.1, 0.2]}, seed=0))
+    doomed = study.ask()
+    doomed.set_user_attr(HOST_KEY, socket.gethostname())
+    doomed.set_user_attr(PID_KEY, gone.pid)
+    finished = study.ask()
+    study.tell(finished, 1.0)
+    _fail_dead_local_trials(study)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states[:2] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert study.get_trials(deepcopy=False)[2].state == optuna.trial.TrialState.WAITING
+    queued = study.get_trials(deepcopy=False)[2]
+    assert queued.user_attrs[RETRY_KEY] == doomed.number  # the killed point runs again

@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,15 +89,34 @@ def _retrying_grid() -> type:
     A queued trial (``enqueue_trial``) gets no ``grid_id``, and ``GridSampler.after_trial``
     reads that attribute whenever one grid point is left (``KeyError: 'grid_id'``, a sweep that
     stops before its last point). Such a trial has nothing to add there: the sweep stops by its
-    own count of finished trials."""
+    own count of finished trials.
+
+    ``stopping`` is off while dlzoo fails a killed trial before optimising: ``GridSampler``
+    then calls ``study.stop()`` on a finished grid, which Optuna refuses outside ``optimize``."""
     optuna = _optuna()
 
     class RetryingGridSampler(optuna.samplers.GridSampler):
+        stopping = True
+
         def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-            if "grid_id" in trial.system_attrs:
+            if self.stopping and "grid_id" in trial.system_attrs:
                 super().after_trial(study, trial, state, values)
 
     return RetryingGridSampler
+
+
+@contextlib.contextmanager
+def _not_optimising(study: Any) -> Iterator[None]:
+    """Trials told outside ``study.optimize`` do not ask a grid to stop the study."""
+    sampler = study.sampler
+    if not hasattr(sampler, "stopping"):
+        yield
+        return
+    sampler.stopping = False
+    try:
+        yield
+    finally:
+        sampler.stopping = True
 
 
 def _pruner(search: Search) -> Any:
@@ -139,7 +159,8 @@ def _fail_dead_local_trials(study: Any) -> None:
             pass
         except PermissionError:
             continue
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        with _not_optimising(study):
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
         # its point runs again first (a grid counts a failed point as visited)
         study.enqueue_trial(trial.params, user_attrs={RETRY_KEY: trial.number})
         log.info(
