@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -165,3 +166,23 @@ def test_dlzoo_recipes_lists_every_shipped_recipe(monkeypatch: pytest.MonkeyPatc
     out = capsys.readouterr().out
     for path in RECIPES.glob("*.yaml"):
         assert f"  {path.stem} " in out
+
+
+def test_a_value_the_model_refuses_is_its_own_one_line_not_a_union_dump(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # the model's constructor raises; jsonargparse wrapped that in "Does not validate against
+    # any of the Union subtypes" with the whole configuration after it
+    monkeypatch.chdir(tmp_path)
+    # dlzoo's log handler, made afresh on this test's stderr (not an earlier test's)
+    monkeypatch.setattr(logging.getLogger("dlzoo"), "handlers", [])
+    args = ["fit", "--config", "bank_tabm", "--model.init_args.dropout", "1.5"]
+    status, err = run_command(args, monkeypatch, capsys)
+    lines = err.strip().splitlines()
+    assert status == 1
+    assert lines[-2:] == [
+        "dlzoo: error: dropout must be in [0, 1), got 1.5",
+        "(DLZOO_TRACEBACK=1 shows where it happened)",
+    ]
+    assert len(lines) == 3 and "Union" not in err  # after the line that names the task
+    assert not (tmp_path / "runs").exists()  # refused before anything was written

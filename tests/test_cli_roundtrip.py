@@ -49,13 +49,11 @@ COMMON = {
 
 def _family_config(family: str, data: Path) -> tuple[dict, list[str]]:
     """Model and data sections for ``family`` on tiny data under ``data``, and predict args."""
-    if family == "ffn":
+    if family in ("ffn", "tabm"):
         make_frame(n=330).to_csv(data / "train.csv", index=False)  # 66 val and 66 test rows
         make_frame(n=7, seed=3).drop(columns="target").to_csv(data / "new.csv", index=False)
-        model = {
-            "class_path": "ffn",
-            "init_args": {"hidden_sizes": [16], "dropout": 0.2},
-        }
+        sizes = {"hidden_sizes": [16]} if family == "ffn" else {"k": 4, "d_block": 16}
+        model = {"class_path": family, "init_args": {**sizes, "dropout": 0.2}}
         dm = {
             "class_path": "tabular",
             "init_args": {

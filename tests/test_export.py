@@ -30,6 +30,7 @@ from dlzoo.models import (
     FineTuneClassifier,
     ImprovedRNN,
     RNNClassifier,
+    TabMNet,
     TransformerClassifier,
 )
 from dlzoo.registry import MODELS
@@ -85,6 +86,10 @@ def _family(name: str, data: dict):
     if name == "ffn":
         dm, raw = data["tabular"]
         return FeedForwardNet(num_features=dm.num_features, hidden_sizes=[8]), dm, raw
+    if name == "tabm":
+        dm, raw = data["tabular"]
+        sizes = {"num_features": dm.num_features, "numeric_quantiles": dm.numeric_quantiles}
+        return TabMNet(**sizes, k=4, d_block=16, n_bins=8), dm, raw
     if name in ("convnet", "autoencoder"):
         dm, raw = data["digits"]
         if name == "convnet":

@@ -46,6 +46,16 @@ MODEL_EXAMPLES = {
         {"backbone": "resnet18", "weights": None, "num_classes": 3, "head_dropout": 0.0},
         lambda n: torch.randn(n, 3, 32, 32),
     ),
+    "tabm": (  # 3 numeric columns (their training quantiles) and 3 one-hot ones
+        {
+            "num_features": 6,
+            "numeric_quantiles": [sorted(torch.randn(257).tolist()) for _ in range(3)],
+            "k": 4,
+            "d_block": 32,
+            "dropout": 0.0,
+        },
+        lambda n: torch.randn(n, 6),
+    ),
 }
 
 
@@ -86,6 +96,8 @@ def test_forward_shape(name: str) -> None:
     out = call_with(model, x)
     if model.task.target_is_input:  # an autoencoder reconstructs its input
         assert out.shape == x.shape
+    elif model.ensemble:  # TabM: one row of logits per member
+        assert out.shape == (4, model.hparams.k, model.num_outputs)
     else:  # text models take (tokens, lengths)
         assert out.shape == (4, model.num_outputs)
     assert torch.isfinite(out).all()

@@ -380,6 +380,26 @@ TASKS: dict[str, Task] = {
 }
 
 
+def member_mean_outputs(task: Task, logits: torch.Tensor, hp: Mapping) -> Outputs:
+    """The outputs of an ensemble's ``(N, k, width)`` logits: the mean of the ``k`` members'
+    predictions (probabilities for classes and labels, values in the target's units), the
+    labels taken from the mean probabilities."""
+    rows, members = logits.shape[:2]
+    named = task.exported(task.outputs(logits.flatten(0, 1), hp))
+    mean = {
+        name: value.reshape(rows, members, *value.shape[1:]).mean(dim=1)
+        for name, value in named.items()
+    }
+    return task.imported(mean, {**hp, "task": task.name})
+
+
+def member_mean_loss(task: Task, logits: torch.Tensor, target: torch.Tensor, hp: Mapping):
+    """The mean of the ``k`` members' losses of ``(N, k, width)`` logits (each member's is the
+    mean over the batch, so this is the loss of every member's row against its target)."""
+    members = logits.shape[1]
+    return task.loss(logits.flatten(0, 1), target.repeat_interleave(members, dim=0), hp)
+
+
 def get_task(name: str) -> Task:
     """The row of :data:`TASKS` called ``name``; an unknown name lists the known ones."""
     try:

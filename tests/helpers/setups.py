@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from dlzoo.data import ImageFolderDataModule, TabularDataModule, TextClassificationDataModule
-from dlzoo.models import ConvNet, FeedForwardNet, ImprovedRNN
+from dlzoo.models import ConvNet, FeedForwardNet, ImprovedRNN, TabMNet
 
 
 def tabular(data: Path):
@@ -16,6 +16,15 @@ def tabular(data: Path):
         batch_size=8,
     )
     return FeedForwardNet(num_features=dm.num_features, hidden_sizes=[8]), dm
+
+
+def tabm(data: Path):
+    # the tabular rows: TabM's metrics are those of its members' mean prediction
+    _, dm = tabular(data)
+    model = TabMNet(
+        num_features=dm.num_features, numeric_quantiles=dm.numeric_quantiles, k=4, d_block=8
+    )
+    return model, dm
 
 
 def images(data: Path):
@@ -68,4 +77,10 @@ def regression(data: Path):
     return model, dm
 
 
-SETUPS = {"tabular": tabular, "images": images, "text": text, "regression": regression}
+SETUPS = {
+    "tabular": tabular,
+    "tabm": tabm,
+    "images": images,
+    "text": text,
+    "regression": regression,
+}

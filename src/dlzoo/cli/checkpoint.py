@@ -76,8 +76,10 @@ def restore_checkpoint(
     if isinstance(datamodule, DataModule):
         datamodule.restore(checkpoint)
     checkpoint_model_class(checkpoint, _class_path(model), ckpt_path)
+    # Lightning's order: the hook (which marks pretrained weights as replaced, and may build
+    # what the weights load into), then the weights
+    model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"])
-    model.on_load_checkpoint(checkpoint)  # marks pretrained weights as replaced
     model.eval().requires_grad_(False)
     return checkpoint
 

@@ -248,7 +248,10 @@ class DlzooCLI(LightningCLI):
         if datamodule is not None and config.get("model"):
             self._description = self._describe(datamodule)
         self._default_checkpoint(config, _configured_task(config, self._description))
-        super().instantiate_classes()
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            raise _constructor_error(err) from None
         if datamodule is not None:
             # the instance that was prepared and described (LightningCLI built a twin of it)
             self.datamodule = datamodule
@@ -378,6 +381,16 @@ def _configured_task(config: Any, described: dict[str, Any]) -> Task | None:
     if not dlzoo_model:
         return None
     return get_task(classification_task(int(model_args.get("num_classes") or 2)))
+
+
+def _constructor_error(err: ValueError) -> Exception:
+    """What a class's constructor raised, rather than jsonargparse's wrapper of it ("Does not
+    validate against any of the Union subtypes", then every argument of the configuration):
+    the first exception of the chain of causes."""
+    cause: BaseException = err
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    return cause if isinstance(cause, Exception) else err
 
 
 class _HelpFormatter(RawDescriptionHelpFormatter, DefaultHelpFormatter):

@@ -28,6 +28,7 @@ from dlzoo.data.preprocess.tabular import (
     TabularPreprocessor,
     handle_missing,
     is_yes_no,
+    numeric_quantiles,
     refuse_non_finite,
     rows_of,
 )
@@ -197,6 +198,14 @@ class TabularDataModule(DataModule):
         return self.preprocessor.targets.get("transform")
 
     @property
+    def numeric_quantiles(self) -> list[list[float]] | None:
+        """Per numeric column (the leading features of a row), its quantiles on the training
+        split at levels 0, 1/256, ..., 1, standardised as the model sees them: the bins of
+        piecewise-linear embeddings (``tabm``). ``None`` for preprocessing fitted before
+        dlzoo kept them."""
+        return self._ensure_state().get("quantiles")
+
+    @property
     def feature_names(self) -> list[str]:
         return list(self._ensure_state()["feature_names"])
 
@@ -323,7 +332,8 @@ class TabularDataModule(DataModule):
             float(train[c].dropna().astype(str).str.strip().str.lower().map(YES_NO).mean() >= 0.5)
             for c in binary
         ]
-        scaler = StandardScaler().fit(values.fillna(dict(zip(numeric, fill, strict=True))))
+        filled = values.fillna(dict(zip(numeric, fill, strict=True)))
+        scaler = StandardScaler().fit(filled)
         categories = {
             column: sorted(set(train[column].dropna().astype(str)) - {UNKNOWN, MISSING})
             + ([MISSING] if self.missing_values == "impute" else [])
@@ -353,6 +363,7 @@ class TabularDataModule(DataModule):
             "binary_fill": binary_fill,
             "categories": categories,
             "feature_names": feature_names,
+            "quantiles": numeric_quantiles(scaler.transform(filled)) if numeric else [],
         }
 
     def _refuse_non_numbers(self, series: pd.Series, column: str) -> None:

@@ -7,6 +7,7 @@ from dlzoo.models.convnet import ConvNet
 from dlzoo.models.ffn import FeedForwardNet
 from dlzoo.models.finetune import FineTuneClassifier
 from dlzoo.models.rnn import ImprovedRNN, RNNClassifier
+from dlzoo.models.tabm import TabMNet
 from dlzoo.models.transformer import TransformerClassifier
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "ImprovedRNN",
     "Predictor",
     "RNNClassifier",
+    "TabMNet",
     "TaskModule",
     "TransformerClassifier",
 ]

@@ -21,7 +21,15 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from dlzoo.registry import init_arguments
-from dlzoo.tasks import RegressionLoss, Task, TaskName, classification_task, get_task
+from dlzoo.tasks import (
+    RegressionLoss,
+    Task,
+    TaskName,
+    classification_task,
+    get_task,
+    member_mean_loss,
+    member_mean_outputs,
+)
 
 OptimizerName = Literal["adam", "adamw", "sgd", "rmsprop"]
 SchedulerName = Literal["none", "cosine", "step", "plateau", "onecycle"]
@@ -81,6 +89,9 @@ class TaskModule(pl.LightningModule):
     #: a task every instance of the class has, known before one is built (the CLI's checkpoint
     #: monitor); None: the ``task`` argument decides
     fixed_task: str | None = None
+    #: the network returns ``(N, k, num_outputs)``: ``k`` ensemble members (TabM), trained on
+    #: the mean of their losses and predicting with the mean of their predictions
+    ensemble: bool = False
 
     def __init__(
         self,
@@ -175,10 +186,15 @@ class TaskModule(pl.LightningModule):
     # ----------------------------------------------------------------------------- helpers
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         # keep the loss in fp32 under bf16/16-mixed
+        if self.ensemble:
+            return member_mean_loss(self.task, logits.float(), target, self.hparams)
         return self.task.loss(logits.float(), target, self.hparams)
 
     def outputs(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Logits as predictions: probabilities and labels, or values in the target's units."""
+        """Logits as predictions: probabilities and labels, or values in the target's units
+        (of an ensemble: the mean of its members')."""
+        if self.ensemble:
+            return member_mean_outputs(self.task, logits.float(), self.hparams)
         return self.task.outputs(logits.float(), self.hparams)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
@@ -208,7 +224,9 @@ class TaskModule(pl.LightningModule):
     def predictor(self) -> nn.Module:
         """What ``dlzoo export`` traces: a plain module computing :meth:`predict_outputs` from a
         copy of the network and the task's output head, with no LightningModule inside."""
-        return Predictor(self.exportable_network(), self.task.name, dict(self.hparams))
+        return Predictor(
+            self.exportable_network(), self.task.name, dict(self.hparams), self.ensemble
+        )
 
     def predict_outputs(self, x: Any) -> dict[str, torch.Tensor]:
         """``predict_step``'s outputs for a model input (a tensor, or ``(tokens, lengths)``)."""
@@ -388,12 +406,22 @@ def configure_optimizers(module: pl.LightningModule) -> Any:
 class Predictor(nn.Module):
     """A network and a task's output head: inputs in, ``predict_step``'s outputs out."""
 
-    def __init__(self, network: nn.Module, task: str, hparams: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        task: str,
+        hparams: Mapping[str, Any],
+        ensemble: bool = False,
+    ) -> None:
         super().__init__()
         self.network, self.task, self.hparams = network, get_task(task), dict(hparams)
+        self.ensemble = ensemble
 
     def forward(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.task.outputs(self.network(*inputs).float(), self.hparams)
+        logits = self.network(*inputs).float()
+        if self.ensemble:
+            return member_mean_outputs(self.task, logits, self.hparams)
+        return self.task.outputs(logits, self.hparams)
 
 
 class _SelfAsNetwork(nn.Module):

@@ -9,6 +9,7 @@ from dlzoo.networks.autoencoder import AutoEncoderNetwork
 from dlzoo.networks.convnet import ConvNetwork
 from dlzoo.networks.ffn import FeedForwardNetwork
 from dlzoo.networks.rnn import ImprovedRNNNetwork, PaddedLSTM, RNNNetwork
+from dlzoo.networks.tabm import TabMNetwork
 from dlzoo.networks.transformer import TransformerNetwork
 
 
@@ -28,5 +29,6 @@ __all__ = [
     "ImprovedRNNNetwork",
     "PaddedLSTM",
     "RNNNetwork",
+    "TabMNetwork",
     "TransformerNetwork",
 ]

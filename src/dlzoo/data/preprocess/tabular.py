@@ -98,6 +98,13 @@ def refuse_non_finite(values: pd.DataFrame, source: str | Path) -> None:
         )
 
 
+def numeric_quantiles(values: np.ndarray, levels: int = 256) -> list[list[float]]:
+    """Per column of ``values`` (rows x columns), its quantiles at ``0, 1/levels, ..., 1``
+    (linear interpolation, as ``torch.quantile`` and ``rtdl_num_embeddings.compute_bins``)."""
+    grid = np.linspace(0.0, 1.0, levels + 1)
+    return np.quantile(values, grid, axis=0).T.tolist()
+
+
 class TabularPreprocessor:
     """Rows (a CSV's, or JSON objects of column -> value) as feature vectors, with the state a
     :class:`TabularDataModule` fitted on its training split: column kinds in feature order,
@@ -301,8 +308,10 @@ class TabularPreprocessor:
         return {}  # bounded by the request's size
 
     def bundle_args(self) -> dict[str, Any]:
+        # the numeric quantiles are the model's (its bins are in its weights), not serving's
+        state = {k: v for k, v in self.state.items() if k != "quantiles"}
         return {
-            "state": self.state,
+            "state": state,
             "missing_values": self.missing_values,
             "na_values": self.na_values,
         }
