@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import make_frame
+from conftest import REPO, make_frame
 from dlzoo.cli import main
 from dlzoo.sweep import Search, SweepError, check_paths, parse_param, run_sweep
 
@@ -184,3 +184,12 @@ def test_two_workers_on_one_storage_finish_a_grid_without_repeats(
     skipped = trials[trials["state"] == "PRUNED"]
     # a point drawn by both workers at once is run by the lower-numbered trial, skipped by the other
     assert all(str(r).startswith("the same grid point as trial") for r in skipped["reason"])
+
+
+@pytest.mark.parametrize("search", sorted((REPO / "examples" / "sweeps").glob("*.yaml")))
+def test_every_shipped_search_fits_the_recipe_its_usage_line_names(search: Path) -> None:
+    # the usage line in the file's header: `dlzoo sweep --config RECIPE --sweep FILE ...`
+    usage = next(line for line in search.read_text().splitlines() if "dlzoo sweep" in line)
+    recipe = usage.split("--config", 1)[1].split()[0]
+    assert (REPO / "src" / "dlzoo" / "recipes" / f"{recipe}.yaml").is_file(), usage
+    check_paths(recipe, Search.from_file(search))  # every path at both ends parses

@@ -97,7 +97,9 @@ def test_every_tabular_task_fits_predicts_from_the_checkpoint_alone_exports_and_
     target = TARGETS[task]
     others = [c for t in TARGETS.values() for c in t.strip("[]").split(", ") if t != target]
     shop(300).drop(columns=others).to_csv(tmp_path / "train.csv", index=False)
-    run = _fit(tmp_path, tmp_path / "train.csv", target)
+    # the multiclass run embeds its categorical column, the others take it one-hot
+    extra = ["--model.d_categorical", "4"] if task == "multiclass" else []
+    run = _fit(tmp_path, tmp_path / "train.csv", target, *extra)
     metrics = pd.read_csv(run / "metrics.csv")
     monitor = "val_rmse" if task == "regression" else "val_auroc"
     curve = metrics[monitor].dropna().tolist()
@@ -214,7 +216,8 @@ def test_every_member_differs_and_predict_is_their_mean() -> None:
         ({"k": 0}, "k must be a whole number of at least 1"),
         ({"dropout": 1.0}, "dropout must be in [0, 1)"),
         ({"arch_type": "tabm-max"}, "arch_type must be one of"),
-        ({"num_features": 1}, "numeric_quantiles has 2 columns but a row has 1 features"),
+        ({"num_features": 1}, "do not fit a row of 1 features"),
+        ({"d_categorical": 0}, "d_categorical must be at least 1"),
     ],
 )
 def test_bad_options_are_one_line(kwargs: dict, says: str) -> None:
@@ -241,3 +244,23 @@ def test_a_constant_column_and_rows_without_numbers_are_handled() -> None:
     # no numeric column at all (only one-hot ones): nothing to embed, the MLP takes the row
     network = TabMNetwork(4, 3, numeric_quantiles=[], k=2, d_block=8)
     assert network.embeddings is None and network(torch.randn(5, 4)).shape == (5, 2, 3)
+
+
+def test_a_categorical_column_is_one_hot_or_a_learned_vector_per_category(tmp_path: Path) -> None:
+    shop(200).drop(columns=["kind", "tags", "price", "size"]).to_csv(
+        tmp_path / "train.csv", index=False
+    )
+    dm = TabularDataModule(filename=str(tmp_path / "train.csv"), target="buy")
+    # x1, x2, x3, member (yes/no), then color: <unknown>, blue, green, red
+    assert dm.num_features == 8 and dm.category_sizes == [4]
+    sizes = {"num_features": 8, "numeric_quantiles": dm.numeric_quantiles, "k": 2, "d_block": 8}
+    torch.manual_seed(0)
+    model = TabMNet(**sizes, category_sizes=dm.category_sizes, d_categorical=3)
+    (table,) = model.network.category_tables
+    rows = dm.transform(shop(3, seed=2).drop(columns=["kind", "tags", "price", "size"]))[0]
+    codes = rows[:, 4:].argmax(dim=1)
+    # a one-hot group times its table is the table's vector of that category
+    torch.testing.assert_close(table(rows[:, 4:]), table.weight.T[codes])
+    assert model(rows).shape == (3, 2, 1)
+    one_hot = TabMNet(**sizes, category_sizes=dm.category_sizes)
+    assert one_hot.network.category_tables is None

@@ -61,6 +61,7 @@ DESCRIBED = (
     "pad_index",
     "pretrained_embeddings",
     "max_length",
+    "category_sizes",
 )
 
 

@@ -206,6 +206,12 @@ class TabularDataModule(DataModule):
         return self._ensure_state().get("quantiles")
 
     @property
+    def category_sizes(self) -> list[int]:
+        """The one-hot width of each categorical column, in row order (the last features: a
+        slot for values never seen in training, then the training categories)."""
+        return [len(known) + 1 for known in self._ensure_state()["categories"].values()]
+
+    @property
     def feature_names(self) -> list[str]:
         return list(self._ensure_state()["feature_names"])
 

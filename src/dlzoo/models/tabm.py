@@ -36,6 +36,10 @@ class TabMNet(TaskModule):
         d_block: MLP width.
         dropout: dropout after each block.
         arch_type: ``tabm``, ``tabm-mini`` or ``tabm-packed``.
+        category_sizes: the one-hot width of each categorical column (the DataModule supplies
+            it); TabM's first scaling treats each group as one column.
+        d_categorical: embed each categorical column in this many dimensions (a learned
+            vector per category); ``None``: one-hot, as the paper does.
         optimizer: as :class:`TaskModule`; AdamW here.
         lr: learning rate.
         weight_decay: AdamW's decoupled weight decay.
@@ -57,6 +61,8 @@ class TabMNet(TaskModule):
         d_block: int = 512,
         dropout: float = 0.1,
         arch_type: Architecture = "tabm",
+        category_sizes: list[int] | None = None,
+        d_categorical: int | None = None,
         optimizer: OptimizerName = "adamw",
         lr: float = 2e-3,
         weight_decay: float = 3e-4,
@@ -70,6 +76,8 @@ class TabMNet(TaskModule):
         # copies many times over
         self.hparams.pop("numeric_quantiles", None)
         check_options(embedding, n_bins, d_embedding, k, n_blocks, d_block, dropout, arch_type)
+        if d_categorical is not None and d_categorical < 1:
+            raise ValueError(f"d_categorical must be at least 1 (or None), got {d_categorical}")
         self.numeric_quantiles: list[list[float]] | None = None
         if numeric_quantiles is not None or embedding == "none":
             self.build_network(numeric_quantiles or [])
@@ -81,6 +89,7 @@ class TabMNet(TaskModule):
         self.network = TabMNetwork(
             hp.num_features, self.num_outputs, self.numeric_quantiles, hp.embedding, hp.n_bins,
             hp.d_embedding, hp.k, hp.n_blocks, hp.d_block, hp.dropout, hp.arch_type,
+            hp.category_sizes, hp.d_categorical,
         )  # fmt: skip
 
     def configure_model(self) -> None:

@@ -76,9 +76,11 @@ def check_options(
 class TabMNetwork(nn.Module):
     """TabM on a dlzoo tabular row: ``(N, num_features) -> (N, k, num_outputs)`` logits.
 
-    The first ``len(numeric_quantiles)`` features are the standardised numeric columns (as a
-    :class:`~dlzoo.data.TabularDataModule` lays a row out); they are embedded, the rest (yes/no
-    and one-hot columns) enter the MLP as they are.
+    A :class:`~dlzoo.data.TabularDataModule` lays a row out as the standardised numeric columns,
+    the yes/no columns, then one one-hot group per categorical column. The first
+    ``len(numeric_quantiles)`` features are embedded (``embedding``); each categorical column's
+    one-hot group enters the MLP as it is, or as a learned vector of ``d_categorical`` per
+    category (a one-hot group times its table is that lookup); yes/no columns as they are.
 
     Args:
         num_features: width of a preprocessed row.
@@ -95,6 +97,9 @@ class TabMNetwork(nn.Module):
         d_block: MLP width.
         dropout: dropout after each block.
         arch_type: ``tabm``, ``tabm-mini`` or ``tabm-packed``.
+        category_sizes: the width of each categorical column's one-hot group, in row order (the
+            last features; the DataModule's ``category_sizes``). ``None``: no groups known.
+        d_categorical: embed each categorical column in this many dimensions; ``None``: one-hot.
     """
 
     def __init__(
@@ -110,6 +115,8 @@ class TabMNetwork(nn.Module):
         d_block: int = 512,
         dropout: float = 0.1,
         arch_type: Architecture = "tabm",
+        category_sizes: Sequence[int] | None = None,
+        d_categorical: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(num_features, int) or num_features < 1:
@@ -118,11 +125,20 @@ class TabMNetwork(nn.Module):
                 "it from the DataModule's num_features; from Python pass dm.num_features"
             )
         check_options(embedding, n_bins, d_embedding, k, n_blocks, d_block, dropout, arch_type)
-        numeric = len(numeric_quantiles or []) if embedding != "none" else 0
-        if numeric > num_features:
+        if d_categorical is not None and d_categorical < 1:
+            raise ValueError(f"d_categorical must be at least 1 (or None), got {d_categorical}")
+        sizes = [int(size) for size in category_sizes or []]
+        if d_categorical is not None and category_sizes is None:
             raise ValueError(
-                f"numeric_quantiles has {numeric} columns but a row has {num_features} features: "
-                "they come from different data"
+                "d_categorical needs category_sizes: the dlzoo command links them from the "
+                "tabular DataModule; from Python pass dm.category_sizes"
+            )
+        numeric = len(numeric_quantiles or []) if embedding != "none" else 0
+        if numeric + sum(sizes) > num_features:
+            raise ValueError(
+                f"numeric_quantiles ({numeric} columns) and category_sizes ({sum(sizes)} "
+                f"features) do not fit a row of {num_features} features: they come from "
+                "different data"
             )
         self.num_numeric = numeric
         self.embeddings: nn.Module | None = None
@@ -140,13 +156,26 @@ class TabMNetwork(nn.Module):
         elif numeric and embedding == "linear":
             self.embeddings = rtdl_num_embeddings.LinearReLUEmbeddings(numeric, d_embedding)
         embedded = self.embeddings is not None
-        width = numeric * d_embedding if embedded else 0
+        self.categorical_start = num_features - sum(sizes)
+        self.groups = []  # (start, stop) of each one-hot group
+        for size in sizes:
+            start = self.groups[-1][1] if self.groups else self.categorical_start
+            self.groups.append((start, start + size))
+        self.category_tables = (
+            nn.ModuleList(nn.Linear(size, d_categorical, bias=False) for size in sizes)
+            if d_categorical is not None and sizes
+            else None
+        )
+        # the parts of a row, and the chunks TabM's first scaling is initialised by (one per
+        # column: an embedded column's whole width, a one-hot group as one)
+        plain = self.categorical_start - (numeric if embedded else 0)
         chunks = [d_embedding] * numeric if embedded else []
-        chunks += [1] * (num_features - (numeric if embedded else 0))
+        chunks += [1] * plain
+        chunks += [d_categorical] * len(sizes) if self.category_tables is not None else sizes
         packed = arch_type == "tabm-packed"
         self.ensemble_view = tabm.EnsembleView(k=k)
         self.backbone = tabm.make_tabm_backbone(
-            d_in=width + num_features - (numeric if embedded else 0),
+            d_in=sum(chunks),
             n_blocks=n_blocks or (2 if embedded else 3),
             d_block=d_block,
             dropout=dropout,
@@ -163,7 +192,16 @@ class TabMNetwork(nn.Module):
         return self.backbone.k
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = []
+        first = 0
         if self.embeddings is not None:
-            numeric = self.embeddings(x[:, : self.num_numeric]).flatten(1)
-            x = torch.cat([numeric, x[:, self.num_numeric :]], dim=1)
+            parts.append(self.embeddings(x[:, : self.num_numeric]).flatten(1))
+            first = self.num_numeric
+        if self.category_tables is None:
+            parts.append(x[:, first:])
+        else:
+            parts.append(x[:, first : self.categorical_start])
+            for (start, stop), table in zip(self.groups, self.category_tables, strict=True):
+                parts.append(table(x[:, start:stop]))  # the learned vector of its category
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         return self.output(self.backbone(self.ensemble_view(x)))
