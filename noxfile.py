@@ -121,6 +121,7 @@ def bench(session: nox.Session) -> None:
     for script in (
         "bench_tabular.py",
         "bench_regression.py",
+        "bench_tabm.py",
         "bench_vision.py",
         "bench_text.py",
         "bench_deploy.py",
