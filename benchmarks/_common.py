@@ -8,6 +8,7 @@ import os
 import platform
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,25 @@ def write_section(out: Path, start: str, end: str, section: str) -> None:
         text = text.rstrip() + "\n\n" + section + "\n"
     out.write_text(text)
     print(f"wrote {out}")
+
+
+def fit_command(config: str, out: Path, *overrides: str) -> list[str]:
+    """``dlzoo fit`` of a recipe on the CPU, as a user runs it (a subprocess), writing to
+    ``out`` (emptied first)."""
+    shutil.rmtree(out, ignore_errors=True)
+    return [
+        str(Path(sys.executable).with_name("dlzoo")),
+        "fit",
+        "--config",
+        str(CONFIGS / f"{config}.yaml"),
+        "--trainer.default_root_dir",
+        str(out),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        *overrides,
+    ]
 
 
 def build(config: str, root: Path, *overrides: str) -> DlzooCLI:

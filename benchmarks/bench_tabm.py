@@ -14,15 +14,13 @@ The results replace the ``bench:tabm`` section of BENCHMARKS.md.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import CONFIGS, bench_parser, device_line, saved_results, write_section
+from _common import bench_parser, device_line, fit_command, saved_results, write_section
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.metrics import roc_auc_score, root_mean_squared_error
 
@@ -42,21 +40,7 @@ def data_args(dataset: str, shared: Path) -> list[str]:
 
 def run_recipe(name: str, dataset: str, shared: Path, root: Path, *extra: str) -> dict:
     out = root / name
-    shutil.rmtree(out, ignore_errors=True)
-    command = [
-        str(Path(sys.executable).with_name("dlzoo")),
-        "fit",
-        "--config",
-        str(CONFIGS / f"{name}.yaml"),
-        "--trainer.default_root_dir",
-        str(out),
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
-        *data_args(dataset, shared),
-        *extra,
-    ]
+    command = fit_command(name, out, *data_args(dataset, shared), *extra)
     out.mkdir(parents=True)
     start = time.perf_counter()
     with open(out / "fit.log", "w") as log:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pandas as pd
 import torch
-from _common import device_line, plain_loop_seconds, write_section
+from _common import device_line, fit_command, plain_loop_seconds, write_section
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
@@ -47,21 +46,7 @@ START, END = "<!-- bench:tabular:start -->", "<!-- bench:tabular:end -->"
 
 def run_config(name: str, data_dir: Path, root: Path, epochs: int | None) -> dict:
     out = root / name
-    shutil.rmtree(out, ignore_errors=True)
-    command = [
-        str(Path(sys.executable).with_name("dlzoo")),
-        "fit",
-        "--config",
-        str(CONFIGS / f"{name}.yaml"),
-        "--trainer.default_root_dir",
-        str(out),
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--data.init_args.data_dir",
-        str(data_dir),
-    ]
+    command = fit_command(name, out, "--data.init_args.data_dir", str(data_dir))
     if epochs:
         command += ["--trainer.max_epochs", str(epochs)]
     start = time.perf_counter()
