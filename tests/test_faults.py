@@ -147,3 +147,54 @@ def test_a_killed_last_grid_point_is_failed_and_queued_outside_the_optimise_loop
     assert study.get_trials(deepcopy=False)[2].state == optuna.trial.TrialState.WAITING
     queued = study.get_trials(deepcopy=False)[2]
     assert queued.user_attrs[RETRY_KEY] == doomed.number  # the killed point runs again
+
+
+def test_a_killed_point_queued_again_runs_though_a_skipped_duplicate_holds_it(
+    tmp_path: Path,
+) -> None:
+    """The CI failure of stop 30: a killed worker left its grid point RUNNING; the other worker
+    finished the rest, skipped that point as a duplicate (PRUNED) and stopped. The next worker
+    fails the killed trial and queues its point again: the duplicate never ran the point, so the
+    queued one must run, not be skipped as "the same grid point" as the duplicate."""
+    import optuna
+
+    from conftest import grid_sweep
+    from dlzoo.sweep import run_sweep
+    from dlzoo.sweep.search import Search
+    from dlzoo.sweep.storage import (
+        DUPLICATE_KEY,
+        HOST_KEY,
+        PID_KEY,
+        _not_optimising,
+        _sampler,
+    )
+
+    lrs = [0.01, 0.02]
+    _, root = grid_sweep(tmp_path, lrs)
+    search = Search.from_file(tmp_path / "grid.yaml")
+    (param,) = search.params
+    root.mkdir()
+    study = optuna.create_study(
+        study_name="grid",
+        storage=f"sqlite:///{root / 'study.db'}",
+        sampler=_sampler(search),
+        direction="maximize",
+    )
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs
+    killed = study.ask()  # left RUNNING by the killed worker
+    killed.set_user_attr(HOST_KEY, socket.gethostname())
+    killed.set_user_attr(PID_KEY, gone.pid)
+    killed_lr = param.suggest(killed)
+    other = study.ask()
+    param.suggest(other)
+    study.tell(other, 0.9)
+    duplicate = study.ask()  # the grid's one unfinished point: the killed trial's
+    assert param.suggest(duplicate) == killed_lr
+    duplicate.set_user_attr(DUPLICATE_KEY, killed.number)
+    with _not_optimising(study):  # the helper stopped here
+        study.tell(duplicate, state=optuna.trial.TrialState.PRUNED)
+
+    done = run_sweep(tmp_path / "run.yaml", tmp_path / "grid.yaml", root=root)
+    complete = done.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert sorted(t.params[param.path] for t in complete) == lrs  # the killed point ran

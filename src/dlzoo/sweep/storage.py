@@ -130,7 +130,8 @@ def _pruner(search: Search) -> Any:
 
 def _same_point(trial: Any, params: dict[str, Any]) -> int | None:
     """The number of an earlier trial (lower number) holding the same grid point, running or
-    finished, or ``None``."""
+    finished, or ``None``. A trial skipped as a duplicate holds nothing: it never ran its point
+    (a killed trial's point queued again must run though one was skipped beside it)."""
     optuna = _optuna()
     states = (
         optuna.trial.TrialState.RUNNING,
@@ -138,7 +139,11 @@ def _same_point(trial: Any, params: dict[str, Any]) -> int | None:
         optuna.trial.TrialState.PRUNED,
     )
     for other in trial.study.get_trials(deepcopy=False, states=states):
-        if other.number < trial.number and other.params == params:
+        if (
+            other.number < trial.number
+            and other.params == params
+            and DUPLICATE_KEY not in other.user_attrs
+        ):
             return other.number
     return None
 
