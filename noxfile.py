@@ -124,6 +124,7 @@ def bench(session: nox.Session) -> None:
         "bench_tabm.py",
         "bench_vision.py",
         "bench_text.py",
+        "bench_text_encoder.py",
         "bench_deploy.py",
         "bench_sweep.py",
         "bench_layout.py",

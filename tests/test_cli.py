@@ -22,6 +22,7 @@ from conftest import (
     RUN_FILES,
     last_metrics,
     make_frame,
+    make_reviews,
     run_dirs,
     run_dlzoo,
     write_acl_imdb,
@@ -112,6 +113,12 @@ def _tiny_data(config: Path, tmp_path: Path) -> list[str]:
             ]
             (tmp_path / "glove.txt").write_text("\n".join(lines) + "\n")
             args += ["--data.init_args.vectors", str(tmp_path / "glove.txt")]
+        if "minilm" in name:  # a tiny random BERT and tokenizer instead of all-MiniLM-L6-v2
+            from helpers.tiny_encoder import write_tiny_encoder
+
+            texts = make_reviews(80)["text"].tolist()
+            encoder = write_tiny_encoder(tmp_path / "bert", texts, positions=256)
+            args += ["--model.init_args.backbone", str(encoder)]
         return args
     if name.startswith("diamonds"):  # the diamonds columns, 60 rows
         rng = np.random.default_rng(0)

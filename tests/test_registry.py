@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -14,6 +18,17 @@ from torch.utils.data import DataLoader
 import dlzoo
 from dlzoo.models.base import call_with
 from dlzoo.registry import MODELS, register_model
+from helpers.tiny_encoder import write_tiny_encoder
+
+#: a tiny random BERT and its WordPiece tokenizer, as a pretrained encoder's folder (removed
+#: when the test process ends)
+_FOLDER = tempfile.mkdtemp(prefix="dlzoo-bert-")
+atexit.register(shutil.rmtree, _FOLDER, True)
+_TINY_BERT = write_tiny_encoder(
+    Path(_FOLDER) / "bert",
+    ["a tiny corpus of words for a tiny tokenizer", "with more words and some numbers 1 2 3"],
+    vocab_size=100,
+)
 
 # What each registered model needs to be built and fed. A new model adds its line here; the
 # test below fails until it does, so no model escapes the shape/overfit/checkpoint checks.
@@ -55,6 +70,10 @@ MODEL_EXAMPLES = {
             "dropout": 0.0,
         },
         lambda n: torch.randn(n, 6),
+    ),
+    "text_encoder": (
+        {"backbone": str(_TINY_BERT), "head_dropout": 0.0, "lr_scheduler": "none"},
+        lambda n: (torch.randint(5, 60, (n, 7)), torch.full((n,), 7)),
     ),
 }
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 MODELS: dict[str, type[pl.LightningModule]] = {}
 DATAMODULES: dict[str, type[pl.LightningDataModule]] = {}
 #: other names a registered model answers to (not listed): the book's name for the fine-tuner
-ALIASES: dict[str, str] = {"vgg16_finetune": "finetune"}
+ALIASES: dict[str, str] = {"vgg16_finetune": "finetune", "bert": "text_encoder"}
 #: import paths of registered classes that moved, by the registered name they now answer to:
 #: configs and checkpoints written before name them so
 MOVED: dict[str, str] = {

@@ -40,10 +40,11 @@ def collect_outputs(
     pl_module: pl.LightningModule,
     loader: torch.utils.data.DataLoader,
     datamodule: pl.LightningDataModule | None = None,
+    max_rows: int | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """A model's predict outputs (``predict_outputs``) and the targets over a labelled loader,
-    in eval mode. Batches go through ``datamodule.on_after_batch_transfer`` (MNIST scales
-    there), as in a loop."""
+    in eval mode (its first batches up to ``max_rows`` rows, if given). Batches go through
+    ``datamodule.on_after_batch_transfer`` (MNIST scales there), as in a loop."""
     was_training = pl_module.training
     pl_module.eval()
     outputs: dict[str, list[torch.Tensor]] = {}
@@ -56,6 +57,8 @@ def collect_outputs(
             for key, value in pl_module.predict_outputs(batch[0]).items():
                 outputs.setdefault(key, []).append(value.cpu())
             targets.append(batch[1].cpu())
+            if max_rows is not None and sum(len(t) for t in targets) >= max_rows:
+                break
     finally:
         pl_module.train(was_training)
     return {k: torch.cat(v) for k, v in outputs.items()}, torch.cat(targets)
@@ -65,9 +68,10 @@ def collect_probabilities(
     pl_module: pl.LightningModule,
     loader: torch.utils.data.DataLoader,
     datamodule: pl.LightningDataModule | None = None,
+    max_rows: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities and targets of a classifier over a labelled loader, in eval mode."""
-    outputs, targets = collect_outputs(pl_module, loader, datamodule)
+    outputs, targets = collect_outputs(pl_module, loader, datamodule, max_rows)
     return outputs["probs"], targets
 
 
@@ -76,10 +80,11 @@ class RunArtifacts(Callback):
 
     ``loss.png``: train and val loss per epoch. ``roc.png`` (binary): ROC curves of the train and
     val splits with their AUC in the legend, as the book plots them. ``confusion_matrix.png``
-    (binary, multiclass): on the val split. ``predicted_vs_actual.png`` and ``residuals.png``
-    (regression, option ``predictions``): on the val split, in the target's units. The curves use
-    the final weights; the per-epoch history is kept in checkpoints, so a resumed run plots every
-    epoch.
+    (binary, multiclass): on the val split. The train curve is drawn from a shuffled sample of
+    at most ``roc_train_rows`` training rows (``None``: all). ``predicted_vs_actual.png`` and
+    ``residuals.png`` (regression, option ``predictions``): on the val split, in the target's
+    units. The curves use the final weights; the per-epoch history is kept in checkpoints, so a
+    resumed run plots every epoch.
     """
 
     def __init__(
@@ -88,8 +93,10 @@ class RunArtifacts(Callback):
         roc: bool = True,
         confusion_matrix: bool = True,
         predictions: bool = True,
+        roc_train_rows: int | None = 5000,
     ) -> None:
         self.loss, self.roc, self.confusion_matrix = loss, roc, confusion_matrix
+        self.roc_train_rows = roc_train_rows
         self.predictions = predictions
         self.history: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": []}
 
@@ -148,8 +155,10 @@ class RunArtifacts(Callback):
         binary = task.name == "binary"
         if self.roc and binary:
             curves = {
+                # a shuffled sample of at most roc_train_rows: predicting every training row
+                # again costs a pretrained encoder a quarter of its epoch
                 "train": collect_probabilities(
-                    pl_module, datamodule.train_dataloader(), datamodule
+                    pl_module, datamodule.train_dataloader(), datamodule, self.roc_train_rows
                 ),
                 "val": (val_probs, val_targets),
             }

@@ -1,5 +1,5 @@
 """Callbacks of a training run: exact resumes (``EpochSeed``), the progress bar, and the two
-that hand a pretrained model's needs to an image DataModule (preprocessing, cached features)."""
+that hand a pretrained model's needs to its DataModule (preprocessing, cached features)."""
 
 from __future__ import annotations
 
@@ -57,17 +57,27 @@ class AdoptPreprocessing(Callback):
 
 
 class CacheFeatures(Callback):
-    """Runs a frozen backbone over the train and val images once, before the first epoch, and
-    trains the head on those features (``FineTuneClassifier(cache_features=True)``)."""
+    """Runs a frozen backbone over the train and val inputs once, before the first epoch, and
+    trains the head on those features (``cache_features=True`` of the image fine-tuner and of
+    the text encoder). On CPU, ONNX Runtime computes them unless ``feature_runtime='torch'``
+    (checked against torch on the first batch)."""
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         from dlzoo.data.images import ImageFolderDataModule
+        from dlzoo.data.text import TextClassificationDataModule
 
         datamodule = trainer.datamodule
-        if not isinstance(datamodule, ImageFolderDataModule):
+        if isinstance(datamodule, ImageFolderDataModule):
+            module, names = pl_module.backbone, ("images",)
+        elif isinstance(datamodule, TextClassificationDataModule):
+            from dlzoo.networks.text_encoder import PooledFeatures
+
+            module, names = PooledFeatures(pl_module.network), ("tokens", "lengths")
+        else:
             raise ValueError(
                 "cache_features needs an image DataModule (ImageFolderDataModule, "
-                f"CatsDogsDataModule), not {type(datamodule).__name__}"
+                "CatsDogsDataModule) or a text DataModule, not "
+                f"{type(datamodule).__name__}"
             )
         pl_module.ensure_pretrained()  # callbacks run before the module's own on_fit_start
         pl_module.backbone.eval()
@@ -76,7 +86,7 @@ class CacheFeatures(Callback):
         if pl_module.device.type == "cpu" and runtime != "torch":
             from dlzoo.networks.backbones import CheckedExtractor
 
-            extractor = CheckedExtractor(pl_module.backbone, extractor, torch.get_num_threads())
+            extractor = CheckedExtractor(module, extractor, torch.get_num_threads(), names)
         datamodule.cache_features(extractor, pl_module.device)
 
 

@@ -247,6 +247,9 @@ class DlzooCLI(LightningCLI):
         config = self._section()
         datamodule = self._datamodule(config) if config.get("data") else None
         if datamodule is not None and config.get("model"):
+            backbone = (config.model.get("init_args") or {}).get("backbone")
+            if isinstance(datamodule, DataModule) and isinstance(backbone, str):
+                datamodule.adopt_tokenizer(backbone)  # a pretrained text encoder's own
             self._description = self._describe(datamodule)
         self._default_checkpoint(config, _configured_task(config, self._description))
         try:

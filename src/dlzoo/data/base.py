@@ -56,6 +56,11 @@ class DataModule(pl.LightningDataModule):
         """The fitted preprocessing of raw inputs (fits it on the training split if needed)."""
         raise NotImplementedError(f"{type(self).__name__} has no preprocessor")
 
+    def adopt_tokenizer(self, source: str) -> None:
+        """Take a pretrained model's own tokenizer from its encoder ``source`` (the dlzoo
+        command hands a model's ``backbone`` here before the data is read); text DataModules
+        set to ``tokenizer='model'`` take it, the others have nothing to tokenise."""
+
     # --------------------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool = False) -> Any:
         """The loader of ``split`` (``train``, ``val``, ``test``)."""

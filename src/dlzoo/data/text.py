@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from dlzoo.data.base import DataModule, check_task_option, seeded_split
-from dlzoo.data.batching import TokenDataset, batch_loader, ordered_loader
+from dlzoo.data.batching import (
+    TensorBatchDataset,
+    TokenDataset,
+    Truncation,
+    batch_loader,
+    check_truncation,
+    ordered_loader,
+)
 from dlzoo.data.download import (
     check_sha256,
     default_cache_dir,
@@ -28,9 +37,8 @@ from dlzoo.data.download import (
     file_key,
 )
 from dlzoo.data.preprocess import rows_text
-from dlzoo.data.preprocess.text import (
-    TextPreprocessor,
-)
+from dlzoo.data.preprocess.subword import SubwordPreprocessor, SubwordTokenizer
+from dlzoo.data.preprocess.text import TextPreprocessor
 from dlzoo.data.targets import decide_task, encode_targets, fit_targets
 from dlzoo.data.tokenize import (
     TokenizedCorpus,
@@ -71,8 +79,11 @@ class TextClassificationDataModule(DataModule):
             validation split.
         val_fraction: see ``val_file``.
         tokenizer: ``spacy`` (rule-based English, ``spacy.blank("en")``) or ``simple`` (a
-            regular expression, faster).
-        lower: lower-case before tokenising.
+            regular expression, faster), with a vocabulary built on the training split; or a
+            pretrained encoder's own subword tokenizer: ``model`` (the model's ``backbone``'s:
+            the dlzoo command hands it over), or an encoder folder, a ``tokenizer.json`` or a
+            hub id. A subword tokenizer's JSON travels in checkpoints and bundles.
+        lower: lower-case before tokenising (a subword tokenizer normalises as it was trained).
         max_vocab_size: most frequent training tokens kept (besides ``<unk>`` and ``<pad>``).
         min_freq: least count for a token to enter the vocabulary.
         max_length: cut texts to ``max_length`` tokens (the count of texts cut is logged); a
@@ -101,12 +112,12 @@ class TextClassificationDataModule(DataModule):
         test_file: str | None = None,
         predict_file: str | None = None,
         val_fraction: float = 0.1,
-        tokenizer: TokenizerName = "spacy",
+        tokenizer: TokenizerName | str = "spacy",
         lower: bool = True,
         max_vocab_size: int | None = 25_000,
         min_freq: int = 1,
         max_length: int | None = 2000,
-        truncation: Literal["head", "tail"] = "head",
+        truncation: Truncation = "head",
         vectors: str | None = None,
         vectors_sha256: str | None = None,
         batch_size: int = 64,
@@ -117,12 +128,17 @@ class TextClassificationDataModule(DataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["task"])  # the decided task is in the state
-        if tokenizer not in ("spacy", "simple"):
-            raise ValueError(f"tokenizer must be 'spacy' or 'simple', got {tokenizer!r}")
+        if not tokenizer or not isinstance(tokenizer, str):
+            raise ValueError(
+                f"tokenizer must be 'spacy', 'simple', 'model' or a path, got {tokenizer!r}"
+            )
+        if tokenizer not in ("spacy", "simple") and vectors:
+            raise ValueError(
+                "vectors are aligned to a built vocabulary: not with a subword tokenizer"
+            )
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        if truncation not in ("head", "tail"):
-            raise ValueError(f"truncation must be 'head' or 'tail', got {truncation!r}")
+        check_truncation(truncation)
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be positive, got {max_length}")
         # settings as attributes: a preset's hparams hold only its own arguments
@@ -148,7 +164,9 @@ class TextClassificationDataModule(DataModule):
         self._numbers: torch.Tensor | None = None
         self._splits: dict[str, torch.Tensor] = {}
         self._datasets: dict[str, TokenDataset] = {}
-        self._preprocessor: TextPreprocessor | None = None
+        self._features: dict[str, TensorBatchDataset] = {}  # cached encoder features
+        self._preprocessor: TextPreprocessor | SubwordPreprocessor | None = None
+        self._subword: SubwordTokenizer | None = None
 
     # ----------------------------------------------------------------------- reading sources
     def _path(self, name: str) -> Path:
@@ -232,16 +250,67 @@ class TextClassificationDataModule(DataModule):
             "split": frame["split"].astype(str).tolist(),
         }
 
+    # -------------------------------------------------------------- a pretrained tokenizer
+    @property
+    def is_subword(self) -> bool:
+        """Texts become a pretrained encoder's subword ids (no vocabulary is built)."""
+        return self.tokenizer not in ("spacy", "simple")
+
+    def adopt_tokenizer(self, source: str) -> None:
+        """Take the model's own tokenizer (``tokenizer='model'``) from its encoder ``source``
+        (a folder or hub id); a checkpoint's tokenizer, once restored, is kept."""
+        if self.tokenizer == "model" and self._subword is None:
+            self._subword = SubwordTokenizer.from_source(source)
+
+    @property
+    def subword(self) -> SubwordTokenizer:
+        """The pretrained subword tokenizer (``tokenizer`` is not ``spacy`` or ``simple``)."""
+        if self._subword is None:
+            if not self.is_subword:
+                raise ValueError(f"tokenizer={self.tokenizer!r} is not a pretrained tokenizer")
+            if self.tokenizer == "model":
+                raise ValueError(
+                    "tokenizer='model' is the model's own tokenizer, which the dlzoo command "
+                    "hands over from --model.init_args.backbone; from Python pass the encoder's "
+                    "folder (or its tokenizer.json) as tokenizer=..."
+                )
+            self._subword = SubwordTokenizer.from_source(self.tokenizer)
+        return self._subword
+
+    @property
+    def tokenizer_sha256(self) -> str | None:
+        """The pretrained tokenizer's digest (``None`` with a built vocabulary)."""
+        return self.subword.digest if self.is_subword else None
+
+    def _subword_corpus(self, texts: list[str]) -> TokenizedCorpus:
+        chunk, documents = 2000, []
+        bar = tqdm(total=len(texts), desc="tokenising", unit="doc", disable=len(texts) < chunk)
+        for start in range(0, len(texts), chunk):
+            documents += self.subword.content_ids(texts[start : start + chunk])
+            bar.update(min(chunk, len(texts) - start))
+        bar.close()
+        return TokenizedCorpus.from_ids(documents)
+
     def _ensure_corpus(self) -> None:
         if self._corpus is not None:
             return
-        corpus = TokenizedCorpus.cached(
-            self._read_for_cache,
-            self.source_key(),
-            self.cache_dir,
-            self.tokenizer,
-            self.lower,
-        )
+        if self.is_subword:
+            corpus = TokenizedCorpus.cached(
+                self._read_for_cache,
+                self.source_key(),
+                self.cache_dir,
+                f"subword-{self.subword.digest}",
+                False,
+                build=self._subword_corpus,
+            )
+        else:
+            corpus = TokenizedCorpus.cached(
+                self._read_for_cache,
+                self.source_key(),
+                self.cache_dir,
+                self.tokenizer,
+                self.lower,
+            )
         labels = np.array(corpus.extra["label"])
         self._task = decide_task(
             self.task_option,
@@ -263,14 +332,15 @@ class TextClassificationDataModule(DataModule):
         self._corpus, self._labels = corpus, labels
 
     def _ensure_state(self) -> None:
-        if self._vocab is not None:
+        if self._targets is not None:
             return
         self._ensure_corpus()
         train = self._splits["train"]
-        counts = self._corpus.counts(train)
-        self._vocab = Vocabulary.from_counts(
-            self._corpus.tokens, counts.tolist(), self.max_vocab_size, self.min_freq
-        )
+        if not self.is_subword:
+            counts = self._corpus.counts(train)
+            self._vocab = Vocabulary.from_counts(
+                self._corpus.tokens, counts.tolist(), self.max_vocab_size, self.min_freq
+            )
         train_labels = self._labels[train.numpy()]
         if TASKS[self._task].classification and len(set(train_labels.tolist())) < 2:
             raise ValueError(f"the training texts have one class only: {sorted(set(train_labels))}")
@@ -288,16 +358,25 @@ class TextClassificationDataModule(DataModule):
     # --------------------------------------------------------------------- sizes for the model
     @property
     def vocab(self) -> Vocabulary:
+        if self.is_subword:
+            raise ValueError(f"tokenizer={self.tokenizer!r} has its own vocabulary, none is built")
         self._ensure_state()
         return self._vocab
 
     @property
     def vocab_size(self) -> int:
-        return len(self.vocab)
+        return self.subword.vocab_size if self.is_subword else len(self.vocab)
 
     @property
     def pad_index(self) -> int:
-        return self.vocab.pad_index
+        return self.subword.pad_index if self.is_subword else self.vocab.pad_index
+
+    @property
+    def _specials(self) -> dict[str, list[int]]:
+        """The special tokens around every text (a pretrained tokenizer's), for TokenDataset."""
+        if not self.is_subword:
+            return {}
+        return {"prefix": self.subword.prefix, "suffix": self.subword.suffix}
 
     @property
     def classes(self) -> list[str]:
@@ -380,7 +459,11 @@ class TextClassificationDataModule(DataModule):
         self._ensure_state()
         self._ensure_corpus()
         if self._numbers is None:
-            self._numbers = self._corpus.numericalize(self._vocab)
+            self._numbers = (
+                self._corpus.ids.long()
+                if self.is_subword
+                else self._corpus.numericalize(self._vocab)
+            )
         for name, documents in self._splits.items():
             if not len(documents):
                 continue
@@ -393,6 +476,7 @@ class TextClassificationDataModule(DataModule):
                 targets,
                 self.max_length,
                 self.truncation,
+                **self._specials,
             )
         self._report_cut(torch.cat([d.full_lengths for d in self._datasets.values()]), "labelled")
 
@@ -407,7 +491,7 @@ class TextClassificationDataModule(DataModule):
                 len(lengths),
                 what,
                 self.max_length,
-                "beginning" if self.truncation == "head" else "end",
+                {"head": "beginning", "tail": "end"}.get(self.truncation, "beginning and end"),
             )
 
     def encode_texts(self, frame: pd.DataFrame | list[str]) -> TokenDataset:
@@ -422,15 +506,26 @@ class TextClassificationDataModule(DataModule):
         offsets = torch.tensor([0, *np.cumsum([len(e) for e in encoded])], dtype=torch.int64)
         flat = torch.tensor([i for ids in encoded for i in ids], dtype=torch.int64)
         documents = torch.arange(len(encoded))
-        dataset = TokenDataset(flat, offsets, documents, None, self.max_length, self.truncation)
+        dataset = TokenDataset(
+            flat, offsets, documents, None, self.max_length, self.truncation, **self._specials
+        )
         self._report_cut(dataset.full_lengths, "predict")
         return dataset
 
     @property
-    def preprocessor(self) -> TextPreprocessor:
-        """Raw texts as token ids, with the vocabulary (built on the training split if needed)."""
+    def preprocessor(self) -> TextPreprocessor | SubwordPreprocessor:
+        """Raw texts as token ids, with the vocabulary (built on the training split if needed)
+        or the pretrained tokenizer."""
+        if self.is_subword:
+            subword = self.subword
+            if self._preprocessor is None or self._preprocessor.subwords is not subword:
+                self._preprocessor = SubwordPreprocessor(subword, self.max_length, self.truncation)
+            return self._preprocessor
         vocab = self.vocab
-        if self._preprocessor is None or self._preprocessor.vocab is not vocab:
+        if (
+            not isinstance(self._preprocessor, TextPreprocessor)
+            or self._preprocessor.vocab is not vocab
+        ):
             self._preprocessor = TextPreprocessor(
                 vocab, self.tokenizer, self.lower, self.max_length, self.truncation
             )
@@ -443,7 +538,34 @@ class TextClassificationDataModule(DataModule):
             return ((tokens, lengths),)
         return (tokens, lengths), torch.stack([torch.as_tensor(item[1]) for item in items])
 
+    def cache_features(
+        self,
+        extractor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        device: torch.device | str = "cpu",
+        batch_size: int | None = None,
+    ) -> None:
+        """Run ``extractor`` (a frozen encoder: ``(tokens, lengths)`` to features) over the train
+        and val texts once, longest-first batches of similar length; from then on their loaders
+        yield ``(features, target)`` batches."""
+        self._build_datasets()
+        size = batch_size or self.batch_size
+        for split in ("train", "val"):
+            dataset = self._datasets[split]
+            order = torch.argsort(dataset.lengths, descending=True, stable=True)
+            features: torch.Tensor | None = None
+            with torch.inference_mode():
+                for chunk in torch.split(order, size):
+                    (tokens, lengths), _ = self._collate([dataset[int(i)] for i in chunk])
+                    batch = extractor(tokens.to(device), lengths.to(device)).float().cpu()
+                    if features is None:
+                        features = torch.zeros(len(dataset), batch.shape[1])
+                    features[chunk] = batch
+            self._features[split] = TensorBatchDataset(features, dataset.labels)
+            log.info("cached %s features of %d texts", split, len(dataset))
+
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        if split in self._features:
+            return batch_loader(self._features[split], self.batch_size, shuffle, self.seed)
         self._build_datasets()
         if split not in self._datasets:
             raise ValueError(f"no {split} texts: pass {split}_file")
@@ -464,7 +586,13 @@ class TextClassificationDataModule(DataModule):
             self._build_datasets()
             val = self._datasets["val"]
             dataset = TokenDataset(
-                val.ids, val.offsets, val.documents, None, self.max_length, self.truncation
+                val.ids,
+                val.offsets,
+                val.documents,
+                None,
+                self.max_length,
+                self.truncation,
+                **self._specials,
             )
             self.predict_row_ids = val.documents.tolist()  # document numbers of the corpus
             return ordered_loader(dataset, self.batch_size, collate_fn=self._collate)
@@ -476,21 +604,60 @@ class TextClassificationDataModule(DataModule):
     #: options that decide the model's input: fixed by a checkpoint's vocabulary
     input_options = ("tokenizer", "lower", "label_delimiter", "log_target")
 
+    def _check_restored_task(self, targets: dict[str, Any]) -> None:
+        if self.task_option is not None and targets["task"] != self.task_option:
+            raise ValueError(
+                f"task={self.task_option!r}, but the checkpoint's model was trained for "
+                f"{targets['task']!r}: leave task as it was"
+            )
+
     def state_dict(self) -> dict[str, Any]:
+        if self.is_subword:  # the tokenizer's JSON: plain text
+            return {
+                "tokenizer": self.subword.json,
+                "classes": self.classes,
+                "targets": self.targets,
+            }
         return {"vocab": self.vocab.itos, "classes": self.classes, "targets": self.targets}
 
+    def _restore_subword(self, json_text: str) -> None:
+        """A checkpoint's tokenizer; a different one configured (that can be read) is refused."""
+        saved = SubwordTokenizer(json_text)
+        configured = self._subword
+        if configured is None and self.tokenizer != "model":
+            try:
+                configured = SubwordTokenizer.from_source(self.tokenizer)
+            except FileNotFoundError:
+                configured = None  # the encoder's folder is gone: the checkpoint's is the one
+        if configured is not None and configured.digest != saved.digest:
+            raise ValueError(
+                f"the checkpoint's model was trained with another tokenizer than {self.tokenizer!r} "
+                f"(sha256 {saved.digest[:12]}, not {configured.digest[:12]}): use the run's own "
+                "tokenizer (the checkpoint carries it)"
+            )
+        self._subword = saved
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "tokenizer" in state_dict:
+            if not self.is_subword:
+                raise ValueError(
+                    "the checkpoint's model reads a pretrained encoder's subwords: leave "
+                    "tokenizer as it was (model)"
+                )
+            self._restore_subword(state_dict["tokenizer"])
+            classes, targets = list(state_dict["classes"]), state_dict["targets"]
+            self._check_restored_task(targets)
+            self._classes, self._targets, self._task = classes, targets, targets["task"]
+            self._numbers, self._datasets, self._preprocessor = None, {}, None
+            self._features = {}
+            return
         vocab, classes = list(state_dict["vocab"]), list(state_dict["classes"])
         targets = state_dict.get("targets") or {  # checkpoints of 0.1.0.dev0: classes only
             "task": classification_task(len(classes)),
             "columns": ["label"],
             "classes": classes,
         }
-        if self.task_option is not None and targets["task"] != self.task_option:
-            raise ValueError(
-                f"task={self.task_option!r}, but the checkpoint's model was trained for "
-                f"{targets['task']!r}: leave task as it was"
-            )
+        self._check_restored_task(targets)
         if self._vocab is not None and self._vocab.itos == vocab and self._targets == targets:
             return  # what setup() built already (a resumed fit): keep the encoded splits
         self._vocab = Vocabulary(vocab)

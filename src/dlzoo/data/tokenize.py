@@ -137,6 +137,14 @@ class TokenizedCorpus:
             torch.tensor(offsets, dtype=torch.int64),
         )
 
+    @classmethod
+    def from_ids(cls, documents: Sequence[Sequence[int]]) -> TokenizedCorpus:
+        """Documents already as final ids (a pretrained encoder's subwords): ``tokens`` is empty
+        and ``ids`` are the ids themselves."""
+        lengths = torch.tensor([0, *(len(d) for d in documents)], dtype=torch.int64)
+        flat = [i for document in documents for i in document]
+        return cls([], torch.tensor(flat, dtype=torch.int32), lengths.cumsum(0))
+
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")  # one per process (DDP ranks)
@@ -163,9 +171,12 @@ class TokenizedCorpus:
         tokenizer: TokenizerName = "spacy",
         lower: bool = True,
         workers: int | None = None,
+        build: Callable[[Sequence[str]], TokenizedCorpus] | None = None,
     ) -> TokenizedCorpus:
         """The corpus cached under ``key`` (data identity and settings), or ``read()`` it, tokenise
-        and cache it. ``read`` returns the texts and per-document metadata to keep with them."""
+        and cache it. ``read`` returns the texts and per-document metadata to keep with them.
+        ``build`` tokenises instead of :meth:`build` (``tokenizer`` then only names it in the
+        key: a pretrained tokenizer's digest)."""
         digest = hashlib.sha256(
             f"{key}|{tokenizer}|{lower}|v{TOKENIZER_VERSION}".encode()
         ).hexdigest()[:24]
@@ -178,7 +189,7 @@ class TokenizedCorpus:
             except (OSError, RuntimeError, KeyError) as err:
                 log.warning("ignoring unreadable token cache %s (%s)", path, err)
         texts, extra = read()
-        corpus = cls.build(texts, tokenizer, lower, workers)
+        corpus = build(texts) if build else cls.build(texts, tokenizer, lower, workers)
         corpus.extra = extra
         if path is not None:
             corpus.save(path)

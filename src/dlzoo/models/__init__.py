@@ -8,6 +8,7 @@ from dlzoo.models.ffn import FeedForwardNet
 from dlzoo.models.finetune import FineTuneClassifier
 from dlzoo.models.rnn import ImprovedRNN, RNNClassifier
 from dlzoo.models.tabm import TabMNet
+from dlzoo.models.text_encoder import TextEncoderClassifier
 from dlzoo.models.transformer import TransformerClassifier
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "RNNClassifier",
     "TabMNet",
     "TaskModule",
+    "TextEncoderClassifier",
     "TransformerClassifier",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -32,7 +33,7 @@ from dlzoo.tasks import (
 )
 
 OptimizerName = Literal["adam", "adamw", "sgd", "rmsprop"]
-SchedulerName = Literal["none", "cosine", "step", "plateau", "onecycle"]
+SchedulerName = Literal["none", "cosine", "step", "plateau", "onecycle", "linear"]
 
 _OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -79,7 +80,9 @@ class TaskModule(pl.LightningModule):
         momentum: SGD/RMSprop momentum.
         lr_scheduler: ``none``; ``cosine`` (to 0 over ``max_epochs``); ``step`` (times
             ``lr_gamma`` every ``lr_step_size`` epochs); ``plateau`` (times ``lr_gamma`` after
-            ``lr_step_size`` epochs without a lower ``val_loss``); ``onecycle`` (per step).
+            ``lr_step_size`` epochs without a lower ``val_loss``); ``onecycle`` (per step);
+            ``linear`` (per step: up from 0 over the first ``warmup_fraction`` of the steps, a
+            model's argument, then down to 0: how pretrained transformers are fine-tuned).
         lr_step_size: see ``lr_scheduler``.
         lr_gamma: see ``lr_scheduler``.
         l1_lambda: L1 penalty on weight matrices and kernels (not biases or norm scales) added to
@@ -368,8 +371,12 @@ def call_with(module: nn.Module, x: Any) -> Any:
     return module(*x) if isinstance(x, (tuple, list)) else module(x)
 
 
-def configure_optimizers(module: pl.LightningModule) -> Any:
-    """The optimiser and schedule named by a module's hyperparameters (see TaskModule)."""
+def configure_optimizers(
+    module: pl.LightningModule, groups: list[dict[str, Any]] | None = None
+) -> Any:
+    """The optimiser and schedule named by a module's hyperparameters (see TaskModule);
+    ``groups``: parameter groups of their own (learning rates per layer), else every
+    trainable parameter at ``lr``."""
     hp = module.hparams
     if hp.optimizer not in _OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {hp.optimizer!r}")
@@ -377,7 +384,7 @@ def configure_optimizers(module: pl.LightningModule) -> Any:
     if hp.optimizer in ("sgd", "rmsprop"):
         kwargs["momentum"] = hp.momentum
     # frozen parameters (a fine-tuned backbone) stay out; an unfreezing callback adds them later
-    trainable = [p for p in module.parameters() if p.requires_grad]
+    trainable = groups or [p for p in module.parameters() if p.requires_grad]
     optimizer = _OPTIMIZERS[hp.optimizer](trainable, **kwargs)
     if hp.lr_scheduler == "none":
         return optimizer
@@ -392,6 +399,11 @@ def configure_optimizers(module: pl.LightningModule) -> Any:
     elif hp.lr_scheduler == "plateau":
         scheduler = sched.ReduceLROnPlateau(optimizer, factor=hp.lr_gamma, patience=hp.lr_step_size)
         monitor = "val_loss"
+    elif hp.lr_scheduler == "linear":
+        total = max(1, int(module.trainer.estimated_stepping_batches))
+        warmup = int(total * float(hp.get("warmup_fraction", 0.0)))
+        scheduler = sched.LambdaLR(optimizer, partial(_warmup_then_linear, warmup, total))
+        interval = "step"
     else:  # onecycle
         scheduler = sched.OneCycleLR(
             optimizer, max_lr=hp.lr, total_steps=module.trainer.estimated_stepping_batches
@@ -401,6 +413,13 @@ def configure_optimizers(module: pl.LightningModule) -> Any:
     if monitor:
         config["monitor"] = monitor
     return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def _warmup_then_linear(warmup: int, total: int, step: int) -> float:
+    """The ``linear`` schedule's factor at ``step``: up over ``warmup`` steps, then down to 0."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    return max(0.0, (total - step) / max(1, total - warmup))
 
 
 class Predictor(nn.Module):

@@ -18,6 +18,10 @@ def __getattr__(name: str) -> type:
         from dlzoo.networks.finetune import FineTuneNetwork
 
         return FineTuneNetwork
+    if name == "TextEncoderNetwork":  # transformers loads only when asked for
+        from dlzoo.networks.text_encoder import TextEncoderNetwork
+
+        return TextEncoderNetwork
     raise AttributeError(f"module 'dlzoo.networks' has no attribute {name!r}")
 
 
@@ -30,5 +34,6 @@ __all__ = [
     "PaddedLSTM",
     "RNNNetwork",
     "TabMNetwork",
+    "TextEncoderNetwork",
     "TransformerNetwork",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,15 +164,25 @@ class CheckedExtractor:
     """A frozen backbone run by ONNX Runtime on CPU (2-8x faster than eager torch on these
     networks, BENCHMARKS.md), checked against torch on the first batch it sees: where the two
     differ by more than :data:`FEATURE_TOLERANCE` (relative), or the backbone does not export,
-    every batch goes to torch, and the log says why."""
+    every batch goes to torch, and the log says why.
 
-    def __init__(self, backbone: nn.Module, torch_extractor: Any, threads: int | None = None):
+    ``input_names`` name the backbone's inputs (``images``; a text encoder's ``tokens``,
+    ``lengths``); every axis but the last of each is dynamic (batch, sequence length)."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        torch_extractor: Any,
+        threads: int | None = None,
+        input_names: Sequence[str] = ("images",),
+    ):
         self.backbone, self.torch_extractor, self.threads = backbone, torch_extractor, threads
+        self.input_names = tuple(input_names)
         self.session: Any = None
         self.checked = False
         self.runtime = "onnxruntime"
 
-    def _export(self, images: torch.Tensor) -> None:
+    def _export(self, inputs: tuple[torch.Tensor, ...]) -> None:
         import tempfile
         import warnings
 
@@ -179,16 +190,19 @@ class CheckedExtractor:
 
         folder = Path(tempfile.mkdtemp(prefix="dlzoo-features-"))
         path = folder / "backbone.onnx"
+        axes: dict[str, dict[int, str]] = {"features": {0: "batch"}}
+        for name, value in zip(self.input_names, inputs, strict=True):
+            axes[name] = {0: "batch"} | ({1: "length"} if value.ndim == 2 else {})
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
                     self.backbone,
-                    (images[:2].contiguous(),),
+                    tuple(x[:2].contiguous() for x in inputs),
                     str(path),
-                    input_names=["images"],
+                    input_names=list(self.input_names),
                     output_names=["features"],
-                    dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}},
+                    dynamic_axes=axes,
                     opset_version=18,
                     dynamo=False,
                 )
@@ -198,33 +212,33 @@ class CheckedExtractor:
 
             shutil.rmtree(folder, ignore_errors=True)  # the session holds the graph
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         if self.runtime == "torch":
-            return self.torch_extractor(images)
+            return self.torch_extractor(*inputs)
         if not self.checked:
             self.checked = True
             try:
-                self._export(images)
-                got = self._run(images)
+                self._export(inputs)
+                got = self._run(inputs)
             except Exception as err:  # exporters and runtimes raise many types
-                return self._fall_back(images, f"it does not export ({type(err).__name__})")
-            expected = self.torch_extractor(images).float()
+                return self._fall_back(inputs, f"it does not export ({type(err).__name__})")
+            expected = self.torch_extractor(*inputs).float()
             scale = max(1.0, float(expected.abs().max()))
             worst = float((got - expected).abs().max()) / scale
             if worst > FEATURE_TOLERANCE:
-                return self._fall_back(images, f"features differ by {worst:.2g} (relative)")
+                return self._fall_back(inputs, f"features differ by {worst:.2g} (relative)")
             log.info("backbone features by ONNX Runtime (%.1g from torch, relative)", worst)
             return expected
-        return self._run(images)
+        return self._run(inputs)
 
-    def _run(self, images: torch.Tensor) -> torch.Tensor:
-        feed = {"images": images.contiguous().numpy()}
+    def _run(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        feed = {n: x.contiguous().numpy() for n, x in zip(self.input_names, inputs, strict=True)}
         return torch.from_numpy(self.session.run(feed)["features"])
 
-    def _fall_back(self, images: torch.Tensor, why: str) -> torch.Tensor:
+    def _fall_back(self, inputs: tuple[torch.Tensor, ...], why: str) -> torch.Tensor:
         log.info("backbone features by torch: ONNX Runtime not used, %s", why)
         self.runtime, self.session = "torch", None
-        return self.torch_extractor(images)
+        return self.torch_extractor(*inputs)
 
 
 __all__ = [

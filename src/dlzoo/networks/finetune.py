@@ -26,7 +26,7 @@ from dlzoo.networks.backbones import (
     timm_hub_state,
     timm_name,
 )
-from dlzoo.networks.layers import Activation, make_activation
+from dlzoo.networks.layers import Activation, make_head
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +84,7 @@ class FineTuneNetwork(nn.Module):
             network.set_submodule(self.replaced, nn.Identity())
             feature_dim = last.in_features
         self.backbone = network
-        layers: list[nn.Module] = []
-        width = feature_dim
-        for hidden in head_sizes:
-            layers += [nn.Linear(width, hidden), make_activation(activation)]
-            if head_dropout > 0:
-                layers.append(nn.Dropout(head_dropout))
-            width = hidden
-        layers.append(nn.Linear(width, num_outputs))
-        self.head = nn.Sequential(*layers)
+        self.head = make_head(feature_dim, num_outputs, head_sizes, head_dropout, activation)
         self.feature_dim = feature_dim
         if freeze_backbone:
             self.backbone.requires_grad_(False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -27,6 +28,25 @@ def make_activation(name: str) -> nn.Module:
     return _ACTIVATIONS[name]()
 
 
+def make_head(
+    width: int,
+    num_outputs: int,
+    sizes: Sequence[int] = (),
+    dropout: float = 0.0,
+    activation: str = "relu",
+) -> nn.Sequential:
+    """A new head on pretrained features: ``Linear -> activation -> [Dropout]`` per hidden
+    width, then ``Linear`` to the outputs."""
+    layers: list[nn.Module] = []
+    for hidden in sizes:
+        layers += [nn.Linear(width, hidden), make_activation(activation)]
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = hidden
+    layers.append(nn.Linear(width, num_outputs))
+    return nn.Sequential(*layers)
+
+
 def token_lengths(tokens: torch.Tensor, pad_index: int) -> torch.Tensor:
     """Real tokens per row of a padded batch (at least 1)."""
     return (tokens != pad_index).sum(dim=1).clamp(min=1)
@@ -46,4 +66,4 @@ def run_recurrent(layer: nn.RNNBase, inputs: torch.Tensor | PackedSequence) -> A
     return layer(inputs)
 
 
-__all__ = ["Activation", "make_activation", "run_recurrent", "token_lengths"]
+__all__ = ["Activation", "make_activation", "make_head", "run_recurrent", "token_lengths"]

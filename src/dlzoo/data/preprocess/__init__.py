@@ -18,6 +18,7 @@ PREPROCESSORS = {
     "TabularPreprocessor": "dlzoo.data.preprocess.tabular",
     "ImagePreprocessor": "dlzoo.data.preprocess.images",
     "TextPreprocessor": "dlzoo.data.preprocess.text",
+    "SubwordPreprocessor": "dlzoo.data.preprocess.subword",
     "DigitsPreprocessor": "dlzoo.data.preprocess.digits",
 }
 

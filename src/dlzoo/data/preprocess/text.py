@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
+from dlzoo.data.batching import Truncation, cut_ids, head_budget
 from dlzoo.data.tokenize import (
     HTML_BREAK,
     SIMPLE_TOKEN,
@@ -30,6 +31,45 @@ CUT_MARGIN = 16
 MAX_CUT_CHARS = 65_536
 
 
+def bounded_text(
+    text: str, max_length: int | None, truncation: str, count: Callable[[str], int]
+) -> str:
+    """``text`` cut to a part that still yields the ``max_length`` tokens kept (``truncation``
+    says which end; ``head+tail``: both ends), ``count`` giving a part's tokens: tokenising a
+    10 MB text for 400 tokens costs as much as a short one. The cut is at a space where the
+    window has one (else at the window's edge), and the part ends more than
+    :data:`CUT_MARGIN` tokens past what is kept, so every kept token is what the whole text
+    gives. Whatever the text, at most :data:`MAX_CUT_CHARS` characters (or 64 per kept token,
+    if more) are tokenised."""
+    if not max_length:
+        return text
+    if truncation == "head+tail":
+        head = bounded_text(text, head_budget(max_length), "head", count)
+        tail = bounded_text(text, max_length - head_budget(max_length), "tail", count)
+        return text if len(head) + len(tail) >= len(text) else f"{head} {tail}"
+    limit = max(MAX_CUT_CHARS, max_length * 64)
+    size = min(max_length * 16, limit)  # characters; grown until enough tokens
+    while size < len(text):
+        if truncation == "tail":
+            start = text.find(" ", len(text) - size)
+            part = text[start:] if start >= 0 else text[-size:]
+        else:
+            end = text.rfind(" ", 0, size)
+            part = text[:end] if end > 0 else text[:size]
+        if size >= limit or count(part) > max_length + CUT_MARGIN:
+            return part
+        size = min(size * 4, limit)
+    return text
+
+
+#: what each truncation keeps, for people reading a bundle
+TRUNCATION_WORDS = {
+    "head": "the first",
+    "tail": "the last",
+    "head+tail": "the first quarter and the last three quarters",
+}
+
+
 class TextPreprocessor:
     """Texts as token ids with a fitted vocabulary: clean (HTML breaks), lower-case, tokenise,
     look up (unknown tokens: ``<unk>``), keep ``max_length`` tokens from the head or the tail.
@@ -40,7 +80,8 @@ class TextPreprocessor:
         tokenizer: ``spacy`` or ``simple``.
         lower: lower-case before tokenising.
         max_length: most tokens kept (``None``: all).
-        truncation: ``head`` keeps the first tokens, ``tail`` the last.
+        truncation: ``head`` keeps the first tokens, ``tail`` the last, ``head+tail`` a quarter
+            from the head and the rest from the tail.
     """
 
     kind = "text"
@@ -55,7 +96,7 @@ class TextPreprocessor:
         tokenizer: TokenizerName = "spacy",
         lower: bool = True,
         max_length: int | None = None,
-        truncation: Literal["head", "tail"] = "head",
+        truncation: Truncation = "head",
     ) -> None:
         is_vocab = isinstance(vocabulary, Vocabulary)
         self.vocab = vocabulary if is_vocab else Vocabulary(list(vocabulary))
@@ -78,9 +119,7 @@ class TextPreprocessor:
 
     def cut(self, ids: list[int]) -> list[int]:
         """``ids`` cut to ``max_length`` (``truncation`` says which end stays)."""
-        if not self.max_length or len(ids) <= self.max_length:
-            return ids
-        return ids[-self.max_length :] if self.truncation == "tail" else ids[: self.max_length]
+        return cut_ids(ids, self.max_length, self.truncation)
 
     def from_json(self, value: Any, number: int) -> Any:
         return value  # checked in encode
@@ -89,29 +128,14 @@ class TextPreprocessor:
         return {"chars": len(value)} if isinstance(value, str) else {}
 
     def bounded(self, text: str) -> str:
-        """``text`` cut to a part that still yields the ``max_length`` tokens kept (``truncation``
-        says which end): tokenising a 10 MB text for 400 tokens costs as much as a short one.
-        The cut is at a space where the window has one (else at the window's edge), and the
-        part ends more than :data:`CUT_MARGIN` tokens past what is kept, so every kept token is
-        what the whole text gives. Whatever the text, at most :data:`MAX_CUT_CHARS` characters
-        (or 64 per kept token) are tokenised."""
-        if not self.max_length:
-            return text
-        limit = max(MAX_CUT_CHARS, self.max_length * 64)
-        size = min(self.max_length * 16, limit)  # characters; grown until enough tokens
-        while size < len(text):
-            if self.truncation == "tail":
-                start = text.find(" ", len(text) - size)
-                part = text[start:] if start >= 0 else text[-size:]
-            else:
-                end = text.rfind(" ", 0, size)
-                part = text[:end] if end > 0 else text[:size]
-            if size >= limit:
-                return part
-            if len(tokenize(part, self.tokenizer, self.lower)) > self.max_length + CUT_MARGIN:
-                return part
-            size = min(size * 4, limit)
-        return text
+        """``text`` cut to a part that still yields the ``max_length`` tokens kept (see
+        :func:`bounded_text`)."""
+        return bounded_text(
+            text,
+            self.max_length,
+            self.truncation,
+            lambda part: len(tokenize(part, self.tokenizer, self.lower)),
+        )
 
     def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
         """Raw texts as token ids (cut to ``max_length``), as a predict CSV's texts are."""
@@ -166,7 +190,7 @@ class TextPreprocessor:
                 if self.tokenizer == "spacy"
                 else f"tokens = re.findall({SIMPLE_TOKEN.pattern!r}, text)",
                 "token -> index in the vocabulary, unknown tokens -> unk_index",
-                f"keep the {'first' if self.truncation == 'head' else 'last'} max_length tokens",
+                f"keep max_length tokens: {TRUNCATION_WORDS[self.truncation]}",
             ],
             "lower": self.lower,
             "max_length": self.max_length,
