@@ -159,7 +159,8 @@ def main() -> None:
     lines += [
         "Commands: `nox -s bench` (`python benchmarks/bench_text_encoder.py --encoder DEST`); each "
         "recipe is `dlzoo fit --config RECIPE --model.init_args.backbone DEST "
-        "--data.init_args.data_dir DIR`. Nothing else ran on the machine during the fits.",
+        "--data.init_args.data_dir DIR`. Train time is `trainer.fit`: validation and the plots "
+        "written at its end included; tokenising (cached after the first run) is not.",
         "",
         "IMDB sentiment, the book split (validation: 5,000 reviews). Goal: >= 91.2 % (the book's "
         "GPU ImprovedRNN) in <= 75 min of training.",

@@ -287,3 +287,21 @@ def test_layer_wise_learning_rates_and_the_linear_warm_up(encoder: Path) -> None
     factors = [_warmup_then_linear(2, 10, step) for step in range(11)]
     assert factors[0] < factors[1] < factors[2] == 1.0 and factors[10] == 0.0
     assert all(a >= b for a, b in itertools.pairwise(factors[2:]))
+
+
+def test_a_poisoned_request_never_changes_another_requests_answer(
+    encoder: Path, tmp_path: Path
+) -> None:
+    reviews(40)[["text", "sentiment"]].to_csv(tmp_path / "train.csv", index=False)
+    dm = TextClassificationDataModule(
+        train_file=str(tmp_path / "train.csv"), label_column="sentiment", tokenizer=str(encoder),
+        max_length=32, cache_dir=str(tmp_path / "cache"),
+    )  # fmt: skip
+    model = TextEncoderClassifier(backbone=str(encoder)).load_pretrained().eval()
+    api = PredictionAPI(model, dm)
+    good, other = ["loved it, brilliant"], ["boring mess " * 50, ""]
+    alone = [api.predict(_Raw(good)), api.predict(_Raw(other))]
+    together = api.predict([_Raw(good), _Raw([12, None]), _Raw(other), _Raw(["x" * 10])])
+    assert together[0] == alone[0] and together[2] == alone[1]
+    assert together[1].status == 422 and "a text is a string" in together[1].message
+    assert isinstance(together[3], list) and len(together[3]) == 1
