@@ -101,6 +101,30 @@ def _family_config(family: str, data: Path) -> tuple[dict, list[str]]:
         model = {"class_path": family, "init_args": sizes}
         config = {"model": model, "data": dm}
         return config, ["--data.init_args.predict_file", str(data / "new.csv")]
+    if family == "text_encoder":  # a tiny random BERT and its WordPiece tokenizer
+        from helpers.tiny_encoder import write_tiny_encoder
+
+        frame = make_reviews(160)
+        frame.to_csv(data / "train.csv", index=False)
+        make_reviews(30, seed=5).to_csv(data / "test.csv", index=False)
+        make_reviews(9, seed=6).drop(columns="label").to_csv(data / "new.csv", index=False)
+        encoder = write_tiny_encoder(data / "bert", frame["text"].tolist())
+        dm = {
+            "class_path": "text_csv",
+            "init_args": {
+                "train_file": str(data / "train.csv"),
+                "test_file": str(data / "test.csv"),
+                "tokenizer": "model",
+                "max_length": 48,
+                "truncation": "head+tail",
+                "val_fraction": 0.2,
+                "batch_size": 16,
+                "cache_dir": str(data / "cache"),
+            },
+        }
+        model = {"class_path": family, "init_args": {"backbone": str(encoder), "lr": 1e-3}}
+        config = {"model": model, "data": dm}
+        return config, ["--data.init_args.predict_file", str(data / "new.csv")]
     if family == "finetune":
         write_image_tree(data / "images", {"train": 8, "validation": 3, "new": 2})
         model = {"backbone": "resnet18", "weights": None, "head_sizes": [8]}

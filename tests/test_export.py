@@ -31,9 +31,11 @@ from dlzoo.models import (
     ImprovedRNN,
     RNNClassifier,
     TabMNet,
+    TextEncoderClassifier,
     TransformerClassifier,
 )
 from dlzoo.registry import MODELS
+from helpers.tiny_encoder import write_tiny_encoder
 
 #: ONNX Runtime's and torch's float32 kernels sum in different orders: ~1e-7 is typical
 TOLERANCE = 1e-5
@@ -61,6 +63,12 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
     )
     texts = make_reviews(6, seed=6)["text"].tolist()
     texts[0] = "great"  # one short text: the two batches have different sequence lengths
+    # a tiny random BERT and its own WordPiece tokenizer (what text_encoder reads)
+    encoder = write_tiny_encoder(root / "bert", reviews["text"].tolist())
+    subword = TextClassificationDataModule(
+        train_file=str(root / "reviews.csv"), tokenizer=str(encoder), max_length=48,
+        cache_dir=str(root / "cache"),
+    )  # fmt: skip
 
     write_image_tree(root / "images", {"train": 4, "validation": 2})
     images = ImageFolderDataModule(
@@ -76,6 +84,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "tabular": (tabular, rows),
         "digits": (digits, digit_inputs),
         "text": (text, texts),
+        "subword": (subword, texts),
+        "encoder": encoder,
         "image": (images, image_inputs),
     }
 
@@ -104,6 +114,10 @@ def _family(name: str, data: dict):
             return ImprovedRNN(**sizes, hidden_size=8), dm, raw
         model = TransformerClassifier(**sizes, num_heads=2, feedforward_dim=16, max_length=64)
         return model, dm, raw
+    if name == "text_encoder":
+        dm, raw = data["subword"]
+        model = TextEncoderClassifier(backbone=str(data["encoder"]), head_sizes=[8])
+        return model.load_pretrained(), dm, raw
     if name == "finetune":
         dm, raw = data["image"]
         model = FineTuneClassifier(backbone="resnet18", weights=None, head_sizes=[8])
@@ -158,7 +172,8 @@ def test_every_family_exports_with_parity_on_raw_inputs(
     if dm.input_kind == "text":
         lengths = [dm.collate_inputs(dm.encode_inputs(c))[0].shape[1] for c in (raw[:1], raw[1:])]
         assert lengths[0] != lengths[1]
-        assert (tmp_path / "bundle" / "vocab.json").is_file()
+        vocabulary = "tokenizer.json" if name == "text_encoder" else "vocab.json"
+        assert (tmp_path / "bundle" / vocabulary).is_file()
     for file, digest in bundle["files"].items():  # every file of the bundle, with its sha256
         assert len(digest) == 64 and (tmp_path / "bundle" / file).is_file()
 
