@@ -55,6 +55,39 @@ class UnfreezeBackbone(BackboneFinetuning):
             pl_module.backbone.train()
 
 
+def backbone_callbacks(module: TaskModule) -> list[pl.Callback]:
+    """A fine-tuner's callbacks for its ``cache_features`` and ``unfreeze_at_epoch`` options
+    (the image fine-tuner's and the text encoder's)."""
+    from dlzoo.callbacks import CacheFeatures
+
+    hp = module.hparams
+    callbacks: list[pl.Callback] = [CacheFeatures()] if hp.cache_features else []
+    if hp.unfreeze_at_epoch is not None:
+        callbacks.append(
+            UnfreezeBackbone(
+                unfreeze_backbone_at_epoch=hp.unfreeze_at_epoch,
+                backbone_initial_ratio_lr=hp.unfreeze_lr_ratio,
+                should_align=True,
+            )
+        )
+    return callbacks
+
+
+def quiet_frozen_backbone(module: TaskModule) -> None:
+    """Lightning warns about modules in eval mode at the start of training; a frozen backbone
+    is kept in eval mode on purpose (fixed batch-norm statistics, no dropout). Silenced only
+    when those modules are exactly the backbone's."""
+    if not module.backbone_frozen:
+        return
+    in_eval = [m for m in module.modules() if not m.training]
+    if len(in_eval) == len(list(module.backbone.modules())):
+        warnings.filterwarnings(
+            "ignore",
+            message=rf"Found {len(in_eval)} module\(s\) in eval mode at the start",
+            category=PossibleUserWarning,
+        )
+
+
 @register_model("finetune")  # also "vgg16_finetune", the book's name (registry.ALIASES)
 class FineTuneClassifier(TaskModule):
     """A torchvision ImageNet classifier with a new head, backbone frozen (or unfrozen later).
@@ -162,35 +195,13 @@ class FineTuneClassifier(TaskModule):
     # ----------------------------------------------------------------------------- training
     def configure_callbacks(self) -> list[pl.Callback]:
         # the data side is handed what it needs by callbacks: neither side reads the other
-        from dlzoo.callbacks import AdoptPreprocessing, CacheFeatures
+        from dlzoo.callbacks import AdoptPreprocessing
 
-        hp = self.hparams
-        callbacks: list[pl.Callback] = [AdoptPreprocessing()]
-        if hp.cache_features:
-            callbacks.append(CacheFeatures())
-        if hp.unfreeze_at_epoch is not None:
-            callbacks.append(
-                UnfreezeBackbone(
-                    unfreeze_backbone_at_epoch=hp.unfreeze_at_epoch,
-                    backbone_initial_ratio_lr=hp.unfreeze_lr_ratio,
-                    should_align=True,
-                )
-            )
-        return callbacks
+        return [AdoptPreprocessing(), *backbone_callbacks(self)]
 
     def on_fit_start(self) -> None:
         super().on_fit_start()  # logs the parameter counts
-        if self.backbone_frozen:
-            # Lightning warns about modules in eval mode at the start of training; a frozen
-            # backbone is kept in eval mode on purpose (fixed batch-norm statistics, no dropout).
-            # Silenced only when those modules are exactly the backbone's.
-            in_eval = [m for m in self.modules() if not m.training]
-            if len(in_eval) == len(list(self.backbone.modules())):
-                warnings.filterwarnings(
-                    "ignore",
-                    message=rf"Found {len(in_eval)} module\(s\) in eval mode at the start",
-                    category=PossibleUserWarning,
-                )
+        quiet_frozen_backbone(self)
 
     def extract_features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features ``(N, feature_dim)`` of a batch of images."""

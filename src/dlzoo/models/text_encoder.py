@@ -9,17 +9,15 @@ is gone. Its pretrained weights load when a run starts without a checkpoint.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.utilities.warnings import PossibleUserWarning
 
 from dlzoo.data.preprocess.subword import SubwordTokenizer
 from dlzoo.models.base import OptimizerName, SchedulerName, TaskModule, configure_optimizers
-from dlzoo.models.finetune import UnfreezeBackbone
+from dlzoo.models.finetune import backbone_callbacks, quiet_frozen_backbone
 from dlzoo.networks.layers import Activation
 from dlzoo.networks.text_encoder import Pooling, TextEncoderNetwork, encoder_config
 from dlzoo.registry import register_model
@@ -210,32 +208,11 @@ class TextEncoderClassifier(TaskModule):
             )
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        from dlzoo.callbacks import CacheFeatures
-
-        hp = self.hparams
-        callbacks: list[pl.Callback] = []
-        if hp.cache_features:
-            callbacks.append(CacheFeatures())
-        if hp.unfreeze_at_epoch is not None:
-            callbacks.append(
-                UnfreezeBackbone(
-                    unfreeze_backbone_at_epoch=hp.unfreeze_at_epoch,
-                    backbone_initial_ratio_lr=hp.unfreeze_lr_ratio,
-                    should_align=True,
-                )
-            )
-        return callbacks
+        return backbone_callbacks(self)
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        if self.backbone_frozen:  # kept in eval mode on purpose (see TextEncoderNetwork)
-            in_eval = [m for m in self.modules() if not m.training]
-            if len(in_eval) == len(list(self.backbone.modules())):
-                warnings.filterwarnings(
-                    "ignore",
-                    message=rf"Found {len(in_eval)} module\(s\) in eval mode at the start",
-                    category=PossibleUserWarning,
-                )
+        quiet_frozen_backbone(self)  # kept in eval mode on purpose (see TextEncoderNetwork)
 
     def extract_features(
         self, tokens: torch.Tensor, lengths: torch.Tensor | None = None

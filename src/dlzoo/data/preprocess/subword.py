@@ -14,11 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from dlzoo.data.batching import Truncation, check_truncation, cut_ids
-from dlzoo.data.preprocess.text import TRUNCATION_WORDS, bounded_text
-from dlzoo.data.tokenize import HTML_BREAK, clean_text, pad_batch
+from dlzoo.data.preprocess.text import TRUNCATION_WORDS, TokenIdsInput, bounded_text
+from dlzoo.data.tokenize import HTML_BREAK, clean_text
 
 log = logging.getLogger("dlzoo.data.text")
 #: the tokenizer file of a bundle (and of an encoder's folder)
@@ -88,7 +86,7 @@ class SubwordTokenizer:
         return len(self.tokenizer.encode(clean_text(text), add_special_tokens=False).ids)
 
 
-class SubwordPreprocessor:
+class SubwordPreprocessor(TokenIdsInput):
     """Texts as a pretrained encoder's ids: clean HTML breaks, the tokenizer's normalisation
     and subwords, cut to ``max_length`` tokens (special tokens included) from the ``head``, the
     ``tail`` or both (``head+tail``), wrapped in the tokenizer's special tokens.
@@ -100,11 +98,7 @@ class SubwordPreprocessor:
         truncation: ``head``, ``tail`` or ``head+tail`` (a quarter from the head).
     """
 
-    kind = "text"
     batch_encode = True  # one call tokenises a batch on every core
-    takes_files = False
-    input_names = ("tokens", "lengths")
-    parity_lengths = (5, 23)
 
     def __init__(
         self,
@@ -125,6 +119,9 @@ class SubwordPreprocessor:
     @property
     def pad_index(self) -> int:
         return self.subwords.pad_index
+
+    def id_range(self) -> tuple[int, int]:
+        return 0, self.subwords.vocab_size
 
     @property
     def budget(self) -> int | None:
@@ -147,36 +144,9 @@ class SubwordPreprocessor:
         kept = list(cut_ids(ids, self.budget, self.truncation))
         return self.subwords.prefix + kept + self.subwords.suffix
 
-    def from_json(self, value: Any, number: int) -> Any:
-        return value  # checked in encode
-
-    def measure(self, value: Any) -> dict[str, float]:
-        return {"chars": len(value)} if isinstance(value, str) else {}
-
     def bounded(self, text: str) -> str:
         """``text`` cut to a part that still yields every kept token (:func:`bounded_text`)."""
         return bounded_text(text, self.budget, self.truncation, self.subwords.count)
-
-    def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
-        """Raw texts as ids, cut and wrapped as the training texts were."""
-        for number, text in enumerate(inputs):
-            if not isinstance(text, str):
-                raise ValueError(f"input {number}: a text is a string, got {type(text).__name__}")
-        ids = self.token_ids([self.bounded(t) for t in inputs])
-        return [torch.tensor(self.cut(i), dtype=torch.int64) for i in ids]
-
-    def collate(self, items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Ids as the model's input: ``(tokens (N, T) padded, lengths (N,))``."""
-        return pad_batch(list(items), self.pad_index)
-
-    def example(self, batch_size: int, length: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = torch.Generator().manual_seed(batch_size * 1000 + length)
-        items = []
-        for row in range(batch_size):
-            size = max(1, length - (row % 3) * (length // 4))  # rows of different lengths
-            top = max(3, self.subwords.vocab_size)
-            items.append(torch.randint(0, top, (size,), generator=generator))
-        return self.collate(items)
 
     def bundle_args(self) -> dict[str, Any]:
         return {

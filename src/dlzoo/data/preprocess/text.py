@@ -70,7 +70,46 @@ TRUNCATION_WORDS = {
 }
 
 
-class TextPreprocessor:
+class TokenIdsInput:
+    """What both text preprocessors share: raw texts to ids (validated, pre-cut by
+    :meth:`bounded`, tokenised by :meth:`token_ids`, cut by :meth:`cut`), padded batches of
+    ``(tokens, lengths)``, and examples of that shape. A subclass gives those three methods,
+    ``pad_index`` and :meth:`id_range`."""
+
+    kind = "text"
+    takes_files = False
+    input_names = ("tokens", "lengths")
+    parity_lengths = (5, 23)
+
+    def from_json(self, value: Any, number: int) -> Any:
+        return value  # checked in encode
+
+    def measure(self, value: Any) -> dict[str, float]:
+        return {"chars": len(value)} if isinstance(value, str) else {}
+
+    def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
+        """Raw texts as token ids, cut as the training texts were."""
+        for number, text in enumerate(inputs):
+            if not isinstance(text, str):
+                raise ValueError(f"input {number}: a text is a string, got {type(text).__name__}")
+        ids = self.token_ids([self.bounded(t) for t in inputs])
+        return [torch.tensor(self.cut(i), dtype=torch.int64) for i in ids]
+
+    def collate(self, items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids as the model's input: ``(tokens (N, T) padded, lengths (N,))``."""
+        return pad_batch(list(items), self.pad_index)
+
+    def example(self, batch_size: int, length: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
+        generator = torch.Generator().manual_seed(batch_size * 1000 + length)
+        low, high = self.id_range()
+        items = []
+        for row in range(batch_size):
+            size = max(1, length - (row % 3) * (length // 4))  # rows of different lengths
+            items.append(torch.randint(low, max(low + 1, high), (size,), generator=generator))
+        return self.collate(items)
+
+
+class TextPreprocessor(TokenIdsInput):
     """Texts as token ids with a fitted vocabulary: clean (HTML breaks), lower-case, tokenise,
     look up (unknown tokens: ``<unk>``), keep ``max_length`` tokens from the head or the tail.
 
@@ -84,11 +123,7 @@ class TextPreprocessor:
             from the head and the rest from the tail.
     """
 
-    kind = "text"
     batch_encode = False
-    takes_files = False
-    input_names = ("tokens", "lengths")
-    parity_lengths = (5, 23)
 
     def __init__(
         self,
@@ -107,6 +142,10 @@ class TextPreprocessor:
     def pad_index(self) -> int:
         return self.vocab.pad_index
 
+    def id_range(self) -> tuple[int, int]:
+        """Ids of real tokens (past ``<unk>`` and ``<pad>``), for examples."""
+        return 2, len(self.vocab)
+
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Every text's token ids, uncut; an empty text is one ``<unk>`` (so it still gets a
         prediction; reported)."""
@@ -121,12 +160,6 @@ class TextPreprocessor:
         """``ids`` cut to ``max_length`` (``truncation`` says which end stays)."""
         return cut_ids(ids, self.max_length, self.truncation)
 
-    def from_json(self, value: Any, number: int) -> Any:
-        return value  # checked in encode
-
-    def measure(self, value: Any) -> dict[str, float]:
-        return {"chars": len(value)} if isinstance(value, str) else {}
-
     def bounded(self, text: str) -> str:
         """``text`` cut to a part that still yields the ``max_length`` tokens kept (see
         :func:`bounded_text`)."""
@@ -136,26 +169,6 @@ class TextPreprocessor:
             self.truncation,
             lambda part: len(tokenize(part, self.tokenizer, self.lower)),
         )
-
-    def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
-        """Raw texts as token ids (cut to ``max_length``), as a predict CSV's texts are."""
-        for number, text in enumerate(inputs):
-            if not isinstance(text, str):
-                raise ValueError(f"input {number}: a text is a string, got {type(text).__name__}")
-        ids = self.token_ids([self.bounded(t) for t in inputs])
-        return [torch.tensor(self.cut(i), dtype=torch.int64) for i in ids]
-
-    def collate(self, items: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids as the model's input: ``(tokens (N, T) padded, lengths (N,))``."""
-        return pad_batch(list(items), self.pad_index)
-
-    def example(self, batch_size: int, length: int = 9) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = torch.Generator().manual_seed(batch_size * 1000 + length)
-        items = []
-        for row in range(batch_size):
-            size = max(1, length - (row % 3) * (length // 4))  # rows of different lengths
-            items.append(torch.randint(2, max(3, len(self.vocab)), (size,), generator=generator))
-        return self.collate(items)
 
     def bundle_args(self) -> dict[str, Any]:
         return {
