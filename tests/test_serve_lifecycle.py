@@ -240,3 +240,23 @@ def test_litserve_host_stops_on_sigterm_too(bundle: tuple, tmp_path: Path) -> No
         assert _port_is_free(server.port)
     finally:
         server.stop()
+
+
+def test_litserve_host_leaves_nothing_serving_when_its_main_process_is_killed(
+    bundle: tuple, tmp_path: Path
+) -> None:
+    # issue 29, defect 5: after SIGKILL of the main process, LitServe's API server, inference
+    # worker and manager went on serving on the port (a new server: "Address already in use")
+    server = Server(bundle[0], tmp_path / "litserve.log", "--server", "litserve")
+    try:
+        server.wait_healthy(180)
+        assert len(_group(server.process.pid)) >= 3
+        server.process.send_signal(signal.SIGKILL)  # the main process only: no handler runs
+        server.process.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while _group(server.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _group(server.process.pid) == []
+        assert _port_is_free(server.port)
+    finally:
+        server.stop()

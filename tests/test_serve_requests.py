@@ -8,6 +8,7 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import threading
 from pathlib import Path
 
@@ -459,3 +460,67 @@ def test_auto_instances_time_one_input_on_one_thread(
     assert Batcher(api, 1.0).instances == instances
     (answer,) = api.predict([_Raw(rows[:2])])
     assert len(answer) == 2
+
+
+def test_requests_still_running_when_the_drain_timeout_ends_get_a_503_naming_it(
+    tabular: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
+    # issue 29, defect 8: uvicorn cancels what is left when --drain_timeout runs out, and each
+    # such request got a 500 and a traceback in the log
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    import uvicorn
+
+    model, dm, rows = tabular
+    api = PredictionAPI(model, dm)
+    release = threading.Event()
+    predict = api.predict
+
+    def slow_predict(x):
+        release.wait(10)  # still running when the drain ends
+        return predict(x)
+
+    api.predict = slow_predict
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = uvicorn.Config(
+        build_app(api), host="127.0.0.1", port=port, log_level="warning",
+        timeout_graceful_shutdown=0.5, lifespan="on",
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    serving = threading.Thread(target=server.run, daemon=True)
+    serving.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    answer: dict = {}
+
+    def send() -> None:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict",
+            data=json.dumps({"inputs": rows[:1]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=20) as response:
+                answer["status"] = response.status
+        except urllib.error.HTTPError as err:
+            answer["status"], answer["body"] = err.code, err.read().decode()
+        except OSError as err:  # the connection closed without an answer
+            answer["status"], answer["error"] = None, repr(err)
+
+    client = threading.Thread(target=send)
+    with caplog.at_level(logging.ERROR):
+        client.start()
+        time.sleep(0.5)  # the request is in the slow batch
+        server.should_exit = True  # what SIGTERM does in a worker
+        client.join(20)
+        release.set()
+        serving.join(20)
+    assert answer["status"] == 503, answer
+    assert "--drain_timeout" in json.loads(answer["body"])["detail"]
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"

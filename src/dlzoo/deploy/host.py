@@ -12,7 +12,8 @@ The supervisor (the process ``dlzoo serve`` started) binds the socket, forks ``w
 processes that share it, and:
 
 - on SIGTERM or SIGINT, asks every worker to stop (uvicorn drains in-flight requests for up to
-  ``drain_timeout`` s), kills what is left, closes the socket and returns: the port is free;
+  ``drain_timeout`` s; a request still running then is answered ``503``), kills what is
+  left, closes the socket and returns: the port is free;
 - restarts a worker that dies (a worker's in-flight requests see their connection closed at
   once); if workers keep dying (5 within a minute) it stops with one ``dlzoo: error`` line;
 - dies with its workers: each worker gets SIGTERM if the supervisor is killed (Linux
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import math
@@ -46,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from dlzoo.deploy import ServerError
+from dlzoo.deploy import ServerError, die_with_parent
 from dlzoo.deploy.requests import RequestChecks, _Rejected
 from dlzoo.deploy.serve import PredictionAPI
 
@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 #: a worker dying this many times within RESTART_WINDOW seconds stops the server
 MAX_RESTARTS = 5
 RESTART_WINDOW = 60.0
+#: the answer to a request still running when the server stops
+STOPPED = "the server stopped before answering: --drain_timeout ran out while shutting down"
 
 
 class Batcher:
@@ -176,7 +178,10 @@ def build_app(api: PredictionAPI, timeout: float = 30.0) -> Starlette:
         else:
             body = request.scope.get("dlzoo.body")
             decoded = api.decode_request(await request.json() if body is None else body)
-        answer = decoded if isinstance(decoded, _Rejected) else await batcher.submit(decoded)
+        try:
+            answer = decoded if isinstance(decoded, _Rejected) else await batcher.submit(decoded)
+        except asyncio.CancelledError:  # uvicorn ends what is still running at the drain's end
+            answer = _Rejected(503, STOPPED)
         if isinstance(answer, _Rejected):
             return _json({"detail": answer.message}, answer.status)
         try:
@@ -208,22 +213,11 @@ def build_app(api: PredictionAPI, timeout: float = 30.0) -> Starlette:
     return app
 
 
-def _die_with_parent() -> None:
-    """SIGTERM this process when its parent dies (Linux); elsewhere, nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _worker(
     api: PredictionAPI, sock: socket.socket, number: int, drain: float, timeout: float
 ) -> None:
     """A forked worker: set up the runtime, then serve on the shared socket until SIGTERM."""
-    _die_with_parent()
+    die_with_parent()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)  # uvicorn installs its own
     if api.runtime.name == "onnxruntime":

@@ -33,7 +33,7 @@ from typing import Any
 import litserve as ls
 from starlette.responses import JSONResponse
 
-from dlzoo.deploy import RuntimeName
+from dlzoo.deploy import RuntimeName, die_with_parent
 from dlzoo.deploy.bundle import load_bundle, load_preprocessor
 from dlzoo.deploy.requests import (
     Limits,
@@ -96,6 +96,8 @@ class PredictionAPI(ls.LitAPI):
             limits = dataclasses.replace(limits, max_inputs=max_inputs)
         self.limits = limits
         self.max_inputs = limits.max_inputs
+        #: set by a host whose worker processes must not outlive it (LitServe's: it spawns them)
+        self.die_with_parent = False
 
     @classmethod
     def for_model(
@@ -160,6 +162,8 @@ class PredictionAPI(ls.LitAPI):
         }
 
     def setup(self, device: str) -> None:
+        if self.die_with_parent:
+            die_with_parent()
         # one input of a typical size: ONNX Runtime times it to choose its instances (auto)
         length = min(self.preprocessor.max_length or 256, 256)
         self.runtime.setup(device, example=self.preprocessor.example(1, length))

@@ -6,12 +6,13 @@ entry point."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import Sequence
 from dataclasses import fields
 from typing import Any
 
-from dlzoo.deploy import ServerName
+from dlzoo.deploy import ServerName, die_with_parent
 from dlzoo.deploy.bundle import default_threads
 from dlzoo.deploy.host import run
 from dlzoo.deploy.requests import Limits
@@ -22,6 +23,18 @@ log = logging.getLogger(__name__)
 
 def _stop_on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # LitServe's own graceful shutdown path
+
+
+_litserve_running = False
+
+
+def _litserve_child() -> None:
+    """In every process LitServe forks (its API server, its manager): die with LitServe."""
+    if _litserve_running:
+        die_with_parent()
+
+
+os.register_at_fork(after_in_child=_litserve_child)
 
 
 def check_serving(
@@ -63,6 +76,10 @@ def serve(
         )
         log.info("serving on http://%s:%d/predict (LitServe)", host, port)
         previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+        # its processes die with it, even when it is SIGKILLed: the forked ones through
+        # _litserve_child, the spawned inference workers in the API's setup
+        global _litserve_running
+        _litserve_running, api.die_with_parent = True, True
         try:
             litserver.run(
                 host=host,
@@ -72,6 +89,7 @@ def serve(
                 num_api_servers=1,
             )
         finally:
+            _litserve_running = False
             signal.signal(signal.SIGTERM, previous)
             for child in multiprocessing.active_children():  # what LitServe left running
                 child.terminate()
