@@ -33,7 +33,6 @@ import math
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
