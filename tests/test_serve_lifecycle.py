@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -128,7 +129,7 @@ class Server:
         raise AssertionError(f"not healthy after {limit} s:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # the group, even if its leader is gone
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 

@@ -302,6 +302,10 @@ def test_a_poisoned_request_never_changes_another_requests_answer(
     good, other = ["loved it, brilliant"], ["boring mess " * 50, ""]
     alone = [api.predict(_Raw(good)), api.predict(_Raw(other))]
     together = api.predict([_Raw(good), _Raw([12, None]), _Raw(other), _Raw(["x" * 10])])
-    assert together[0] == alone[0] and together[2] == alone[1]
+    # the same answers; padded to another length in a batch, a float may move in its last digit
+    for got, expected in ((together[0], alone[0]), (together[2], alone[1])):
+        assert [row["label"] for row in got] == [row["label"] for row in expected]
+        for row, want in zip(got, expected, strict=True):
+            assert row["probabilities"] == pytest.approx(want["probabilities"], abs=1e-5)
     assert together[1].status == 422 and "a text is a string" in together[1].message
     assert isinstance(together[3], list) and len(together[3]) == 1

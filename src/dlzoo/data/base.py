@@ -27,9 +27,9 @@ from dlzoo.tasks import classification_task
 class DataModule(pl.LightningDataModule):
     """The one base below LightningDataModule: the contract the CLI, export and serve rely on.
 
-    A subclass sets :attr:`input_options`, implements :attr:`preprocessor`, ``classes`` and
-    ``num_classes`` (or overrides :attr:`task`), and its fitted state in ``state_dict`` /
-    ``load_state_dict``. Presets override only what they change.
+    A subclass sets :attr:`input_options`, implements :attr:`preprocessor` and
+    :attr:`fitted_targets` (or ``classes`` and ``num_classes``, where they are fixed), and its
+    fitted state in ``state_dict`` / ``load_state_dict``. Presets override only what they change.
     """
 
     #: options that decide the model's input: a checkpoint's values may not be changed
@@ -42,14 +42,46 @@ class DataModule(pl.LightningDataModule):
 
     # ---------------------------------------------------------------------- the contract
     @property
+    def fitted_targets(self) -> dict[str, Any] | None:
+        """The target state fitted on the training split (:func:`dlzoo.data.targets.fit_targets`:
+        ``task``, ``columns``, ``classes`` or labels, regression ``transform``), from which the
+        properties below describe the data; ``None`` where the classes are fixed (MNIST)."""
+        return None
+
+    @property
     def task(self) -> str:
         """The task the data poses (a name of :data:`dlzoo.tasks.TASKS`); linked into the model."""
-        return classification_task(self.num_classes)
+        targets = self.fitted_targets
+        return targets["task"] if targets else classification_task(self.num_classes)
 
     @property
     def classes(self) -> list[str]:
         """Class or label names in the model's output order (none for regression)."""
-        return []
+        targets = self.fitted_targets
+        return list(targets.get("classes") or []) if targets else []
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes, or labels of a multi-label target; ``None`` for regression."""
+        classes = (self.fitted_targets or {}).get("classes")
+        return len(classes) if classes is not None else None
+
+    @property
+    def num_targets(self) -> int | None:
+        """Regression outputs (``None`` for classification)."""
+        targets = self.fitted_targets
+        return len(targets["columns"]) if targets and targets["task"] == "regression" else None
+
+    @property
+    def target_names(self) -> list[str] | None:
+        """The regression targets' names (``None`` for classification)."""
+        targets = self.fitted_targets
+        return list(targets["columns"]) if targets and targets["task"] == "regression" else None
+
+    @property
+    def target_transform(self) -> dict[str, Any] | None:
+        """The regression targets' fitted scaling, which the model inverts at every output."""
+        return (self.fitted_targets or {}).get("transform")
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -150,6 +182,16 @@ def check_task_option(task: str | None) -> None:
         raise ValueError(f"task must be binary, multiclass, multilabel or regression, got {task!r}")
 
 
+def check_restored_task(option: str | None, saved: str | None) -> None:
+    """A DataModule's ``task`` option (``option``) must be the task a checkpoint's model was
+    trained for (``saved``; ``None``: not recorded), or unset."""
+    if option is not None and saved is not None and saved != option:
+        raise ValueError(
+            f"task={option!r}, but the checkpoint's model was trained for {saved!r}: leave task "
+            "as it was"
+        )
+
+
 def refuse_changed_options(
     datamodule: pl.LightningDataModule, saved: dict[str, Any], names: Sequence[str]
 ) -> None:
@@ -202,6 +244,7 @@ def seeded_split(
 __all__ = [
     "DataModule",
     "Preprocessor",
+    "check_restored_task",
     "check_task_option",
     "output_names",
     "refuse_changed_options",

@@ -14,6 +14,7 @@ batch; under DDP each rank takes its share of the same batches:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -271,6 +272,34 @@ class TokenDataset(Dataset):
         if max_length is not None and max_length <= special:
             raise ValueError(f"max_length ({max_length}) must exceed the {special} special tokens")
         self.budget = max_length - special if max_length else None
+
+    @classmethod
+    def of_lists(
+        cls,
+        encoded: Sequence[Sequence[int]],
+        max_length: int | None,
+        truncation: str = "head",
+        **specials: Sequence[int],
+    ) -> TokenDataset:
+        """Documents given as lists of ids (texts to predict), without targets."""
+        offsets = torch.tensor([0, *itertools.accumulate(len(e) for e in encoded)])
+        flat = torch.tensor([i for ids in encoded for i in ids], dtype=torch.int64)
+        return cls(
+            flat, offsets, torch.arange(len(encoded)), None, max_length, truncation, **specials
+        )
+
+    def unlabelled(self) -> TokenDataset:
+        """The same documents without their targets (what predict loaders yield)."""
+        return TokenDataset(
+            self.ids,
+            self.offsets,
+            self.documents,
+            None,
+            self.max_length,
+            self.truncation,
+            self.prefix.tolist(),
+            self.suffix.tolist(),
+        )
 
     def __len__(self) -> int:
         return len(self.documents)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.datasets.folder import find_classes
 from torchvision.transforms import InterpolationMode, v2
 
-from dlzoo.data.base import DataModule, check_task_option, seeded_split
+from dlzoo.data.base import DataModule, check_restored_task, check_task_option, seeded_split
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.image_files import (
     IMAGE_EXTENSIONS,
@@ -180,24 +180,6 @@ class ImageFolderDataModule(DataModule):
                     "classes": classes,
                 }
         return self._targets
-
-    @property
-    def task(self) -> str:
-        return self.fitted_targets["task"]
-
-    @property
-    def num_targets(self) -> int | None:
-        targets = self.fitted_targets
-        return len(targets["columns"]) if targets["task"] == "regression" else None
-
-    @property
-    def target_names(self) -> list[str] | None:
-        targets = self.fitted_targets
-        return list(targets["columns"]) if targets["task"] == "regression" else None
-
-    @property
-    def target_transform(self) -> dict[str, Any] | None:
-        return self.fitted_targets.get("transform")
 
     def _read_labels_file(self) -> None:
         """Files and targets of ``labels_file``: the split, the task, the fitted targets."""
@@ -475,10 +457,6 @@ class ImageFolderDataModule(DataModule):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._classes = list(state_dict["classes"])
         self._targets = state_dict.get("targets")  # None in 0.1.0.dev0's: from the classes
-        if self._targets and self.task_option and self._targets["task"] != self.task_option:
-            raise ValueError(
-                f"task={self.task_option!r}, but the checkpoint's model was trained for "
-                f"{self._targets['task']!r}: leave task as it was"
-            )
+        check_restored_task(self.task_option, (self._targets or {}).get("task"))
         if self.preprocessing is None:  # what the model was trained with (older: no entry)
             self._adopted = state_dict.get("preprocessing")

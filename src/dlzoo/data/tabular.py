@@ -17,7 +17,7 @@ import torch
 from sklearn.preprocessing import StandardScaler
 from torch.utils.data import DataLoader
 
-from dlzoo.data.base import DataModule, check_task_option, seeded_split
+from dlzoo.data.base import DataModule, check_restored_task, check_task_option, seeded_split
 from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
 from dlzoo.data.download import default_cache_dir, download_file
 from dlzoo.data.preprocess.tabular import (
@@ -165,37 +165,9 @@ class TabularDataModule(DataModule):
         return len(self._ensure_state()["feature_names"])
 
     @property
-    def task(self) -> str:
-        """The task the target poses (decided from the data, or ``task``)."""
-        return self.preprocessor.targets["task"]
-
-    @property
-    def num_classes(self) -> int | None:
-        """Classes, or labels of a multi-label target; ``None`` for regression."""
-        classes = self.preprocessor.targets.get("classes")
-        return len(classes) if classes is not None else None
-
-    @property
-    def classes(self) -> list[str]:
-        """Class or label names (none for regression)."""
-        return list(self.preprocessor.targets.get("classes") or [])
-
-    @property
-    def num_targets(self) -> int | None:
-        """Regression outputs (``None`` for classification)."""
-        targets = self.preprocessor.targets
-        return len(targets["columns"]) if targets["task"] == "regression" else None
-
-    @property
-    def target_names(self) -> list[str] | None:
-        """The regression targets' names (``None`` for classification)."""
-        targets = self.preprocessor.targets
-        return list(targets["columns"]) if targets["task"] == "regression" else None
-
-    @property
-    def target_transform(self) -> dict[str, Any] | None:
-        """The regression targets' fitted scaling, which the model inverts at every output."""
-        return self.preprocessor.targets.get("transform")
+    def fitted_targets(self) -> dict[str, Any]:
+        """The target state fitted on the training rows (fits the preprocessing if needed)."""
+        return self.preprocessor.targets
 
     @property
     def numeric_quantiles(self) -> list[list[float]] | None:
@@ -482,12 +454,9 @@ class TabularDataModule(DataModule):
         return {"preprocessing": self._ensure_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        saved = state_dict["preprocessing"].get("targets", {}).get("task")
-        if self.task_option is not None and saved is not None and saved != self.task_option:
-            raise ValueError(
-                f"task={self.task_option!r}, but the checkpoint's model was trained for "
-                f"{saved!r}: leave task as it was"
-            )
+        check_restored_task(
+            self.task_option, state_dict["preprocessing"].get("targets", {}).get("task")
+        )
         self._state = state_dict["preprocessing"]
         self._preprocessor = None
         self._tensors.clear()  # re-made with the restored preprocessing when next needed

@@ -10,7 +10,6 @@ after a reload. Sizes reach the model through the CLI's links: ``vocab_size``, `
 from __future__ import annotations
 
 import logging
-import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,16 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from dlzoo.data.base import DataModule, check_task_option, seeded_split
+from dlzoo.data.base import DataModule, check_restored_task, check_task_option, seeded_split
 from dlzoo.data.batching import (
     TensorBatchDataset,
     TokenDataset,
     Truncation,
     batch_loader,
-    check_truncation,
     ordered_loader,
 )
 from dlzoo.data.download import (
-    check_sha256,
     default_cache_dir,
     download_file,
     file_key,
@@ -40,12 +36,20 @@ from dlzoo.data.preprocess import rows_text
 from dlzoo.data.preprocess.subword import SubwordPreprocessor, SubwordTokenizer
 from dlzoo.data.preprocess.text import TextPreprocessor
 from dlzoo.data.targets import decide_task, encode_targets, fit_targets
+from dlzoo.data.text_corpus import (
+    aligned_embeddings,
+    check_text_options,
+    corpus_documents,
+    read_text_csv,
+    report_cut,
+    restored_subword,
+    subword_corpus,
+    token_features,
+)
 from dlzoo.data.tokenize import (
     TokenizedCorpus,
     TokenizerName,
     Vocabulary,
-    aligned_vectors,
-    clean_text,
     pad_batch,
 )
 from dlzoo.registry import register_datamodule
@@ -128,19 +132,7 @@ class TextClassificationDataModule(DataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["task"])  # the decided task is in the state
-        if not tokenizer or not isinstance(tokenizer, str):
-            raise ValueError(
-                f"tokenizer must be 'spacy', 'simple', 'model' or a path, got {tokenizer!r}"
-            )
-        if tokenizer not in ("spacy", "simple") and vectors:
-            raise ValueError(
-                "vectors are aligned to a built vocabulary: not with a subword tokenizer"
-            )
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        check_truncation(truncation)
-        if max_length is not None and max_length < 1:
-            raise ValueError(f"max_length must be positive, got {max_length}")
+        check_text_options(tokenizer, vectors, val_fraction, truncation, max_length)
         # settings as attributes: a preset's hparams hold only its own arguments
         self.train_file, self.val_file, self.test_file = train_file, val_file, test_file
         self.predict_file = predict_file
@@ -159,13 +151,12 @@ class TextClassificationDataModule(DataModule):
         self.seed = seed
         self._vocab: Vocabulary | None = None
         self._embeddings_file: str | None = None
-        self._classes: list[str] | None = None
         self._corpus: TokenizedCorpus | None = None
         self._numbers: torch.Tensor | None = None
         self._splits: dict[str, torch.Tensor] = {}
         self._datasets: dict[str, TokenDataset] = {}
         self._features: dict[str, TensorBatchDataset] = {}  # cached encoder features
-        self._preprocessor: TextPreprocessor | SubwordPreprocessor | None = None
+        self._preprocessor: tuple[Any, TextPreprocessor | SubwordPreprocessor] | None = None
         self._subword: SubwordTokenizer | None = None
 
     # ----------------------------------------------------------------------- reading sources
@@ -174,32 +165,7 @@ class TextClassificationDataModule(DataModule):
         return path if path.is_absolute() else self.data_dir / path
 
     def _read_csv(self, name: str, require_label: bool = True) -> pd.DataFrame:
-        path = self._path(name)
-        if not path.is_file():
-            raise FileNotFoundError(f"text CSV not found: {path}")
-        try:
-            frame = pd.read_csv(
-                path, dtype={self.text_column: str}, keep_default_na=False, skip_blank_lines=False
-            )
-        except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
-            raise ValueError(f"{path} is not a readable CSV: {err}") from None
-        needed = [self.text_column] + ([self.label_column] if require_label else [])
-        missing = [c for c in needed if c not in frame.columns]
-        if missing:
-            raise ValueError(
-                f"{path} has no column {missing[0]!r} (columns: {', '.join(frame.columns)}); "
-                "set text_column / label_column"
-            )
-        frame = frame.rename(columns={self.text_column: "text", self.label_column: "label"})
-        if "label" in frame:
-            frame["label"] = frame["label"].astype(str).str.strip()
-            empty = frame.index[frame["label"] == ""]
-            if len(empty):
-                lines = ", ".join(str(i + 2) for i in empty[:5])
-                raise ValueError(f"{path}: empty label on line(s) {lines}")
-        frame["line"] = frame.index + 2
-        frame["source"] = str(path)
-        return frame
+        return read_text_csv(self._path(name), self.text_column, self.label_column, require_label)
 
     def source_key(self) -> str:
         """What identifies the labelled data (files, sizes, times): the token cache's key."""
@@ -235,20 +201,7 @@ class TextClassificationDataModule(DataModule):
 
     # ---------------------------------------------------------------------------- the corpus
     def _read_for_cache(self) -> tuple[list[str], dict]:
-        frame = self.read_documents()
-        text = frame["text"].fillna("").astype(str)
-        empty = text.map(lambda t: not clean_text(t).strip())
-        if empty.any():
-            where = frame[empty]
-            shown = ", ".join(
-                f"{Path(s).name}:{n}" for s, n in zip(where["source"], where["line"], strict=True)
-            )
-            log.warning("skipped %d empty texts (%s)", int(empty.sum()), shown[:300])
-            frame, text = frame[~empty], text[~empty]
-        return text.tolist(), {
-            "label": frame["label"].astype(str).tolist(),
-            "split": frame["split"].astype(str).tolist(),
-        }
+        return corpus_documents(self.read_documents())
 
     # -------------------------------------------------------------- a pretrained tokenizer
     @property
@@ -282,35 +235,18 @@ class TextClassificationDataModule(DataModule):
         """The pretrained tokenizer's digest (``None`` with a built vocabulary)."""
         return self.subword.digest if self.is_subword else None
 
-    def _subword_corpus(self, texts: list[str]) -> TokenizedCorpus:
-        chunk, documents = 2000, []
-        bar = tqdm(total=len(texts), desc="tokenising", unit="doc", disable=len(texts) < chunk)
-        for start in range(0, len(texts), chunk):
-            documents += self.subword.content_ids(texts[start : start + chunk])
-            bar.update(min(chunk, len(texts) - start))
-        bar.close()
-        return TokenizedCorpus.from_ids(documents)
-
     def _ensure_corpus(self) -> None:
         if self._corpus is not None:
             return
-        if self.is_subword:
-            corpus = TokenizedCorpus.cached(
-                self._read_for_cache,
-                self.source_key(),
-                self.cache_dir,
-                f"subword-{self.subword.digest}",
-                False,
-                build=self._subword_corpus,
-            )
-        else:
-            corpus = TokenizedCorpus.cached(
-                self._read_for_cache,
-                self.source_key(),
-                self.cache_dir,
-                self.tokenizer,
-                self.lower,
-            )
+        subword = self.is_subword  # the key names a pretrained tokenizer by its digest
+        corpus = TokenizedCorpus.cached(
+            self._read_for_cache,
+            self.source_key(),
+            self.cache_dir,
+            f"subword-{self.subword.digest}" if subword else self.tokenizer,
+            self.lower and not subword,
+            build=(lambda texts: subword_corpus(self.subword, texts)) if subword else None,
+        )
         labels = np.array(corpus.extra["label"])
         self._task = decide_task(
             self.task_option,
@@ -353,7 +289,6 @@ class TextClassificationDataModule(DataModule):
             "training texts",
             _documents,
         )
-        self._classes = list(self._targets.get("classes") or [])
 
     # --------------------------------------------------------------------- sizes for the model
     @property
@@ -379,37 +314,16 @@ class TextClassificationDataModule(DataModule):
         return {"prefix": self.subword.prefix, "suffix": self.subword.suffix}
 
     @property
-    def classes(self) -> list[str]:
-        """Class or label names (none for regression)."""
-        self._ensure_state()
-        return list(self._classes)
-
-    @property
-    def targets(self) -> dict[str, Any]:
+    def fitted_targets(self) -> dict[str, Any]:
         """The fitted target state: task, classes or labels, regression scaling."""
         self._ensure_state()
         return self._targets
 
-    @property
-    def task(self) -> str:
-        return self.targets["task"]
-
-    @property
-    def num_classes(self) -> int | None:
-        """Classes, or labels of a multi-label target; ``None`` for regression."""
-        return None if self.task == "regression" else len(self.classes)
-
-    @property
-    def num_targets(self) -> int | None:
-        return 1 if self.task == "regression" else None
+    targets = fitted_targets  # its name before every DataModule was described from it
 
     @property
     def target_names(self) -> list[str] | None:
         return [self.label_column] if self.task == "regression" else None
-
-    @property
-    def target_transform(self) -> dict[str, Any] | None:
-        return self.targets.get("transform")
 
     @property
     def pretrained_embeddings(self) -> str | None:
@@ -418,27 +332,11 @@ class TextClassificationDataModule(DataModule):
             return None
         if self._embeddings_file is not None:  # the link reads it; don't hash 2 GB twice
             return self._embeddings_file
-        source = self.vectors
-        if "://" in source:
-            source = str(self._downloaded_vectors())
-            if not Path(source).is_file():
-                raise FileNotFoundError(
-                    f"word vectors {self.vectors} are not downloaded yet ({source}): call "
-                    "prepare_data() (the dlzoo command and Lightning's Trainer do)"
-                )
-        elif self.vectors_sha256:
-            check_sha256(source, self.vectors_sha256)
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"word vectors not found: {path}")
         # cached per vocabulary and vectors file: the second run reads a small tensor
-        self._embeddings_file = aligned_vectors(
-            path, self.vocab, self.cache_dir / "vectors", self.vectors_sha256
+        self._embeddings_file = aligned_embeddings(
+            self.vectors, self.vectors_sha256, self.vocab, self.cache_dir
         )
         return self._embeddings_file
-
-    def _downloaded_vectors(self) -> Path:
-        return self.cache_dir / "vectors" / Path(urllib.parse.urlparse(self.vectors).path).name
 
     def prepare_data(self) -> None:
         """Download word vectors given as a URL (the only download of this DataModule)."""
@@ -481,18 +379,7 @@ class TextClassificationDataModule(DataModule):
         self._report_cut(torch.cat([d.full_lengths for d in self._datasets.values()]), "labelled")
 
     def _report_cut(self, lengths: torch.Tensor, what: str) -> None:
-        if self.max_length is None:
-            return
-        cut = int((lengths > self.max_length).sum())
-        if cut:
-            log.info(
-                "%d of %d %s texts are longer than max_length=%d tokens: their %s is kept",
-                cut,
-                len(lengths),
-                what,
-                self.max_length,
-                {"head": "beginning", "tail": "end"}.get(self.truncation, "beginning and end"),
-            )
+        report_cut(lengths, self.max_length, self.truncation, what)
 
     def encode_texts(self, frame: pd.DataFrame | list[str]) -> TokenDataset:
         """Raw texts (a list, or a frame with a ``text`` column) as a dataset for prediction.
@@ -503,12 +390,7 @@ class TextClassificationDataModule(DataModule):
         texts = frame if isinstance(frame, list) else frame["text"].fillna("").astype(str).tolist()
         encoded = self.preprocessor.token_ids(texts)
         self.predict_row_ids = list(range(len(encoded)))
-        offsets = torch.tensor([0, *np.cumsum([len(e) for e in encoded])], dtype=torch.int64)
-        flat = torch.tensor([i for ids in encoded for i in ids], dtype=torch.int64)
-        documents = torch.arange(len(encoded))
-        dataset = TokenDataset(
-            flat, offsets, documents, None, self.max_length, self.truncation, **self._specials
-        )
+        dataset = TokenDataset.of_lists(encoded, self.max_length, self.truncation, **self._specials)
         self._report_cut(dataset.full_lengths, "predict")
         return dataset
 
@@ -516,20 +398,17 @@ class TextClassificationDataModule(DataModule):
     def preprocessor(self) -> TextPreprocessor | SubwordPreprocessor:
         """Raw texts as token ids, with the vocabulary (built on the training split if needed)
         or the pretrained tokenizer."""
-        if self.is_subword:
-            subword = self.subword
-            if self._preprocessor is None or self._preprocessor.subwords is not subword:
-                self._preprocessor = SubwordPreprocessor(subword, self.max_length, self.truncation)
-            return self._preprocessor
-        vocab = self.vocab
-        if (
-            not isinstance(self._preprocessor, TextPreprocessor)
-            or self._preprocessor.vocab is not vocab
-        ):
-            self._preprocessor = TextPreprocessor(
-                vocab, self.tokenizer, self.lower, self.max_length, self.truncation
+        source = self.subword if self.is_subword else self.vocab
+        if self._preprocessor is None or self._preprocessor[0] is not source:
+            made = (
+                SubwordPreprocessor(source, self.max_length, self.truncation)
+                if self.is_subword
+                else TextPreprocessor(
+                    source, self.tokenizer, self.lower, self.max_length, self.truncation
+                )
             )
-        return self._preprocessor
+            self._preprocessor = (source, made)  # made again for another vocabulary
+        return self._preprocessor[1]
 
     # -------------------------------------------------------------------------------- loaders
     def _collate(self, items: list[tuple]) -> tuple:
@@ -548,19 +427,11 @@ class TextClassificationDataModule(DataModule):
         and val texts once, longest-first batches of similar length; from then on their loaders
         yield ``(features, target)`` batches."""
         self._build_datasets()
-        size = batch_size or self.batch_size
         for split in ("train", "val"):
             dataset = self._datasets[split]
-            order = torch.argsort(dataset.lengths, descending=True, stable=True)
-            features: torch.Tensor | None = None
-            with torch.inference_mode():
-                for chunk in torch.split(order, size):
-                    (tokens, lengths), _ = self._collate([dataset[int(i)] for i in chunk])
-                    batch = extractor(tokens.to(device), lengths.to(device)).float().cpu()
-                    if features is None:
-                        features = torch.zeros(len(dataset), batch.shape[1])
-                    features[chunk] = batch
-            self._features[split] = TensorBatchDataset(features, dataset.labels)
+            self._features[split] = token_features(
+                dataset, self._collate, extractor, device, batch_size or self.batch_size
+            )
             log.info("cached %s features of %d texts", split, len(dataset))
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
@@ -585,15 +456,7 @@ class TextClassificationDataModule(DataModule):
         if not self.predict_file:  # as every dlzoo DataModule: the validation split
             self._build_datasets()
             val = self._datasets["val"]
-            dataset = TokenDataset(
-                val.ids,
-                val.offsets,
-                val.documents,
-                None,
-                self.max_length,
-                self.truncation,
-                **self._specials,
-            )
+            dataset = val.unlabelled()
             self.predict_row_ids = val.documents.tolist()  # document numbers of the corpus
             return ordered_loader(dataset, self.batch_size, collate_fn=self._collate)
         dataset = self.encode_texts(self._read_csv(self.predict_file, require_label=False))
@@ -604,13 +467,6 @@ class TextClassificationDataModule(DataModule):
     #: options that decide the model's input: fixed by a checkpoint's vocabulary
     input_options = ("tokenizer", "lower", "label_delimiter", "log_target")
 
-    def _check_restored_task(self, targets: dict[str, Any]) -> None:
-        if self.task_option is not None and targets["task"] != self.task_option:
-            raise ValueError(
-                f"task={self.task_option!r}, but the checkpoint's model was trained for "
-                f"{targets['task']!r}: leave task as it was"
-            )
-
     def state_dict(self) -> dict[str, Any]:
         if self.is_subword:  # the tokenizer's JSON: plain text
             return {
@@ -620,23 +476,6 @@ class TextClassificationDataModule(DataModule):
             }
         return {"vocab": self.vocab.itos, "classes": self.classes, "targets": self.targets}
 
-    def _restore_subword(self, json_text: str) -> None:
-        """A checkpoint's tokenizer; a different one configured (that can be read) is refused."""
-        saved = SubwordTokenizer(json_text)
-        configured = self._subword
-        if configured is None and self.tokenizer != "model":
-            try:
-                configured = SubwordTokenizer.from_source(self.tokenizer)
-            except FileNotFoundError:
-                configured = None  # the encoder's folder is gone: the checkpoint's is the one
-        if configured is not None and configured.digest != saved.digest:
-            raise ValueError(
-                f"the checkpoint's model was trained with another tokenizer than {self.tokenizer!r} "
-                f"(sha256 {saved.digest[:12]}, not {configured.digest[:12]}): use the run's own "
-                "tokenizer (the checkpoint carries it)"
-            )
-        self._subword = saved
-
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "tokenizer" in state_dict:
             if not self.is_subword:
@@ -644,10 +483,10 @@ class TextClassificationDataModule(DataModule):
                     "the checkpoint's model reads a pretrained encoder's subwords: leave "
                     "tokenizer as it was (model)"
                 )
-            self._restore_subword(state_dict["tokenizer"])
-            classes, targets = list(state_dict["classes"]), state_dict["targets"]
-            self._check_restored_task(targets)
-            self._classes, self._targets, self._task = classes, targets, targets["task"]
+            self._subword = restored_subword(state_dict["tokenizer"], self._subword, self.tokenizer)
+            targets = state_dict["targets"]
+            check_restored_task(self.task_option, targets["task"])
+            self._targets, self._task = targets, targets["task"]
             self._numbers, self._datasets, self._preprocessor = None, {}, None
             self._features = {}
             return
@@ -657,11 +496,11 @@ class TextClassificationDataModule(DataModule):
             "columns": ["label"],
             "classes": classes,
         }
-        self._check_restored_task(targets)
+        check_restored_task(self.task_option, targets["task"])
         if self._vocab is not None and self._vocab.itos == vocab and self._targets == targets:
             return  # what setup() built already (a resumed fit): keep the encoded splits
         self._vocab = Vocabulary(vocab)
         self._embeddings_file = None  # aligned to the previous vocabulary
-        self._classes, self._targets, self._task = classes, targets, targets["task"]
+        self._targets, self._task = targets, targets["task"]
         self._numbers = None  # the splits are encoded again, with this vocabulary, when next used
         self._datasets = {}
