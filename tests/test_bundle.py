@@ -204,6 +204,7 @@ print(json.dumps({"heavy": heavy, "class": type(api.preprocessor).__module__, "a
 
 
 @pytest.mark.parametrize("class_path", ["as exported", "dlzoo.data.tabular.TabularPreprocessor"])
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_a_bundle_is_served_without_lightning_or_torchmetrics(
     bundle: Path, class_path: str
 ) -> None:
@@ -251,3 +252,22 @@ def test_a_network_with_nan_weights_exports_nothing_and_says_so(
     with pytest.raises(ExportError, match=r"non-finite outputs \(NaN or inf\)"):
         export_model(broken, dm, tmp_path / "out")
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "argument"),
+    [("TextPreprocessor", "vocabulary_file"), ("SubwordPreprocessor", "tokenizer_file")],
+)
+def test_a_text_preprocessors_file_outside_its_bundle_is_refused(
+    tmp_path: Path, name: str, argument: str
+) -> None:
+    # a resealed bundle.json could name a file anywhere: the preprocessor reads only its folder
+    from dlzoo.data import preprocess
+
+    outside = tmp_path / "outside.json"
+    outside.write_text("[]")
+    (tmp_path / "bundle").mkdir()
+    with pytest.raises(ValueError, match=f"the {argument.replace('_', ' ')} '../outside.json' is"):
+        getattr(preprocess, name).from_bundle(
+            {argument: "../outside.json", "max_length": 8}, tmp_path / "bundle"
+        )

@@ -38,6 +38,7 @@ from dlzoo.models import FeedForwardNet, ImprovedRNN
 CONFIGS = sorted((REPO / "src" / "dlzoo" / "recipes").glob("*.yaml"))  # the shipped recipes
 
 
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_fit_then_predict_with_the_command(
     config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -143,6 +144,7 @@ def _tiny_data(config: Path, tmp_path: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_example_config_runs_in_a_tiny_setting(config: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DLZOO_DATA", str(tmp_path / "cache"))
     main(
@@ -469,6 +471,7 @@ def test_predict_restores_preprocessing_and_refuses_options_that_change_the_inpu
         main([*args, *out, "--data.init_args.drop_columns", "[x2]"])
 
 
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_registered_names_class_names_and_paths_all_work(csv_file: Path, tmp_path: Path) -> None:
     data = ["--data.init_args.filename", str(csv_file), "--data.init_args.target", "target"]
     common = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false", *data]

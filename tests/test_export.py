@@ -146,6 +146,7 @@ def _run_exported(bundle_dir: Path, batch) -> dict[str, np.ndarray]:
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 @pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_every_family_exports_with_parity_on_raw_inputs(
     name: str, fmt: str, data: dict, tmp_path: Path
 ) -> None:

@@ -149,6 +149,7 @@ def test_a_killed_last_grid_point_is_failed_and_queued_outside_the_optimise_loop
     assert queued.user_attrs[RETRY_KEY] == doomed.number  # the killed point runs again
 
 
+@pytest.mark.slow  # an Optuna sweep that trains its grid points
 def test_a_killed_point_queued_again_runs_though_a_skipped_duplicate_holds_it(
     tmp_path: Path,
 ) -> None:

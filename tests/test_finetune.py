@@ -107,6 +107,7 @@ def test_missing_weights_offline_name_the_file_and_the_hub_cache(tmp_path: Path)
         FineTuneClassifier(backbone="vgg16", weights="IMAGENET9K")
 
 
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_fit_from_hub_weights_then_reload_without_them(tmp_path: Path) -> None:
     hub_file = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     state = _resnet_file(hub_file)
@@ -338,6 +339,7 @@ def test_cached_features_give_the_uncached_head_outputs_for_timm(tmp_path: Path)
     torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_a_fine_tuning_run_prints_no_warning_a_user_cannot_act_on(tmp_path: Path) -> None:
     """`dlzoo fit` on a tiny image folder with a frozen timm backbone, as a subprocess: no eval
     mode warning, no single-class metric warning in the sanity check, no deprecations."""

@@ -49,6 +49,7 @@ print("ok", len(cases), "lightning" in sys.modules and sys.modules["lightning"] 
 """
 
 
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_every_family_network_builds_and_runs_without_lightning() -> None:
     done = subprocess.run(
         [sys.executable, "-c", BUILD_AND_RUN], capture_output=True, text=True, timeout=300

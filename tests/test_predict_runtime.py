@@ -41,6 +41,7 @@ def _predict(common: list[str], extra: list[str], runtime: str, out: Path) -> pd
 
 
 @pytest.mark.parametrize("kind", ["tabular", "text"])
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_onnxruntime_predictions_equal_torch(
     kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

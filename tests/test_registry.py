@@ -123,6 +123,7 @@ def test_forward_shape(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(MODEL_EXAMPLES))
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_overfits_one_batch(name: str) -> None:
     torch.manual_seed(0)
     kwargs, make_input = MODEL_EXAMPLES[name]
@@ -184,6 +185,7 @@ def test_the_books_name_for_the_fine_tuner_is_an_alias() -> None:
     assert "vgg16_finetune" not in dlzoo.list_models()  # one entry per family in loops
 
 
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_import_dlzoo_is_light_and_still_lists_every_name() -> None:
     # a served bundle imports dlzoo: Lightning loads only when a model or DataModule is needed
     code = (

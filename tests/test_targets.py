@@ -417,6 +417,7 @@ def test_text_label_lists_are_multilabel_and_predicted_as_sets(tmp_path: Path) -
 
 @pytest.mark.parametrize("model", ["rnn", "improved_rnn", "transformer"])
 @pytest.mark.parametrize("task", ["regression", "multilabel"])
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_every_text_model_fits_and_predicts_each_task(model: str, task: str, tmp_path: Path):
     from conftest import make_reviews
 
@@ -458,6 +459,7 @@ def _image_table(root: Path) -> pd.DataFrame:
 
 @pytest.mark.parametrize("model", ["convnet", "finetune"])
 @pytest.mark.parametrize("target", ["tags", "redness"])
+@pytest.mark.slow  # a sweep over every family/recipe, or dlzoo in a subprocess
 def test_every_image_model_fits_and_predicts_labels_and_numbers(
     model: str, target: str, tmp_path: Path
 ) -> None:

@@ -27,11 +27,7 @@ from dlzoo.data.batching import (
     batch_loader,
     ordered_loader,
 )
-from dlzoo.data.download import (
-    default_cache_dir,
-    download_file,
-    file_key,
-)
+from dlzoo.data.download import default_cache_dir, download_file, file_key
 from dlzoo.data.preprocess import rows_text
 from dlzoo.data.preprocess.subword import SubwordPreprocessor, SubwordTokenizer
 from dlzoo.data.preprocess.text import TextPreprocessor
@@ -46,12 +42,7 @@ from dlzoo.data.text_corpus import (
     subword_corpus,
     token_features,
 )
-from dlzoo.data.tokenize import (
-    TokenizedCorpus,
-    TokenizerName,
-    Vocabulary,
-    pad_batch,
-)
+from dlzoo.data.tokenize import TokenizedCorpus, TokenizerName, Vocabulary, pad_batch
 from dlzoo.registry import register_datamodule
 from dlzoo.tasks import TASKS, TaskName, classification_task
 

@@ -155,13 +155,11 @@ class SubwordPreprocessor(TokenIdsInput):
             "truncation": self.truncation,
         }
 
+    file_arg = "tokenizer_file"
+
     @classmethod
-    def from_bundle(cls, args: dict[str, Any], folder: Path) -> SubwordPreprocessor:
-        args = dict(args)
-        name = args.pop("tokenizer_file")
-        if Path(name).name != name:
-            raise ValueError(f"the tokenizer file {name!r} is not a file of {folder}")
-        return cls((Path(folder) / name).read_text(encoding="utf-8"), **args)
+    def read_file(cls, path: Path) -> str:
+        return path.read_text(encoding="utf-8")
 
     def describe(self, directory: Path) -> dict[str, Any]:
         """The tokenizer file written beside the bundle, and how a text becomes ids."""

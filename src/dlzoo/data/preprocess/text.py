@@ -80,6 +80,23 @@ class TokenIdsInput:
     takes_files = False
     input_names = ("tokens", "lengths")
     parity_lengths = (5, 23)
+    #: the bundle argument naming the file :meth:`describe` writes (vocabulary, tokenizer)
+    file_arg = ""
+
+    @classmethod
+    def read_file(cls, path: Path) -> Any:
+        """The first argument of the constructor, from the file of a bundle."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_bundle(cls, args: dict[str, Any], folder: Path) -> Any:
+        """Rebuilt from a bundle's arguments and its file, which must lie in ``folder``."""
+        args = dict(args)
+        name = args.pop(cls.file_arg)
+        if Path(name).name != name:
+            what = cls.file_arg.replace("_", " ")
+            raise ValueError(f"the {what} {name!r} is not a file of {folder}")
+        return cls(cls.read_file(Path(folder) / name), **args)
 
     def from_json(self, value: Any, number: int) -> Any:
         return value  # checked in encode
@@ -179,13 +196,11 @@ class TextPreprocessor(TokenIdsInput):
             "truncation": self.truncation,
         }
 
+    file_arg = "vocabulary_file"
+
     @classmethod
-    def from_bundle(cls, args: dict[str, Any], folder: Path) -> TextPreprocessor:
-        args = dict(args)
-        name = args.pop("vocabulary_file")
-        if Path(name).name != name:
-            raise ValueError(f"the vocabulary file {name!r} is not a file of {folder}")
-        return cls(json.loads((Path(folder) / name).read_text()), **args)
+    def read_file(cls, path: Path) -> list[str]:
+        return json.loads(path.read_text())
 
     def describe(self, directory: Path) -> dict[str, Any]:
         """Tokenizer settings, and the vocabulary written beside the bundle (``vocab.json``:
