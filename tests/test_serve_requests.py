@@ -524,3 +524,41 @@ def test_requests_still_running_when_the_drain_timeout_ends_get_a_503_naming_it(
     assert answer["status"] == 503, answer
     assert "--drain_timeout" in json.loads(answer["body"])["detail"]
     assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def test_health_tells_when_encoding_one_request_takes_longer_than_the_timeout(
+    images: tuple,
+) -> None:
+    # issue 29, defect 4: the worker's one encoding thread could be kept busy while /health
+    # said ok; now it says which stage is stuck, as it does for a batch
+    model, dm, files = images
+    api = PredictionAPI(model, dm)
+    release = threading.Event()
+    encode = api.encode_request
+
+    def stuck_encode(request):
+        release.wait(10)
+        return encode(request)
+
+    api.encode_request = stuck_encode
+
+    async def scenario() -> tuple:
+        batcher = Batcher(api, 0.3)
+        assert batcher.encoder is not None  # images are encoded per request
+        batcher.start()
+        try:
+            answer = asyncio.create_task(batcher.submit(api.decode_files(files[:1])))
+            await asyncio.sleep(0.5)
+            busy = batcher.health()
+            release.set()
+            rejected = await answer
+            await asyncio.sleep(0.1)
+            return busy, rejected, batcher.health()
+        finally:
+            release.set()
+            batcher.stop()
+
+    busy, rejected, after = asyncio.run(scenario())
+    assert busy is not None and "encoding a request" in busy and "0.3 s" in busy
+    assert rejected.status == 504  # the client got its answer at the timeout, not a hang
+    assert after is None  # ready again once the encoding ended

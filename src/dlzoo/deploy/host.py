@@ -20,7 +20,8 @@ processes that share it, and:
   ``PR_SET_PDEATHSIG``), so nothing is left holding the port.
 
 ``GET`` or ``HEAD /health`` answers ``200 ok`` while the worker's inference thread is alive
-and not stuck on a batch for longer than ``timeout``; otherwise ``503`` with the reason.
+and neither a batch nor the encoding of one request has been running for longer than
+``timeout``; otherwise ``503`` with the reason.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Batcher:
         early = not api.preprocessor.batch_encode
         self.encoder = ThreadPoolExecutor(1, thread_name_prefix="dlzoo-encode") if early else None
         self.busy_since: dict[int, float] = {}  # instance -> when its running batch started
+        self.encoding_since: float | None = None  # when the encoding thread's request started
         self.tasks: list[asyncio.Task] = []
 
     async def submit(self, request: Any) -> Any:
@@ -88,18 +90,29 @@ class Batcher:
     async def _answer(self, request: Any) -> Any:
         loop = asyncio.get_running_loop()
         if self.encoder is not None:
-            request = await loop.run_in_executor(self.encoder, self.api.encode_request, request)
+            request = await loop.run_in_executor(self.encoder, self._encode_one, request)
             if isinstance(request, _Rejected):
                 return request
         future = loop.create_future()
         self.queue.put_nowait((request, future))
         return await future  # cancelled on timeout: the batch loop then skips it
 
+    def _encode_one(self, request: Any) -> Any:
+        """One request encoded in the encoding thread, timed for :meth:`health`."""
+        self.encoding_since = time.monotonic()
+        try:
+            return self.api.encode_request(request)
+        finally:
+            self.encoding_since = None
+
     def health(self) -> str | None:
         """Why this worker cannot answer now, or ``None``."""
         if not self.tasks or any(task.done() for task in self.tasks):
             return "the inference loop is not running"
         now = time.monotonic()
+        since = self.encoding_since
+        if since is not None and now - since > self.timeout:  # every later request waits on it
+            return f"encoding a request has been running for more than {self.timeout:g} s"
         stuck = [t for t in self.busy_since.values() if now - t > self.timeout]
         if len(stuck) == self.instances:  # every instance: no new batch can start
             return f"a batch has been running for more than {self.timeout:g} s"
