@@ -36,6 +36,26 @@ def test_serving_options_no_server_can_run_with_are_refused_before_loading(
         main(["serve", "--bundle", str(tmp_path / "no-bundle"), flag, value])
 
 
+def test_both_serve_entry_points_offer_the_same_options_with_the_same_defaults() -> None:
+    # one declaration (ServeOptions, Limits): `dlzoo serve --bundle` builds its flags from it,
+    # and the config path's signature (what LightningCLI reads) may not drift from it
+    import dataclasses
+    import inspect
+
+    from dlzoo.cli.trainer import DlzooTrainer
+    from dlzoo.deploy.server import ServeOptions
+
+    declared = {
+        f.name: f.default for f in dataclasses.fields(ServeOptions) + dataclasses.fields(Limits)
+    }
+    signature = inspect.signature(DlzooTrainer.serve).parameters
+    cli = {name: signature[name].default for name in declared if name in signature}
+    assert set(cli) == set(declared)
+    assert cli == {**declared, "server": None}  # None: LitServe on a GPU, dlzoo's host on CPU
+    with pytest.raises(ValueError, match="--drain_timeout must be 0 seconds or more"):
+        ServeOptions(drain_timeout=-1)
+
+
 def test_budgets_of_zero_are_refused_from_python_too() -> None:
     with pytest.raises(ValueError, match="--max_text_chars must be a whole number"):
         Limits(max_text_chars=0)

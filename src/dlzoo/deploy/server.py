@@ -9,8 +9,8 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
-from dataclasses import fields
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, get_args
 
 from dlzoo.deploy import ServerName, die_with_parent
 from dlzoo.deploy.bundle import default_threads
@@ -51,6 +51,38 @@ def check_serving(
         raise ValueError(f"--timeout must be above 0 seconds, got {timeout!r}")
     if not drain_timeout >= 0:
         raise ValueError(f"--drain_timeout must be 0 seconds or more, got {drain_timeout!r}")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How ``dlzoo serve`` serves, besides the budgets of a request (:class:`Limits`): the one
+    declaration of these options and their defaults. ``dlzoo serve --bundle`` builds its flags
+    from these fields; ``dlzoo serve`` with a config declares them in ``DlzooTrainer.serve``'s
+    signature (LightningCLI reads a signature), which a test holds to these defaults."""
+
+    #: the address to bind: loopback unless told otherwise
+    host: str = "127.0.0.1"
+    #: the TCP port
+    port: int = 8000
+    #: dlzoo's host (CPU) or LitServe's (GPU)
+    server: ServerName = "dlzoo"
+    #: serving processes
+    workers: int = 1
+    #: inference threads per worker (default: cores / workers)
+    threads: int | None = None
+    #: batches a worker runs at once (default: auto)
+    instances: int | None = None
+    #: most requests predicted together (1: no batching)
+    max_batch_size: int = 64
+    #: seconds to wait for a batch to fill beyond the requests already waiting
+    batch_timeout: float = 0.0
+    #: seconds a request may wait for its answer (then 504)
+    timeout: float = 30.0
+    #: seconds in-flight requests get to finish on shutdown (then 503)
+    drain_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        check_serving(self.port, self.workers, self.threads, self.timeout, self.drain_timeout)
 
 
 def serve(
@@ -116,40 +148,32 @@ def bundle_main(argv: Sequence[str]) -> None:
         description="Serve an ONNX export bundle with ONNX Runtime (POST /predict, GET /health).",
     )
     parser.add_argument("--bundle", required=True, help="the bundle folder (dlzoo export)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--server", choices=["dlzoo", "litserve"], default="dlzoo")
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--instances", type=int, default=None, help="default: auto")
-    parser.add_argument("--max_batch_size", type=int, default=64)
-    parser.add_argument("--batch_timeout", type=float, default=0.0)
-    parser.add_argument("--timeout", type=float, default=30.0)
-    parser.add_argument("--drain_timeout", type=float, default=10.0)
-    for field in fields(Limits):
-        parser.add_argument(f"--{field.name}", type=type(field.default), default=field.default)
-    args = parser.parse_args(list(argv))
-    check_serving(args.port, args.workers, args.threads, args.timeout, args.drain_timeout)
-    limits = Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)})
-    threads = args.threads or max(1, default_threads() // args.workers)
+    for field in fields(ServeOptions) + fields(Limits):
+        kind = int if field.default is None else type(field.default)  # threads, instances
+        choices = get_args(ServerName) if field.name == "server" else None
+        parser.add_argument(f"--{field.name}", type=kind, default=field.default, choices=choices)
+    args = vars(parser.parse_args(list(argv)))
+    options = ServeOptions(**{f.name: args[f.name] for f in fields(ServeOptions)})
+    limits = Limits(**{f.name: args[f.name] for f in fields(Limits)})
+    threads = options.threads or max(1, default_threads() // options.workers)
     api = PredictionAPI.for_bundle(
-        args.bundle,
+        args["bundle"],
         threads=threads,
-        instances=args.instances,
-        max_batch_size=args.max_batch_size,
-        batch_timeout=args.batch_timeout,
+        instances=options.instances,
+        max_batch_size=options.max_batch_size,
+        batch_timeout=options.batch_timeout,
         limits=limits,
     )
     serve(
         api,
-        host=args.host,
-        port=args.port,
-        server=args.server,
-        workers=args.workers,
+        host=options.host,
+        port=options.port,
+        server=options.server,
+        workers=options.workers,
         threads=threads,
-        drain_timeout=args.drain_timeout,
-        timeout=args.timeout,
+        drain_timeout=options.drain_timeout,
+        timeout=options.timeout,
     )
 
 
-__all__ = ["bundle_main", "check_serving", "serve"]
+__all__ = ["ServeOptions", "bundle_main", "check_serving", "serve"]
