@@ -225,35 +225,21 @@ def test_workers_that_keep_dying_stop_the_server_with_one_error_line(server: Ser
     assert _port_is_free(server.port)
 
 
-def test_litserve_host_stops_on_sigterm_too(bundle: tuple, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_litserve_host_leaves_nothing_serving_when_its_main_process_is_stopped(
+    bundle: tuple, tmp_path: Path, signum: int
+) -> None:
+    # issue 29, defect 5: after SIGKILL of the main process (no handler runs), LitServe's API
+    # server, inference worker and manager went on serving on the port (a new server: "Address
+    # already in use"); SIGTERM stopped them all already
     server = Server(bundle[0], tmp_path / "litserve.log", "--server", "litserve")
     try:
         server.wait_healthy(180)
         status, answer = _post(server.port, json.dumps({"inputs": bundle[1][:1]}).encode())
         assert status == 200 and answer["predictions"][0]["label"] == bundle[2][0]["label"]
         assert len(_group(server.process.pid)) >= 3  # LitServe: manager, API, worker
-        server.process.send_signal(signal.SIGTERM)
+        server.process.send_signal(signum)  # the main process only, as a supervisor does
         server.process.wait(timeout=60)
-        deadline = time.monotonic() + 15
-        while _group(server.process.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert _group(server.process.pid) == []
-        assert _port_is_free(server.port)
-    finally:
-        server.stop()
-
-
-def test_litserve_host_leaves_nothing_serving_when_its_main_process_is_killed(
-    bundle: tuple, tmp_path: Path
-) -> None:
-    # issue 29, defect 5: after SIGKILL of the main process, LitServe's API server, inference
-    # worker and manager went on serving on the port (a new server: "Address already in use")
-    server = Server(bundle[0], tmp_path / "litserve.log", "--server", "litserve")
-    try:
-        server.wait_healthy(180)
-        assert len(_group(server.process.pid)) >= 3
-        server.process.send_signal(signal.SIGKILL)  # the main process only: no handler runs
-        server.process.wait(timeout=10)
         deadline = time.monotonic() + 15
         while _group(server.process.pid) and time.monotonic() < deadline:
             time.sleep(0.2)

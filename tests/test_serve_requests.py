@@ -462,6 +462,16 @@ def test_auto_instances_time_one_input_on_one_thread(
     assert len(answer) == 2
 
 
+def _held(function, release: threading.Event):
+    """``function``, made to wait (up to 10 s) until ``release`` is set."""
+
+    def held(*args):
+        release.wait(10)
+        return function(*args)
+
+    return held
+
+
 def test_requests_still_running_when_the_drain_timeout_ends_get_a_503_naming_it(
     tabular: tuple, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -477,13 +487,7 @@ def test_requests_still_running_when_the_drain_timeout_ends_get_a_503_naming_it(
     model, dm, rows = tabular
     api = PredictionAPI(model, dm)
     release = threading.Event()
-    predict = api.predict
-
-    def slow_predict(x):
-        release.wait(10)  # still running when the drain ends
-        return predict(x)
-
-    api.predict = slow_predict
+    api.predict = _held(api.predict, release)  # still running when the drain ends
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -534,13 +538,7 @@ def test_health_tells_when_encoding_one_request_takes_longer_than_the_timeout(
     model, dm, files = images
     api = PredictionAPI(model, dm)
     release = threading.Event()
-    encode = api.encode_request
-
-    def stuck_encode(request):
-        release.wait(10)
-        return encode(request)
-
-    api.encode_request = stuck_encode
+    api.encode_request = _held(api.encode_request, release)
 
     async def scenario() -> tuple:
         batcher = Batcher(api, 0.3)
