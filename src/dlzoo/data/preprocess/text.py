@@ -80,13 +80,9 @@ class TokenIdsInput:
     takes_files = False
     input_names = ("tokens", "lengths")
     parity_lengths = (5, 23)
-    #: the bundle argument naming the file :meth:`describe` writes (vocabulary, tokenizer)
+    #: the bundle argument naming the file :meth:`describe` writes (vocabulary, tokenizer);
+    #: a subclass's ``read_file(path)`` turns that file into its constructor's first argument
     file_arg = ""
-
-    @classmethod
-    def read_file(cls, path: Path) -> Any:
-        """The first argument of the constructor, from the file of a bundle."""
-        raise NotImplementedError
 
     @classmethod
     def from_bundle(cls, args: dict[str, Any], folder: Path) -> Any:
