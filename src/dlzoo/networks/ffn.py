@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dlzoo.networks.layers import Activation, make_activation
+from dlzoo.networks.layers import Activation, check_num_features, make_activation
 
 
 class FeedForwardNetwork(nn.Module):
@@ -37,11 +37,7 @@ class FeedForwardNetwork(nn.Module):
         batch_norm: bool = False,
     ) -> None:
         super().__init__()
-        if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(
-                f"num_features must be a positive int, got {num_features!r}: the dlzoo CLI links it "
-                "from the DataModule's num_features; from Python pass dm.num_features"
-            )
+        check_num_features(num_features)
         layers: list[nn.Module] = [nn.Dropout(input_dropout)] if input_dropout > 0 else []
         width = num_features
         for hidden in hidden_sizes:

@@ -26,17 +26,16 @@ from dlzoo.networks.backbones import (
     timm_hub_state,
     timm_name,
 )
-from dlzoo.networks.layers import Activation, make_head
+from dlzoo.networks.layers import Activation, BackboneWithHead, make_head
 
 log = logging.getLogger(__name__)
 
 
-class FineTuneNetwork(nn.Module):
+class FineTuneNetwork(BackboneWithHead):
     """``backbone`` (a pretrained torchvision or timm classifier without its last layer) ->
     ``head`` (``Linear -> activation -> [Dropout]`` per hidden width, then ``Linear``).
 
-    A frozen backbone stays in eval mode, also under ``train()``: its dropout and batch-norm
-    statistics do not change, which is what makes cached features exact.
+    A frozen backbone stays in eval mode, also under ``train()`` (:class:`BackboneWithHead`).
 
     Args:
         num_outputs: width of the output (1 for a binary task, the classes, the targets).
@@ -87,8 +86,7 @@ class FineTuneNetwork(nn.Module):
         self.head = make_head(feature_dim, num_outputs, head_sizes, head_dropout, activation)
         self.feature_dim = feature_dim
         if freeze_backbone:
-            self.backbone.requires_grad_(False)
-            self.backbone.eval()
+            self.freeze_backbone()
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -145,7 +143,7 @@ class FineTuneNetwork(nn.Module):
             if not path.is_file():
                 self._download_torchvision(path)
             state = read_state_dict(path)
-        self._load_backbone_state(state, str(path))
+        self._load_imagenet_state(state, str(path))
         log.info("loaded %s weights from %s", self.backbone_name, path)
         return True
 
@@ -162,40 +160,18 @@ class FineTuneNetwork(nn.Module):
                 f"/path/to/{path.name}, or weights: null to start from random weights."
             ) from err
 
-    def _load_backbone_state(self, state: dict[str, torch.Tensor], source: str) -> None:
+    def _load_imagenet_state(self, state: dict[str, torch.Tensor], source: str) -> None:
         """Load ``state`` into the backbone, leaving out the replaced ImageNet classifier; a file
         that does not fit is an error naming the keys."""
         prefix = self.replaced + "."
         state = {k: v for k, v in state.items() if not k.startswith(prefix)}
-        own = self.backbone.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        wrong = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-        if missing or unexpected or wrong:
-            kind = "timm's" if self.is_timm else "torchvision's"
-            raise ValueError(
-                f"{source} does not fit {kind} {self.backbone_name.removeprefix(TIMM_PREFIX)}: "
-                f"{len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} unexpected "
-                f"{unexpected[:5]}, {len(wrong)} of another shape {wrong[:5]}"
-            )
-        self.backbone.load_state_dict(state)
+        kind = "timm's" if self.is_timm else "torchvision's"
+        name = self.backbone_name.removeprefix(TIMM_PREFIX)
+        self.load_backbone_state(state, f"{source} does not fit {kind} {name}")
 
     # ---------------------------------------------------------------------------- computing
-    @property
-    def backbone_frozen(self) -> bool:
-        return not any(p.requires_grad for p in self.backbone.parameters())
-
-    def train(self, mode: bool = True) -> FineTuneNetwork:
-        super().train(mode)
-        if mode and self.backbone_frozen:
-            self.backbone.eval()  # a frozen feature extractor: no dropout, fixed BN statistics
-        return self
-
     def extract_features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features ``(N, feature_dim)`` of a batch of images."""
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.backbone(images)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.extract_features(images))

@@ -28,6 +28,67 @@ def make_activation(name: str) -> nn.Module:
     return _ACTIVATIONS[name]()
 
 
+def check_num_features(num_features: Any) -> None:
+    """A network of table rows needs their width; a clear error where the CLI's link is missing."""
+    if not isinstance(num_features, int) or num_features < 1:
+        raise ValueError(
+            f"num_features must be a positive int, got {num_features!r}: the dlzoo CLI links it "
+            "from the DataModule's num_features; from Python pass dm.num_features"
+        )
+
+
+class BackboneWithHead(nn.Module):
+    """What a network of a pretrained ``backbone`` and a new ``head`` on its features shares
+    (the image fine-tuner's and the text encoder's): a subclass builds both and defines
+    ``extract_features``; ``forward`` is the head on those features.
+
+    A frozen backbone stays in eval mode, also under ``train()``: its dropout and batch-norm
+    statistics do not change, which is what makes cached features exact.
+    """
+
+    backbone: nn.Module
+    head: nn.Module
+
+    def extract_features(self, *inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError  # the backbone's features (N, feature_dim) of a batch
+
+    def classify_features(self, features: torch.Tensor) -> torch.Tensor:
+        """The head on features :meth:`extract_features` gave (cached ones, too)."""
+        return self.head(features)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.classify_features(self.extract_features(*inputs))
+
+    @property
+    def backbone_frozen(self) -> bool:
+        return not any(p.requires_grad for p in self.backbone.parameters())
+
+    def freeze_backbone(self) -> None:
+        """No gradients for the backbone, and eval mode (see the class)."""
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+
+    def train(self, mode: bool = True) -> BackboneWithHead:
+        super().train(mode)
+        if mode and self.backbone_frozen:
+            self.backbone.eval()
+        return self
+
+    def load_backbone_state(self, state: dict[str, torch.Tensor], what: str) -> None:
+        """Load pretrained ``state`` into the backbone; weights that do not fit it (``what``
+        says what they were: "<file> does not fit <backbone>") are an error naming the keys."""
+        own = self.backbone.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        wrong = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+        if missing or unexpected or wrong:
+            raise ValueError(
+                f"{what}: {len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} "
+                f"unexpected {unexpected[:5]}, {len(wrong)} of another shape {wrong[:5]}"
+            )
+        self.backbone.load_state_dict(state)
+
+
 def make_head(
     width: int,
     num_outputs: int,
@@ -66,4 +127,12 @@ def run_recurrent(layer: nn.RNNBase, inputs: torch.Tensor | PackedSequence) -> A
     return layer(inputs)
 
 
-__all__ = ["Activation", "make_activation", "make_head", "run_recurrent", "token_lengths"]
+__all__ = [
+    "Activation",
+    "BackboneWithHead",
+    "check_num_features",
+    "make_activation",
+    "make_head",
+    "run_recurrent",
+    "token_lengths",
+]

@@ -18,6 +18,8 @@ import tabm
 import torch
 from torch import nn
 
+from dlzoo.networks.layers import check_num_features
+
 #: how the numeric columns (the leading ones of a dlzoo tabular row) enter the MLP
 Embedding = Literal["piecewise", "periodic", "linear", "none"]
 #: ``tabm``'s architectures: BatchEnsemble (the paper's TabM), its mini variant (one shared
@@ -119,11 +121,7 @@ class TabMNetwork(nn.Module):
         d_categorical: int | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(
-                f"num_features must be a positive int, got {num_features!r}: the dlzoo CLI links "
-                "it from the DataModule's num_features; from Python pass dm.num_features"
-            )
+        check_num_features(num_features)
         check_options(embedding, n_bins, d_embedding, k, n_blocks, d_block, dropout, arch_type)
         if d_categorical is not None and d_categorical < 1:
             raise ValueError(f"d_categorical must be at least 1 (or None), got {d_categorical}")

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from dlzoo.hub import CONFIG_FILE, pretrained_folder
-from dlzoo.networks.layers import Activation, make_head
+from dlzoo.networks.layers import Activation, BackboneWithHead, make_head
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +46,12 @@ def encoder_config(source: str) -> dict[str, Any]:
     return json.loads(config.to_json_string(use_diff=False))
 
 
-class TextEncoderNetwork(nn.Module):
+class TextEncoderNetwork(BackboneWithHead):
     """``backbone`` (a pretrained transformer encoder) -> pooling over the real tokens (the
     attention mask comes from ``lengths``) -> dropout -> ``head`` (``Linear -> activation ->
     [Dropout]`` per hidden width, then ``Linear``).
 
-    A frozen backbone stays in eval mode, also under ``train()`` (no dropout), which is what
-    makes cached features exact.
+    A frozen backbone stays in eval mode, also under ``train()`` (:class:`BackboneWithHead`).
 
     Args:
         config: the encoder's configuration (:func:`encoder_config`).
@@ -97,8 +96,7 @@ class TextEncoderNetwork(nn.Module):
         self.dropout = nn.Dropout(head_dropout)
         self.head = make_head(self.feature_dim, num_outputs, head_sizes, head_dropout, activation)
         if freeze_backbone:
-            self.backbone.requires_grad_(False)
-            self.backbone.eval()
+            self.freeze_backbone()
 
     # --------------------------------------------------------------------------------- weights
     def load_pretrained(self, source: str) -> None:
@@ -114,30 +112,10 @@ class TextEncoderNetwork(nn.Module):
                 f"(model.safetensors): {' '.join(str(err).split())[:200]}"
             ) from None
         state = {k: v for k, v in pretrained.state_dict().items() if not k.startswith("pooler.")}
-        own = self.backbone.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        wrong = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-        if missing or unexpected or wrong:
-            raise ValueError(
-                f"the weights of {source} do not fit its configuration: {len(missing)} missing "
-                f"{missing[:5]}, {len(unexpected)} unexpected {unexpected[:5]}, {len(wrong)} of "
-                f"another shape {wrong[:5]}"
-            )
-        self.backbone.load_state_dict(state)
+        self.load_backbone_state(state, f"the weights of {source} do not fit its configuration")
         log.info("loaded the text encoder's weights from %s", folder)
 
     # ---------------------------------------------------------------------------- computing
-    @property
-    def backbone_frozen(self) -> bool:
-        return not any(p.requires_grad for p in self.backbone.parameters())
-
-    def train(self, mode: bool = True) -> TextEncoderNetwork:
-        super().train(mode)
-        if mode and self.backbone_frozen:
-            self.backbone.eval()  # a frozen encoder: no dropout, so its features are fixed
-        return self
-
     def extract_features(
         self, tokens: torch.Tensor, lengths: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -156,11 +134,8 @@ class TextEncoderNetwork(nn.Module):
         keep = mask.unsqueeze(-1).to(states.dtype)
         return (states * keep).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        return self.head(self.dropout(self.extract_features(tokens, lengths)))
-
     def classify_features(self, features: torch.Tensor) -> torch.Tensor:
-        """The head on cached features (:meth:`extract_features`' output)."""
+        """Dropout, then the head, on pooled features (cached ones, too)."""
         return self.head(self.dropout(features))
 
     def layer_of(self, name: str) -> int:

@@ -36,7 +36,10 @@ class Preprocessor(Protocol):
     """Fitted preprocessing of one input family (tabular rows, texts, images, digits).
 
     It holds plain fitted state only (lists, numbers, strings), so it is rebuilt from a
-    checkpoint and described in an export bundle without pickling anything.
+    checkpoint and described in an export bundle without pickling anything. dlzoo's own
+    preprocessors subclass this protocol for its defaults (the attributes' values, raw JSON
+    values taken as they are, nothing to budget, rebuilt from their arguments); another
+    object with these members serves as well.
     """
 
     #: the input family, for people reading a bundle (``tabular``, ``text``, ``image``, ``digits``)
@@ -44,23 +47,26 @@ class Preprocessor(Protocol):
     #: names of the model's input tensors, in order (``features``; ``tokens``, ``lengths``)
     input_names: tuple[str, ...]
     #: sequence lengths the export parity check tries (``(9,)`` where inputs have no length)
-    parity_lengths: tuple[int, ...]
+    parity_lengths: tuple[int, ...] = (9,)
     #: the longest sequence an encoded input can be (``None``: inputs have no length)
-    max_length: int | None
+    max_length: int | None = None
     #: encoding inputs in one call costs much less than one by one (tabular rows: one pandas
     #: call), so a server encodes them with their batch; ``False``: per request, as they come
-    batch_encode: bool
+    batch_encode: bool = False
     #: raw inputs are files' bytes (images), so a server also takes them uploaded as files
-    takes_files: bool
+    takes_files: bool = False
 
     def from_json(self, value: Any, number: int) -> Any:
         """A JSON request's value as a raw input (images: base64 text to bytes); raises
-        ``ValueError`` naming input ``number``."""
+        ``ValueError`` naming input ``number``. By default the value itself, checked by
+        :meth:`encode`."""
+        return value
 
     def measure(self, value: Any) -> dict[str, float]:
         """What encoding a raw input (``from_json``'s value) will cost, read cheaply (an image's
-        header: ``pixels``, ``aspect``; a text: ``chars``), for serving budgets; ``{}``: nothing
-        to budget."""
+        header: ``pixels``, ``aspect``; a text: ``chars``), for serving budgets; ``{}`` (the
+        default): nothing to budget beyond the request's size."""
+        return {}
 
     def encode(self, inputs: Sequence[Any]) -> list[Any]:
         """Raw inputs as model-ready items, one per input; ``ValueError`` names a bad one."""
@@ -81,7 +87,9 @@ class Preprocessor(Protocol):
 
     @classmethod
     def from_bundle(cls, args: dict[str, Any], folder: Path) -> Preprocessor:
-        """The object :meth:`bundle_args` describes, reading files from the bundle ``folder``."""
+        """The object :meth:`bundle_args` describes, reading files from the bundle ``folder``;
+        by default ``cls(**args)`` (no files)."""
+        return cls(**args)
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dlzoo.data.preprocess import Preprocessor
+
 #: pixel mean and standard deviation of the MNIST training images, in [0, 1] units
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 PIXELS = 28 * 28
@@ -30,16 +32,12 @@ def pixels_to_images(values: np.ndarray, where: Callable[[int], str]) -> torch.T
     return torch.from_numpy(numbers.astype(np.uint8)).reshape(-1, 1, 28, 28)
 
 
-class DigitsPreprocessor:
+class DigitsPreprocessor(Preprocessor):
     """Digits as the model's input images ``(1, 28, 28)``: 784 pixel values 0-255 (a flat list,
     or 28 rows of 28) checked as a digits CSV's, scaled as every batch is."""
 
     kind = "digits"
     input_names = ("images",)
-    parity_lengths = (9,)
-    max_length = None
-    batch_encode = False
-    takes_files = False
 
     def __init__(self, normalize: bool = True) -> None:
         self.normalize = normalize
@@ -50,9 +48,6 @@ class DigitsPreprocessor:
         if augment is not None:
             images = augment(images)
         return (images - MNIST_MEAN) / MNIST_STD if self.normalize else images
-
-    def from_json(self, value: Any, number: int) -> Any:
-        return value  # checked in encode
 
     def encode(self, inputs: Sequence[Any]) -> list[torch.Tensor]:
         images = [
@@ -68,15 +63,8 @@ class DigitsPreprocessor:
         generator = torch.Generator().manual_seed(batch_size * 1000 + length)
         return torch.randn(batch_size, 1, 28, 28, generator=generator)
 
-    def measure(self, value: Any) -> dict[str, float]:
-        return {}  # bounded by the request's size
-
     def bundle_args(self) -> dict[str, Any]:
         return {"normalize": self.normalize}
-
-    @classmethod
-    def from_bundle(cls, args: dict[str, Any], folder: Path) -> DigitsPreprocessor:
-        return cls(**args)
 
     def describe(self, directory: Path) -> dict[str, Any]:
         return {

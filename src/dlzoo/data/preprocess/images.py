@@ -20,6 +20,8 @@ from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2.functional import pil_to_tensor
 
+from dlzoo.data.preprocess import Preprocessor
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -143,16 +145,13 @@ def build_eval_transform(settings: dict[str, Any]) -> Callable:
     )
 
 
-class ImagePreprocessor:
+class ImagePreprocessor(Preprocessor):
     """Image files (bytes or paths) as model-ready tensors: decode as RGB, resize, centre-crop,
     scale, normalise (``settings``: the evaluation settings of an image DataModule, plain numbers).
     """
 
     kind = "image"
     input_names = ("images",)
-    parity_lengths = (9,)
-    max_length = None
-    batch_encode = False
     takes_files = True
 
     def __init__(self, settings: dict[str, Any]) -> None:
@@ -210,10 +209,6 @@ class ImagePreprocessor:
 
     def bundle_args(self) -> dict[str, Any]:
         return {"settings": self.settings}
-
-    @classmethod
-    def from_bundle(cls, args: dict[str, Any], folder: Path) -> ImagePreprocessor:
-        return cls(**args)
 
     def describe(self, directory: Path) -> dict[str, Any]:
         """The evaluation transforms, as numbers (for a bundle's JSON)."""

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dlzoo.data.preprocess import rows_text
+from dlzoo.data.preprocess import Preprocessor, rows_text
 from dlzoo.data.targets import encode_targets
 from dlzoo.tasks import classification_task
 
@@ -105,7 +105,7 @@ def numeric_quantiles(values: np.ndarray, levels: int = 256) -> list[list[float]
     return np.quantile(values, grid, axis=0).T.tolist()
 
 
-class TabularPreprocessor:
+class TabularPreprocessor(Preprocessor):
     """Rows (a CSV's, or JSON objects of column -> value) as feature vectors, with the state a
     :class:`TabularDataModule` fitted on its training split: column kinds in feature order,
     scaler statistics, fill values, category lists, classes. Plain lists only.
@@ -118,10 +118,7 @@ class TabularPreprocessor:
 
     kind = "tabular"
     input_names = ("features",)
-    parity_lengths = (9,)
-    max_length = None
     batch_encode = True
-    takes_files = False
 
     def __init__(
         self,
@@ -139,9 +136,6 @@ class TabularPreprocessor:
     @property
     def num_features(self) -> int:
         return len(self.state["feature_names"])
-
-    def from_json(self, value: Any, number: int) -> Any:
-        return value  # checked in encode, with the others of its batch
 
     def example(self, batch_size: int, length: int = 9) -> torch.Tensor:
         generator = torch.Generator().manual_seed(batch_size * 1000 + length)
@@ -304,9 +298,6 @@ class TabularPreprocessor:
         """Encoded rows as the model's input batch ``(N, num_features)``."""
         return torch.stack(list(items))
 
-    def measure(self, value: Any) -> dict[str, float]:
-        return {}  # bounded by the request's size
-
     def bundle_args(self) -> dict[str, Any]:
         # the numeric quantiles are the model's (its bins are in its weights), not serving's
         state = {k: v for k, v in self.state.items() if k != "quantiles"}
@@ -315,10 +306,6 @@ class TabularPreprocessor:
             "missing_values": self.missing_values,
             "na_values": self.na_values,
         }
-
-    @classmethod
-    def from_bundle(cls, args: dict[str, Any], folder: Path) -> TabularPreprocessor:
-        return cls(**args)
 
     def describe(self, directory: Path) -> dict[str, Any]:
         """What a caller outside dlzoo needs to turn a row into the model's input (for a bundle's

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from dlzoo.data.batching import Truncation, cut_ids, head_budget
+from dlzoo.data.preprocess import Preprocessor
 from dlzoo.data.tokenize import (
     HTML_BREAK,
     SIMPLE_TOKEN,
@@ -70,14 +71,13 @@ TRUNCATION_WORDS = {
 }
 
 
-class TokenIdsInput:
+class TokenIdsInput(Preprocessor):
     """What both text preprocessors share: raw texts to ids (validated, pre-cut by
     :meth:`bounded`, tokenised by :meth:`token_ids`, cut by :meth:`cut`), padded batches of
     ``(tokens, lengths)``, and examples of that shape. A subclass gives those three methods,
     ``pad_index`` and :meth:`id_range`."""
 
     kind = "text"
-    takes_files = False
     input_names = ("tokens", "lengths")
     parity_lengths = (5, 23)
     #: the bundle argument naming the file :meth:`describe` writes (vocabulary, tokenizer);
@@ -93,9 +93,6 @@ class TokenIdsInput:
             what = cls.file_arg.replace("_", " ")
             raise ValueError(f"the {what} {name!r} is not a file of {folder}")
         return cls(cls.read_file(Path(folder) / name), **args)
-
-    def from_json(self, value: Any, number: int) -> Any:
-        return value  # checked in encode
 
     def measure(self, value: Any) -> dict[str, float]:
         return {"chars": len(value)} if isinstance(value, str) else {}
