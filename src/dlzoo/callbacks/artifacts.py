@@ -13,12 +13,7 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.callbacks import Callback
 from matplotlib.figure import Figure
-from torchmetrics.functional.classification import (
-    binary_auroc,
-    binary_confusion_matrix,
-    binary_roc,
-    multiclass_confusion_matrix,
-)
+from torchmetrics.functional import classification as class_metrics
 from torchvision.utils import make_grid
 
 from dlzoo.data.base import output_names
@@ -165,9 +160,11 @@ class RunArtifacts(Callback):
             self._plot_roc(out / "roc.png", curves)
         if self.confusion_matrix:
             if binary:
-                matrix = binary_confusion_matrix(val_probs, val_targets)
+                matrix = class_metrics.binary_confusion_matrix(val_probs, val_targets)
             else:
-                matrix = multiclass_confusion_matrix(val_probs, val_targets, val_probs.shape[1])
+                matrix = class_metrics.multiclass_confusion_matrix(
+                    val_probs, val_targets, val_probs.shape[1]
+                )
             self._plot_confusion(out / "confusion_matrix.png", matrix, classes)
         log.info("plots written to %s", out)
 
@@ -211,8 +208,8 @@ class RunArtifacts(Callback):
         fig = Figure(figsize=(5, 5))
         ax = fig.subplots()
         for name, (probs, targets) in curves.items():
-            fpr, tpr, _ = binary_roc(probs, targets)
-            auc = binary_auroc(probs, targets).item()
+            fpr, tpr, _ = class_metrics.binary_roc(probs, targets)
+            auc = class_metrics.binary_auroc(probs, targets).item()
             ax.plot(fpr.numpy(), tpr.numpy(), label=f"{name} (AUC = {auc:.3f})")
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1)
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -180,26 +181,23 @@ class DlzooTrainer(pl.Trainer):
             workers_per_device: the old name of ``workers``.
             weights_only: load the checkpoint with ``torch.load(weights_only=True)`` (default).
         """
+        given = dict(locals())  # the options, as named by ServeOptions and Limits
         if ckpt_path is None:
             raise ValueError("dlzoo serve needs --ckpt_path (or --bundle DIR, an export bundle)")
+        from dlzoo.deploy.options import ServeOptions
         from dlzoo.deploy.requests import Limits
         from dlzoo.deploy.serve import PredictionAPI
-        from dlzoo.deploy.server import check_serving, serve
+        from dlzoo.deploy.server import serve
 
-        workers = workers_per_device or workers
-        check_serving(port, workers, threads, timeout, drain_timeout)
-        limits = Limits(
-            max_inputs=max_inputs,
-            max_request_mb=max_request_mb,
-            max_image_pixels=max_image_pixels,
-            max_request_pixels=max_request_pixels,
-            max_image_aspect=max_image_aspect,
-            max_text_chars=max_text_chars,
-        )
-        workers = workers_per_device or workers
         gpu = accelerator in ("cuda", "gpu") or (
             accelerator == "auto" and torch.cuda.is_available()
         )
+        settings = {f.name: given[f.name] for f in fields(ServeOptions)}
+        settings["server"] = server or ("litserve" if gpu else "dlzoo")
+        settings["workers"] = workers = workers_per_device or workers
+        options = ServeOptions(**settings)  # checked here, before the checkpoint is read
+        options = replace(options, threads=threads or max(1, default_threads() // workers))
+        limits = Limits(**{f.name: given[f.name] for f in fields(Limits)})
         if gpu and runtime == "onnxruntime":
             raise ValueError("--runtime onnxruntime serves on CPU: use --accelerator cpu")
         restore_checkpoint(model, datamodule, ckpt_path, weights_only=weights_only is not False)
@@ -207,23 +205,13 @@ class DlzooTrainer(pl.Trainer):
             model,
             datamodule,
             runtime="torch" if gpu else runtime,
-            threads=threads or max(1, default_threads() // workers),
+            threads=options.threads,
             instances=instances,
             max_batch_size=max_batch_size,
             batch_timeout=batch_timeout,
             limits=limits,
         )
-        serve(
-            api,
-            host=host,
-            port=port,
-            server=server or ("litserve" if gpu else "dlzoo"),
-            workers=workers,
-            threads=threads,
-            drain_timeout=drain_timeout,
-            timeout=timeout,
-            accelerator="cuda" if gpu else "cpu",
-        )
+        serve(api, options, accelerator="cuda" if gpu else "cpu")
 
     def predict(
         self,

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from dlzoo.data import text_corpus
 from dlzoo.data.base import DataModule, check_restored_task, check_task_option, seeded_split
 from dlzoo.data.batching import (
     TensorBatchDataset,
@@ -32,16 +33,6 @@ from dlzoo.data.preprocess import rows_text
 from dlzoo.data.preprocess.subword import SubwordPreprocessor, SubwordTokenizer
 from dlzoo.data.preprocess.text import TextPreprocessor
 from dlzoo.data.targets import decide_task, encode_targets, fit_targets
-from dlzoo.data.text_corpus import (
-    aligned_embeddings,
-    check_text_options,
-    corpus_documents,
-    read_text_csv,
-    report_cut,
-    restored_subword,
-    subword_corpus,
-    token_features,
-)
 from dlzoo.data.tokenize import TokenizedCorpus, TokenizerName, Vocabulary, pad_batch
 from dlzoo.registry import register_datamodule
 from dlzoo.tasks import TASKS, TaskName, classification_task
@@ -123,7 +114,7 @@ class TextClassificationDataModule(DataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["task"])  # the decided task is in the state
-        check_text_options(tokenizer, vectors, val_fraction, truncation, max_length)
+        text_corpus.check_text_options(tokenizer, vectors, val_fraction, truncation, max_length)
         # settings as attributes: a preset's hparams hold only its own arguments
         self.train_file, self.val_file, self.test_file = train_file, val_file, test_file
         self.predict_file = predict_file
@@ -156,7 +147,9 @@ class TextClassificationDataModule(DataModule):
         return path if path.is_absolute() else self.data_dir / path
 
     def _read_csv(self, name: str, require_label: bool = True) -> pd.DataFrame:
-        return read_text_csv(self._path(name), self.text_column, self.label_column, require_label)
+        return text_corpus.read_text_csv(
+            self._path(name), self.text_column, self.label_column, require_label
+        )
 
     def source_key(self) -> str:
         """What identifies the labelled data (files, sizes, times): the token cache's key."""
@@ -192,7 +185,7 @@ class TextClassificationDataModule(DataModule):
 
     # ---------------------------------------------------------------------------- the corpus
     def _read_for_cache(self) -> tuple[list[str], dict]:
-        return corpus_documents(self.read_documents())
+        return text_corpus.corpus_documents(self.read_documents())
 
     # -------------------------------------------------------------- a pretrained tokenizer
     @property
@@ -236,7 +229,9 @@ class TextClassificationDataModule(DataModule):
             self.cache_dir,
             f"subword-{self.subword.digest}" if subword else self.tokenizer,
             self.lower and not subword,
-            build=(lambda texts: subword_corpus(self.subword, texts)) if subword else None,
+            build=(lambda texts: text_corpus.subword_corpus(self.subword, texts))
+            if subword
+            else None,
         )
         labels = np.array(corpus.extra["label"])
         self._task = decide_task(
@@ -324,7 +319,7 @@ class TextClassificationDataModule(DataModule):
         if self._embeddings_file is not None:  # the link reads it; don't hash 2 GB twice
             return self._embeddings_file
         # cached per vocabulary and vectors file: the second run reads a small tensor
-        self._embeddings_file = aligned_embeddings(
+        self._embeddings_file = text_corpus.aligned_embeddings(
             self.vectors, self.vectors_sha256, self.vocab, self.cache_dir
         )
         return self._embeddings_file
@@ -370,7 +365,7 @@ class TextClassificationDataModule(DataModule):
         self._report_cut(torch.cat([d.full_lengths for d in self._datasets.values()]), "labelled")
 
     def _report_cut(self, lengths: torch.Tensor, what: str) -> None:
-        report_cut(lengths, self.max_length, self.truncation, what)
+        text_corpus.report_cut(lengths, self.max_length, self.truncation, what)
 
     def encode_texts(self, frame: pd.DataFrame | list[str]) -> TokenDataset:
         """Raw texts (a list, or a frame with a ``text`` column) as a dataset for prediction.
@@ -420,7 +415,7 @@ class TextClassificationDataModule(DataModule):
         self._build_datasets()
         for split in ("train", "val"):
             dataset = self._datasets[split]
-            self._features[split] = token_features(
+            self._features[split] = text_corpus.token_features(
                 dataset, self._collate, extractor, device, batch_size or self.batch_size
             )
             log.info("cached %s features of %d texts", split, len(dataset))
@@ -474,7 +469,9 @@ class TextClassificationDataModule(DataModule):
                     "the checkpoint's model reads a pretrained encoder's subwords: leave "
                     "tokenizer as it was (model)"
                 )
-            self._subword = restored_subword(state_dict["tokenizer"], self._subword, self.tokenizer)
+            self._subword = text_corpus.restored_subword(
+                state_dict["tokenizer"], self._subword, self.tokenizer
+            )
             targets = state_dict["targets"]
             check_restored_task(self.task_option, targets["task"])
             self._targets, self._task = targets, targets["task"]

@@ -47,6 +47,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from dlzoo.deploy import ServerError, die_with_parent
+from dlzoo.deploy.options import ServeOptions
 from dlzoo.deploy.requests import RequestChecks, _Rejected
 from dlzoo.deploy.serve import PredictionAPI
 
@@ -280,19 +281,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def run(
-    api: PredictionAPI,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    workers: int = 1,
-    threads: int = 1,
-    drain_timeout: float = 10.0,
-    timeout: float = 30.0,
-) -> None:
-    """Serve ``api`` with ``workers`` forked processes of ``threads`` intra-op threads each
-    until SIGTERM/SIGINT (then return with the port free) or until workers keep dying (then
-    raise :class:`ServerError`)."""
-    api.runtime.threads = api.runtime.threads or threads
+def run(api: PredictionAPI, options: ServeOptions) -> None:
+    """Serve ``api`` with ``options.workers`` forked processes of ``options.threads`` intra-op
+    threads each until SIGTERM/SIGINT (then return with the port free) or until workers keep
+    dying (then raise :class:`ServerError`)."""
+    host, port, workers = options.host, options.port, options.workers
+    drain_timeout, timeout = options.drain_timeout, options.timeout
+    api.runtime.threads = api.runtime.threads or options.threads or 1
     sock = bind(host, port)
     stopping = False
 

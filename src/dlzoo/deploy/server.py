@@ -9,12 +9,13 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields, replace
 from typing import Any, get_args
 
 from dlzoo.deploy import ServerName, die_with_parent
 from dlzoo.deploy.bundle import default_threads
 from dlzoo.deploy.host import run
+from dlzoo.deploy.options import ServeOptions, check_serving
 from dlzoo.deploy.requests import Limits
 from dlzoo.deploy.serve import PredictionAPI, build_server
 
@@ -37,76 +38,28 @@ def _litserve_child() -> None:
 os.register_at_fork(after_in_child=_litserve_child)
 
 
-def check_serving(
-    port: int, workers: int, threads: int | None, timeout: float, drain_timeout: float
-) -> None:
-    """Refuse, before any model is loaded, serving options no server can run with."""
-    if type(port) is not int or not 0 <= port <= 65535:
-        raise ValueError(f"--port must be a TCP port from 0 to 65535, got {port!r}")
-    if type(workers) is not int or workers < 1:
-        raise ValueError(f"--workers must be a whole number of at least 1, got {workers!r}")
-    if threads is not None and (type(threads) is not int or threads < 1):
-        raise ValueError(f"--threads must be a whole number of at least 1, got {threads!r}")
-    if not timeout > 0:
-        raise ValueError(f"--timeout must be above 0 seconds, got {timeout!r}")
-    if not drain_timeout >= 0:
-        raise ValueError(f"--drain_timeout must be 0 seconds or more, got {drain_timeout!r}")
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """How ``dlzoo serve`` serves, besides the budgets of a request (:class:`Limits`): the one
-    declaration of these options and their defaults. ``dlzoo serve --bundle`` builds its flags
-    from these fields; ``dlzoo serve`` with a config declares them in ``DlzooTrainer.serve``'s
-    signature (LightningCLI reads a signature), which a test holds to these defaults."""
-
-    #: the address to bind: loopback unless told otherwise
-    host: str = "127.0.0.1"
-    #: the TCP port
-    port: int = 8000
-    #: dlzoo's host (CPU) or LitServe's (GPU)
-    server: ServerName = "dlzoo"
-    #: serving processes
-    workers: int = 1
-    #: inference threads per worker (default: cores / workers)
-    threads: int | None = None
-    #: batches a worker runs at once (default: auto)
-    instances: int | None = None
-    #: most requests predicted together (1: no batching)
-    max_batch_size: int = 64
-    #: seconds to wait for a batch to fill beyond the requests already waiting
-    batch_timeout: float = 0.0
-    #: seconds a request may wait for its answer (then 504)
-    timeout: float = 30.0
-    #: seconds in-flight requests get to finish on shutdown (then 503)
-    drain_timeout: float = 10.0
-
-    def __post_init__(self) -> None:
-        check_serving(self.port, self.workers, self.threads, self.timeout, self.drain_timeout)
-
-
 def serve(
     api: PredictionAPI,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    server: ServerName = "dlzoo",
-    workers: int = 1,
-    threads: int | None = None,
-    drain_timeout: float = 10.0,
-    timeout: float = 30.0,
+    options: ServeOptions | None = None,
     accelerator: str = "cpu",
+    **settings: Any,
 ) -> None:
-    """Serve ``api`` until SIGTERM or SIGINT; binds to ``host`` (loopback unless told
-    otherwise). ``server="dlzoo"``: :func:`dlzoo.deploy.host.run` (``workers`` processes);
-    ``"litserve"``: LitServe (``workers`` per device)."""
-    check_serving(port, workers, threads, timeout, drain_timeout)
-    if server == "litserve":
+    """Serve ``api`` until SIGTERM or SIGINT, as ``options`` say (binding to loopback unless
+    told otherwise). ``server="dlzoo"``: :func:`dlzoo.deploy.host.run` (``workers``
+    processes); ``"litserve"``: LitServe (``workers`` per device). ``settings``: the fields of
+    :class:`ServeOptions` given one by one (``serve(api, port=8080)``), as before it existed.
+    """
+    options = options or ServeOptions(**settings)
+    if options.server == "litserve":
         import multiprocessing
 
         litserver = build_server(
-            api, accelerator=accelerator, workers_per_device=workers, timeout=timeout
+            api,
+            accelerator=accelerator,
+            workers_per_device=options.workers,
+            timeout=options.timeout,
         )
-        log.info("serving on http://%s:%d/predict (LitServe)", host, port)
+        log.info("serving on http://%s:%d/predict (LitServe)", options.host, options.port)
         previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
         # its processes die with it, even when it is SIGKILLed: the forked ones through
         # _litserve_child, the spawned inference workers in the API's setup
@@ -114,8 +67,8 @@ def serve(
         _litserve_running, api.die_with_parent = True, True
         try:
             litserver.run(
-                host=host,
-                port=port,
+                host=options.host,
+                port=options.port,
                 generate_client_file=False,
                 log_level="warning",
                 num_api_servers=1,
@@ -127,15 +80,8 @@ def serve(
                 child.terminate()
                 child.join(5)
         return
-    run(
-        api,
-        host=host,
-        port=port,
-        workers=workers,
-        threads=threads or max(1, default_threads() // workers),
-        drain_timeout=drain_timeout,
-        timeout=timeout,
-    )
+    threads = options.threads or max(1, default_threads() // options.workers)
+    run(api, replace(options, threads=threads))
 
 
 def bundle_main(argv: Sequence[str]) -> None:
@@ -164,16 +110,7 @@ def bundle_main(argv: Sequence[str]) -> None:
         batch_timeout=options.batch_timeout,
         limits=limits,
     )
-    serve(
-        api,
-        host=options.host,
-        port=options.port,
-        server=options.server,
-        workers=options.workers,
-        threads=threads,
-        drain_timeout=options.drain_timeout,
-        timeout=options.timeout,
-    )
+    serve(api, replace(options, threads=threads))
 
 
 __all__ = ["ServeOptions", "bundle_main", "check_serving", "serve"]
