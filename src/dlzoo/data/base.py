@@ -37,6 +37,11 @@ class DataModule(pl.LightningDataModule):
 
     def __init__(self) -> None:
         super().__init__()
+        # the arguments of every __init__ of the subclass chain (Lightning reads the callers'
+        # frames), so configs and checkpoints round-trip. Not `task`: the model's linked `task`
+        # is the one decided from the data, and Lightning refuses a model and a DataModule whose
+        # shared hyperparameters differ; the decided task is saved in the state instead
+        self.save_hyperparameters(ignore=["task"])
         #: what each prediction of the last predict loader is (file rows, file names)
         self.predict_row_ids: list[Any] = []
 

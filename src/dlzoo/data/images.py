@@ -107,8 +107,7 @@ class ImageFolderDataModule(DataModule):
         label_delimiter: str = "|",
         log_target: bool = False,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["task"])  # the decided task is in the state
+        super().__init__()  # saves the hyperparameters
         check_task_option(task)
         self.labels_file, self.path_column = labels_file, path_column
         self.targets = [target] if isinstance(target, str) else list(target)

@@ -132,8 +132,7 @@ class MNISTDataModule(DataModule):
         num_workers: int = 0,
         seed: int = 2020,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__()  # saves the hyperparameters
         if validation not in ("split", "test"):
             raise ValueError(f"validation must be 'split' or 'test', got {validation!r}")
         if validation == "split" and not 0.0 < val_fraction < 1.0:

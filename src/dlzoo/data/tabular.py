@@ -108,11 +108,7 @@ class TabularDataModule(DataModule):
         num_workers: int = 0,
         seed: int = 2020,
     ) -> None:
-        super().__init__()
-        # not `task`: the model's linked `task` is the one decided from the data, and Lightning
-        # refuses a model and a DataModule whose shared hyperparameters differ; the decided task
-        # is saved in the state instead
-        self.save_hyperparameters(ignore=["task"])
+        super().__init__()  # saves the hyperparameters
         if not 0.0 < val_fraction < 1.0 or not 0.0 <= test_fraction < 1.0:
             raise ValueError("val_fraction must be in (0, 1) and test_fraction in [0, 1)")
         if val_fraction + test_fraction >= 1.0:

@@ -112,8 +112,7 @@ class TextClassificationDataModule(DataModule):
         cache_dir: str | None = None,
         seed: int = 2020,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["task"])  # the decided task is in the state
+        super().__init__()  # saves the hyperparameters
         text_corpus.check_text_options(tokenizer, vectors, val_fraction, truncation, max_length)
         # settings as attributes: a preset's hparams hold only its own arguments
         self.train_file, self.val_file, self.test_file = train_file, val_file, test_file
