@@ -317,6 +317,38 @@ def test_backbone_transforms_are_adopted_at_fit_and_survive_a_checkpoint(tmp_pat
     assert fresh.state_dict()["preprocessing"] == "timm/test_efficientnet"
 
 
+def test_the_command_decides_the_backbone_transforms_before_any_image_is_read(
+    tmp_path: Path,
+) -> None:
+    # issue 26: the run is built in one place (data -> the model's data settings -> model), not
+    # by a callback that rebuilds datasets at setup; no callback of the run hands anything over
+    import yaml
+
+    from dlzoo.callbacks import AdoptPreprocessing
+    from dlzoo.cli.main import make_cli
+
+    torch.save(_timm_state(1), tmp_path / "weights.pth")
+    root = write_image_tree(tmp_path / "pets", {"train": 4, "val": 2})
+    config = {
+        "trainer": {"max_epochs": 1, "accelerator": "cpu", "default_root_dir": str(tmp_path)},
+        "model": {
+            "class_path": "finetune",
+            "init_args": {"backbone": TIMM, "weights_file": str(tmp_path / "weights.pth")},
+        },
+        "data": {
+            "class_path": "image_folder",
+            "init_args": {"data_dir": str(root), "image_size": 32, "batch_size": 4},
+        },
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    cli = make_cli(["--config", str(tmp_path / "run.yaml")], run=False)
+    assert cli.datamodule._datasets == {}  # nothing read yet
+    assert cli.datamodule.eval_settings()["crop_size"] == 160  # test_efficientnet's config
+    assert cli.datamodule.state_dict()["preprocessing"] == TIMM
+    callbacks = cli.trainer.callbacks + list(cli.model.configure_callbacks())
+    assert not any(isinstance(c, AdoptPreprocessing) for c in callbacks)
+
+
 def test_cached_features_give_the_uncached_head_outputs_for_timm(tmp_path: Path) -> None:
     torch.save(_timm_state(1), tmp_path / "weights.pth")
     outputs = []

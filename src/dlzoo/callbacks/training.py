@@ -1,5 +1,5 @@
-"""Callbacks of a training run: exact resumes (``EpochSeed``), the progress bar, and the two
-that hand a pretrained model's needs to its DataModule (preprocessing, cached features)."""
+"""Callbacks of a training run: exact resumes (``EpochSeed``), the progress bar, the frozen
+backbone's feature pass (``CacheFeatures``), and ``AdoptPreprocessing`` (kept for old configs)."""
 
 from __future__ import annotations
 
@@ -44,16 +44,16 @@ class ProgressBar(TQDMProgressBar):
 
 
 class AdoptPreprocessing(Callback):
-    """Hands a pretrained model's image preprocessing (``preprocessing_spec``) to an image
-    DataModule at setup, so images are prepared as the weights were trained (the fine-tuner
-    adds it to its runs). Outside a Trainer: ``dm.adopt_preprocessing(model.preprocessing_spec)``.
-    """
+    """Kept for configs of 0.1.0.dev0 that name it: dlzoo's runs no longer use it. The dlzoo
+    command hands a model's needs to its DataModule before any data is read
+    (``DataModule.connect`` with the model class's ``data_settings``), and a fine-tuner started
+    from Python does it at setup (``TaskModule.connect_data``); this does the same at setup."""
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        from dlzoo.data.images import ImageFolderDataModule
+        from dlzoo.models.base import TaskModule
 
-        if isinstance(trainer.datamodule, ImageFolderDataModule):
-            trainer.datamodule.adopt_preprocessing(pl_module.preprocessing_spec)
+        if isinstance(pl_module, TaskModule):  # another module has no data settings
+            pl_module.connect_data(trainer.datamodule)
 
 
 class CacheFeatures(Callback):

@@ -247,9 +247,12 @@ class DlzooCLI(LightningCLI):
         config = self._section()
         datamodule = self._datamodule(config) if config.get("data") else None
         if datamodule is not None and config.get("model"):
-            backbone = (config.model.get("init_args") or {}).get("backbone")
-            if isinstance(datamodule, DataModule) and isinstance(backbone, str):
-                datamodule.adopt_tokenizer(backbone)  # a pretrained text encoder's own
+            model_class = _import(config.model.class_path)
+            if isinstance(datamodule, DataModule) and issubclass(model_class, TaskModule):
+                # what the model needs of the data (pretrained transforms, a tokenizer), from
+                # its configured arguments, before any data is read
+                init_args = config.model.get("init_args") or {}
+                datamodule.connect(**model_class.data_settings(init_args))
             self._description = self._describe(datamodule)
         self._default_checkpoint(config, _configured_task(config, self._description))
         try:

@@ -93,10 +93,25 @@ class DataModule(pl.LightningDataModule):
         """The fitted preprocessing of raw inputs (fits it on the training split if needed)."""
         raise NotImplementedError(f"{type(self).__name__} has no preprocessor")
 
+    def connect(self, preprocessing: str | None = None, tokenizer: str | None = None) -> None:
+        """What a model needs of the data, handed over once, before the data is read: the
+        dlzoo command calls it with the model class's ``data_settings`` of its configured
+        arguments (:meth:`dlzoo.models.base.TaskModule.data_settings`), as litgpt's
+        ``connect()`` does. ``preprocessing``: the pretrained weights whose image transforms
+        to use (:meth:`adopt_preprocessing`); ``tokenizer``: a pretrained encoder whose
+        tokenizer to use (:meth:`adopt_tokenizer`)."""
+        if preprocessing is not None:
+            self.adopt_preprocessing(preprocessing)
+        if tokenizer is not None:
+            self.adopt_tokenizer(tokenizer)
+
+    def adopt_preprocessing(self, spec: str | None) -> None:
+        """Prepare inputs as pretrained weights ``spec`` were trained; image DataModules do,
+        the others have no such choice."""
+
     def adopt_tokenizer(self, source: str) -> None:
-        """Take a pretrained model's own tokenizer from its encoder ``source`` (the dlzoo
-        command hands a model's ``backbone`` here before the data is read); text DataModules
-        set to ``tokenizer='model'`` take it, the others have nothing to tokenise."""
+        """Take a pretrained model's own tokenizer from its encoder ``source``; text
+        DataModules set to ``tokenizer='model'`` take it, the others have nothing to tokenise."""
 
     # --------------------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool = False) -> Any:

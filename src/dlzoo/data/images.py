@@ -291,8 +291,9 @@ class ImageFolderDataModule(DataModule):
     # ---------------------------------------------------------------------------------- data
     def adopt_preprocessing(self, spec: str | None) -> None:
         """Prepare images as pretrained weights ``spec`` were trained (see ``preprocessing``),
-        unless ``preprocessing`` says otherwise. Called at setup with the model's
-        ``preprocessing_spec``; call it yourself outside a Trainer."""
+        unless ``preprocessing`` says otherwise. The dlzoo command hands the fine-tuner's here
+        (:meth:`connect`) before the images are read; datasets made before with other
+        transforms are made again."""
         if spec is None or spec == self._adopted:
             return
         if self.preprocessing is not None:

@@ -169,6 +169,22 @@ class TaskModule(pl.LightningModule):
                 f"{first}{more}; use the run's own config.yaml with its checkpoint"
             ) from None
 
+    @classmethod
+    def data_settings(cls, init_args: Mapping[str, Any]) -> dict[str, Any]:
+        """What the data must know of a model of these arguments before it is read, as the
+        arguments of :meth:`dlzoo.data.base.DataModule.connect` (no model is built): the image
+        transforms of pretrained weights, a pretrained encoder's tokenizer. Nothing here."""
+        return {}
+
+    def connect_data(self, datamodule: Any) -> None:
+        """Hand this model's :meth:`data_settings` to ``datamodule`` (a dlzoo DataModule; others
+        are left alone). The dlzoo command does this before the data is read; a run started
+        from Python without it gets it at setup (datasets made before are made again)."""
+        from dlzoo.data.base import DataModule
+
+        if isinstance(datamodule, DataModule):
+            datamodule.connect(**self.data_settings(self.hparams))
+
     @property
     def task(self) -> Task:
         """The row of the task table this model is trained for."""

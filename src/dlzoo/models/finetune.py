@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +22,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
 from dlzoo.models.base import TaskModule
-from dlzoo.networks.finetune import FineTuneNetwork
+from dlzoo.networks.finetune import FineTuneNetwork, preprocessing_spec
 from dlzoo.networks.layers import Activation
 from dlzoo.registry import register_model
 
@@ -192,12 +192,23 @@ class FineTuneClassifier(TaskModule):
         self._pretrained_done = True
         return self
 
-    # ----------------------------------------------------------------------------- training
-    def configure_callbacks(self) -> list[pl.Callback]:
-        # the data side is handed what it needs by callbacks: neither side reads the other
-        from dlzoo.callbacks import AdoptPreprocessing
+    @classmethod
+    def data_settings(cls, init_args: Mapping[str, Any]) -> dict[str, Any]:
+        """Images prepared as the backbone's pretrained weights were trained."""
+        try:
+            spec = preprocessing_spec(
+                init_args["backbone"], init_args.get("weights"), init_args.get("weights_file")
+            )
+        except (KeyError, ValueError):
+            return {}  # no backbone, or a bad weights name: the constructor's error says which
+        return {"preprocessing": spec}
 
-        return [AdoptPreprocessing(), *backbone_callbacks(self)]
+    # ----------------------------------------------------------------------------- training
+    def setup(self, stage: str) -> None:
+        self.connect_data(self.trainer.datamodule)  # a no-op when the command already did
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        return backbone_callbacks(self)
 
     def on_fit_start(self) -> None:
         super().on_fit_start()  # logs the parameter counts

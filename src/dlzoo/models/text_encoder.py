@@ -9,7 +9,7 @@ is gone. Its pretrained weights load when a run starts without a checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -185,6 +185,12 @@ class TextEncoderClassifier(TaskModule):
         if self.network is None or config != self.encoder_config:
             self.build_network(config)  # the checkpoint's encoder, whatever the folder holds now
         self.tokenizer_sha256 = checkpoint.get(TOKENIZER_KEY)
+
+    @classmethod
+    def data_settings(cls, init_args: Mapping[str, Any]) -> dict[str, Any]:
+        """Texts tokenised by the encoder's own tokenizer (``tokenizer: model``)."""
+        backbone = init_args.get("backbone")
+        return {"tokenizer": backbone} if isinstance(backbone, str) else {}
 
     # ----------------------------------------------------------------------------- training
     def setup(self, stage: str) -> None:

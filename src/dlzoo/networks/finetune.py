@@ -31,6 +31,33 @@ from dlzoo.networks.layers import Activation, BackboneWithHead, make_head
 log = logging.getLogger(__name__)
 
 
+def weights_entry(backbone: str, name: str) -> Any:
+    """torchvision's weights entry ``name`` of ``backbone``; an unknown name is an error listing
+    the known ones."""
+    try:
+        return torchvision.models.get_model_weights(backbone)[name]
+    except KeyError:
+        names = [w.name for w in torchvision.models.get_model_weights(backbone)]
+        raise ValueError(
+            f"{backbone} has no weights {name!r}; choose from {names}, DEFAULT or null"
+        ) from None
+
+
+def preprocessing_spec(
+    backbone: str, weights: str | None, weights_file: str | None = None
+) -> str | None:
+    """The pretrained weights whose image transforms the data should use, from a
+    :class:`FineTuneNetwork`'s arguments alone (nothing is built or read): a torchvision
+    weights entry or ``timm/<model>.<tag>``; ``None`` for a randomly initialised backbone."""
+    if weights is None and not weights_file:
+        return None
+    if backbone.startswith(TIMM_PREFIX):
+        return TIMM_PREFIX + timm_name(backbone, weights)
+    # a weights_file alone: assume the torchvision weights it was saved from are DEFAULT's
+    entry = weights_entry(backbone, weights or "DEFAULT")
+    return f"{type(entry).__name__}.{entry.name}"
+
+
 class FineTuneNetwork(BackboneWithHead):
     """``backbone`` (a pretrained torchvision or timm classifier without its last layer) ->
     ``head`` (``Linear -> activation -> [Dropout]`` per hidden width, then ``Linear``).
@@ -96,27 +123,12 @@ class FineTuneNetwork(BackboneWithHead):
         return self.backbone_name.startswith(TIMM_PREFIX)
 
     def _weights_entry(self, name: str | None = None) -> Any:
-        name = name or self.weights
-        try:
-            return torchvision.models.get_model_weights(self.backbone_name)[name]
-        except KeyError:
-            names = [w.name for w in torchvision.models.get_model_weights(self.backbone_name)]
-            raise ValueError(
-                f"{self.backbone_name} has no weights {name!r}; choose from {names}, DEFAULT "
-                "or null"
-            ) from None
+        return weights_entry(self.backbone_name, name or self.weights)
 
     @property
     def preprocessing_spec(self) -> str | None:
-        """The pretrained weights whose image transforms the data should use: a torchvision
-        weights entry or ``timm/<model>.<tag>``; ``None`` for a randomly initialised backbone."""
-        if self.weights is None and not self.weights_file:
-            return None
-        if self.is_timm:
-            return TIMM_PREFIX + timm_name(self.backbone_name, self.weights)
-        # a weights_file alone: assume the torchvision weights it was saved from are DEFAULT's
-        entry = self._weights_entry(self.weights or "DEFAULT")
-        return f"{type(entry).__name__}.{entry.name}"
+        """See :func:`preprocessing_spec`."""
+        return preprocessing_spec(self.backbone_name, self.weights, self.weights_file)
 
     def weights_path(self) -> Path | None:
         """The pretrained file: ``weights_file``, or where torch hub keeps torchvision's
