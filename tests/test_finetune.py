@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import urllib.error
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import pytest
@@ -317,31 +318,35 @@ def test_backbone_transforms_are_adopted_at_fit_and_survive_a_checkpoint(tmp_pat
     assert fresh.state_dict()["preprocessing"] == "timm/test_efficientnet"
 
 
+def _timm_run(tmp_path: Path, images: dict[str, int], epochs: int, **data: Any) -> Path:
+    """A run config (written to ``run.yaml``): the fine-tuner on timm's tiny test network with a
+    weights file, on a generated image folder of ``images`` per split."""
+    import yaml
+
+    torch.save(_timm_state(1), tmp_path / "weights.pth")
+    root = write_image_tree(tmp_path / "pets", images)
+    config = {
+        "trainer": {"max_epochs": epochs, "accelerator": "cpu", "default_root_dir": str(tmp_path)},
+        "model": {
+            "class_path": "vgg16_finetune",
+            "init_args": {"backbone": TIMM, "weights_file": str(tmp_path / "weights.pth")},
+        },
+        "data": {"class_path": "image_folder", "init_args": {"data_dir": str(root), **data}},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path / "run.yaml"
+
+
 def test_the_command_decides_the_backbone_transforms_before_any_image_is_read(
     tmp_path: Path,
 ) -> None:
     # issue 26: the run is built in one place (data -> the model's data settings -> model), not
     # by a callback that rebuilds datasets at setup; no callback of the run hands anything over
-    import yaml
-
     from dlzoo.callbacks import AdoptPreprocessing
     from dlzoo.cli.main import make_cli
 
-    torch.save(_timm_state(1), tmp_path / "weights.pth")
-    root = write_image_tree(tmp_path / "pets", {"train": 4, "val": 2})
-    config = {
-        "trainer": {"max_epochs": 1, "accelerator": "cpu", "default_root_dir": str(tmp_path)},
-        "model": {
-            "class_path": "finetune",
-            "init_args": {"backbone": TIMM, "weights_file": str(tmp_path / "weights.pth")},
-        },
-        "data": {
-            "class_path": "image_folder",
-            "init_args": {"data_dir": str(root), "image_size": 32, "batch_size": 4},
-        },
-    }
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
-    cli = make_cli(["--config", str(tmp_path / "run.yaml")], run=False)
+    config = _timm_run(tmp_path, {"train": 4, "val": 2}, epochs=1, image_size=32, batch_size=4)
+    cli = make_cli(["--config", str(config)], run=False)
     assert cli.datamodule._datasets == {}  # nothing read yet
     assert cli.datamodule.eval_settings()["crop_size"] == 160  # test_efficientnet's config
     assert cli.datamodule.state_dict()["preprocessing"] == TIMM
@@ -378,24 +383,9 @@ def test_a_fine_tuning_run_prints_no_warning_a_user_cannot_act_on(tmp_path: Path
     import subprocess
     import sys
 
-    import yaml
-
-    torch.save(_timm_state(1), tmp_path / "weights.pth")
-    root = write_image_tree(tmp_path / "pets", {"train": 6, "val": 4})
-    config = {
-        "trainer": {"max_epochs": 2, "accelerator": "cpu", "default_root_dir": str(tmp_path)},
-        "model": {
-            "class_path": "vgg16_finetune",
-            "init_args": {"backbone": TIMM, "weights_file": str(tmp_path / "weights.pth")},
-        },
-        "data": {
-            "class_path": "image_folder",
-            "init_args": {"data_dir": str(root), "batch_size": 2, "num_workers": 0},
-        },
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    config = _timm_run(tmp_path, {"train": 6, "val": 4}, epochs=2, batch_size=2, num_workers=0)
     result = subprocess.run(
-        [sys.executable, "-m", "dlzoo", "fit", "--config", str(tmp_path / "config.yaml")],
+        [sys.executable, "-m", "dlzoo", "fit", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -55,6 +55,17 @@ class UnfreezeBackbone(BackboneFinetuning):
             pl_module.backbone.train()
 
 
+def check_backbone_options(
+    freeze_backbone: bool, unfreeze_at_epoch: int | None, cache_features: bool
+) -> None:
+    """The fine-tuning options of a backbone and head (the image fine-tuner's and the text
+    encoder's) that cannot go together."""
+    if unfreeze_at_epoch is not None and not freeze_backbone:
+        raise ValueError("unfreeze_at_epoch needs freeze_backbone=True")
+    if cache_features and (not freeze_backbone or unfreeze_at_epoch is not None):
+        raise ValueError("cache_features needs a backbone that stays frozen")
+
+
 def backbone_callbacks(module: TaskModule) -> list[pl.Callback]:
     """A fine-tuner's callbacks for its ``cache_features`` and ``unfreeze_at_epoch`` options
     (the image fine-tuner's and the text encoder's)."""
@@ -144,10 +155,7 @@ class FineTuneClassifier(TaskModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(num_classes=num_classes, **kwargs)
-        if unfreeze_at_epoch is not None and not freeze_backbone:
-            raise ValueError("unfreeze_at_epoch needs freeze_backbone=True")
-        if cache_features and (not freeze_backbone or unfreeze_at_epoch is not None):
-            raise ValueError("cache_features needs a backbone that stays frozen")
+        check_backbone_options(freeze_backbone, unfreeze_at_epoch, cache_features)
         self.network = FineTuneNetwork(
             self.num_outputs, backbone, weights, weights_file, head_sizes, head_dropout,
             activation, freeze_backbone, channels_last,

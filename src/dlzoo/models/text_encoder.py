@@ -17,7 +17,11 @@ import torch
 
 from dlzoo.data.preprocess.subword import SubwordTokenizer
 from dlzoo.models.base import OptimizerName, SchedulerName, TaskModule, configure_optimizers
-from dlzoo.models.finetune import backbone_callbacks, quiet_frozen_backbone
+from dlzoo.models.finetune import (
+    backbone_callbacks,
+    check_backbone_options,
+    quiet_frozen_backbone,
+)
 from dlzoo.networks.layers import Activation
 from dlzoo.networks.text_encoder import Pooling, TextEncoderNetwork, encoder_config
 from dlzoo.registry import register_model
@@ -104,10 +108,7 @@ class TextEncoderClassifier(TaskModule):
             lr_scheduler=lr_scheduler,
             **kwargs,
         )
-        if unfreeze_at_epoch is not None and not freeze_backbone:
-            raise ValueError("unfreeze_at_epoch needs freeze_backbone=True")
-        if cache_features and (not freeze_backbone or unfreeze_at_epoch is not None):
-            raise ValueError("cache_features needs a backbone that stays frozen")
+        check_backbone_options(freeze_backbone, unfreeze_at_epoch, cache_features)
         if not 0.0 < layer_lr_decay <= 1.0:
             raise ValueError(f"layer_lr_decay must be in (0, 1], got {layer_lr_decay}")
         if not 0.0 <= warmup_fraction < 1.0:
