@@ -243,16 +243,13 @@ class DlzooCLI(LightningCLI):
 
     # ------------------------------------------------------------------------ building a run
     def instantiate_classes(self) -> None:
-        """Data, then its description of the model's arguments, then the model and Trainer."""
+        """Data; what the model needs of it (before it is read); its description; model; Trainer."""
         config = self._section()
         datamodule = self._datamodule(config) if config.get("data") else None
         if datamodule is not None and config.get("model"):
             model_class = _import(config.model.class_path)
             if isinstance(datamodule, DataModule) and issubclass(model_class, TaskModule):
-                # what the model needs of the data (pretrained transforms, a tokenizer), from
-                # its configured arguments, before any data is read
-                init_args = config.model.get("init_args") or {}
-                datamodule.connect(**model_class.data_settings(init_args))
+                datamodule.connect(**model_class.data_settings(config.model.get("init_args") or {}))
             self._description = self._describe(datamodule)
         self._default_checkpoint(config, _configured_task(config, self._description))
         try:

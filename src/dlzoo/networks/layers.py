@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
@@ -48,9 +48,8 @@ class BackboneWithHead(nn.Module):
 
     backbone: nn.Module
     head: nn.Module
-
-    def extract_features(self, *inputs: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError  # the backbone's features (N, feature_dim) of a batch
+    #: the backbone's features ``(N, feature_dim)`` of a batch (the subclass's method)
+    extract_features: Callable[..., torch.Tensor]
 
     def classify_features(self, features: torch.Tensor) -> torch.Tensor:
         """The head on features :meth:`extract_features` gave (cached ones, too)."""
