@@ -354,6 +354,34 @@ def test_the_command_decides_the_backbone_transforms_before_any_image_is_read(
     assert not any(isinstance(c, AdoptPreprocessing) for c in callbacks)
 
 
+def test_cache_features_is_the_models_step_and_data_that_cannot_is_refused_before_reading(
+    tmp_path: Path,
+) -> None:
+    # issue 26: callbacks only observe; whether the data can give cached features is settled
+    # when the run is built, and cached batches say what they are (no guess from their shape)
+    from dlzoo.callbacks import CacheFeatures
+    from dlzoo.cli.main import make_cli
+    from dlzoo.networks.layers import BackboneFeatures
+
+    config = _timm_run(tmp_path, {"train": 4, "val": 2}, epochs=1, image_size=32, batch_size=4)
+    args = ["--config", str(config), "--model.init_args.cache_features", "true"]
+    with pytest.raises(ValueError, match="cached features need augment=False"):
+        make_cli([*args, "--data.init_args.augment", "true"], run=False)
+    cli = make_cli(args, run=False)
+    assert cli.datamodule._datasets == {}  # nothing read yet
+    callbacks = cli.trainer.callbacks + list(cli.model.configure_callbacks())
+    assert not any(isinstance(c, CacheFeatures) for c in callbacks)
+    cli.trainer.fit(cli.model, cli.datamodule)
+    features, labels = next(iter(cli.datamodule.train_dataloader()))
+    assert isinstance(features, BackboneFeatures) and features.values.shape == (4, 256)
+    cli.model.eval()
+    with torch.inference_mode():  # the network runs its head on them, its whole self on images
+        images = cli.datamodule._datasets["train"][0][0][None]
+        whole = cli.model.network(images)
+        head = cli.model.network(BackboneFeatures(cli.model.extract_features(images)))
+    torch.testing.assert_close(head, whole)
+
+
 def test_cached_features_give_the_uncached_head_outputs_for_timm(tmp_path: Path) -> None:
     torch.save(_timm_state(1), tmp_path / "weights.pth")
     outputs = []

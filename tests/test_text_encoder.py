@@ -199,13 +199,13 @@ def test_frozen_cached_features_equal_the_uncached_path(
         trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
                           enable_progress_bar=False, accelerator="cpu")  # fmt: skip
         with caplog.at_level(logging.INFO, logger="dlzoo"):
-            trainer.fit(model, datamodule=cached)  # CacheFeatures runs the encoder once
+            trainer.fit(model, datamodule=cached)  # the model runs the encoder once
         used_onnx = "backbone features by ONNX Runtime" in caplog.text
         assert used_onnx == (runtime == "onnxruntime"), caplog.text
         caplog.clear()
         model.eval()
         features, cached_targets = cached.val_dataloader().dataset[list(range(len(val)))]
-        assert features.shape == (len(val), 16)  # pooled (N, hidden), not token ids
+        assert features.values.shape == (len(val), 16)  # pooled (N, hidden), not token ids
         torch.testing.assert_close(cached_targets, targets)
         with torch.inference_mode():  # the trained head: on cached features, and on the texts
             torch.testing.assert_close(

@@ -1,9 +1,8 @@
-"""Callbacks of a training run: exact resumes (``EpochSeed``), the progress bar, the frozen
-backbone's feature pass (``CacheFeatures``), and ``AdoptPreprocessing`` (kept for old configs)."""
+"""Callbacks of a training run: exact resumes (``EpochSeed``), the progress bar, and two kept
+for code of 0.1.0.dev0 (``AdoptPreprocessing``, ``CacheFeatures``): the models do their work."""
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 
@@ -11,8 +10,6 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
-
-log = logging.getLogger(__name__)
 
 
 class EpochSeed(Callback):
@@ -57,37 +54,17 @@ class AdoptPreprocessing(Callback):
 
 
 class CacheFeatures(Callback):
-    """Runs a frozen backbone over the train and val inputs once, before the first epoch, and
-    trains the head on those features (``cache_features=True`` of the image fine-tuner and of
-    the text encoder). On CPU, ONNX Runtime computes them unless ``feature_runtime='torch'``
-    (checked against torch on the first batch)."""
+    """Kept for code of 0.1.0.dev0 that adds it: dlzoo's runs no longer use it. A fine-tuner
+    with ``cache_features=True`` (the image fine-tuner, the text encoder) hands its frozen
+    backbone to the DataModule itself when training starts; this does the same for one
+    without that option (torch computes the features)."""
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from dlzoo.data.images import ImageFolderDataModule
-        from dlzoo.data.text import TextClassificationDataModule
-
-        datamodule = trainer.datamodule
-        if isinstance(datamodule, ImageFolderDataModule):
-            module, names = pl_module.backbone, ("images",)
-        elif isinstance(datamodule, TextClassificationDataModule):
-            from dlzoo.networks.text_encoder import PooledFeatures
-
-            module, names = PooledFeatures(pl_module.network), ("tokens", "lengths")
-        else:
-            raise ValueError(
-                "cache_features needs an image DataModule (ImageFolderDataModule, "
-                "CatsDogsDataModule) or a text DataModule, not "
-                f"{type(datamodule).__name__}"
-            )
+        if pl_module.hparams.get("cache_features"):
+            return  # the model does it (``start_backbone_fit``)
         pl_module.ensure_pretrained()  # callbacks run before the module's own on_fit_start
         pl_module.backbone.eval()
-        extractor = pl_module.extract_features
-        runtime = pl_module.hparams.get("feature_runtime", "torch")
-        if pl_module.device.type == "cpu" and runtime != "torch":
-            from dlzoo.networks.backbones import CheckedExtractor
-
-            extractor = CheckedExtractor(module, extractor, torch.get_num_threads(), names)
-        datamodule.cache_features(extractor, pl_module.device)
+        trainer.datamodule.cache_features(pl_module.extract_features, pl_module.device)
 
 
 __all__ = ["AdoptPreprocessing", "CacheFeatures", "EpochSeed", "ProgressBar"]

@@ -9,12 +9,13 @@ travels in every checkpoint (``state_dict``) and is restored in one place, :meth
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import torch
 from jsonargparse import ArgumentParser
 from sklearn.model_selection import train_test_split
 
@@ -93,17 +94,26 @@ class DataModule(pl.LightningDataModule):
         """The fitted preprocessing of raw inputs (fits it on the training split if needed)."""
         raise NotImplementedError(f"{type(self).__name__} has no preprocessor")
 
-    def connect(self, preprocessing: str | None = None, tokenizer: str | None = None) -> None:
+    def connect(
+        self,
+        preprocessing: str | None = None,
+        tokenizer: str | None = None,
+        cached_features: bool = False,
+    ) -> None:
         """What a model needs of the data, handed over once, before the data is read: the
         dlzoo command calls it with the model class's ``data_settings`` of its configured
         arguments (:meth:`dlzoo.models.base.TaskModule.data_settings`), as litgpt's
         ``connect()`` does. ``preprocessing``: the pretrained weights whose image transforms
         to use (:meth:`adopt_preprocessing`); ``tokenizer``: a pretrained encoder whose
-        tokenizer to use (:meth:`adopt_tokenizer`)."""
+        tokenizer to use (:meth:`adopt_tokenizer`); ``cached_features``: the model will hand
+        its frozen backbone to :meth:`cache_features` when training starts (checked here, so
+        a DataModule that cannot is refused before anything is read)."""
         if preprocessing is not None:
             self.adopt_preprocessing(preprocessing)
         if tokenizer is not None:
             self.adopt_tokenizer(tokenizer)
+        if cached_features:
+            self.check_feature_caching()
 
     def adopt_preprocessing(self, spec: str | None) -> None:
         """Prepare inputs as pretrained weights ``spec`` were trained; image DataModules do,
@@ -112,6 +122,25 @@ class DataModule(pl.LightningDataModule):
     def adopt_tokenizer(self, source: str) -> None:
         """Take a pretrained model's own tokenizer from its encoder ``source``; text
         DataModules set to ``tokenizer='model'`` take it, the others have nothing to tokenise."""
+
+    def check_feature_caching(self) -> None:
+        """Raise unless :meth:`cache_features` can work here (image and text DataModules)."""
+        raise ValueError(
+            "cache_features needs an image DataModule (ImageFolderDataModule, "
+            f"CatsDogsDataModule) or a text DataModule, not {type(self).__name__}"
+        )
+
+    def cache_features(
+        self,
+        extractor: Callable[..., torch.Tensor],
+        device: torch.device | str = "cpu",
+        batch_size: int | None = None,
+    ) -> None:
+        """Run ``extractor`` (a frozen backbone: a batch's inputs to ``(N, dim)`` features)
+        over the train and val inputs once; from then on their loaders yield
+        ``(BackboneFeatures, target)`` batches (``cache_features`` of the fine-tuners, which
+        call this when training starts)."""
+        self.check_feature_caching()
 
     # --------------------------------------------------------------------------- loaders
     def _loader(self, split: str, shuffle: bool = False) -> Any:

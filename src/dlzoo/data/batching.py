@@ -21,6 +21,8 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from dlzoo.networks.layers import BackboneFeatures
+
 
 def world() -> tuple[int, int]:
     """``(world_size, rank)`` of the running process group, ``(1, 0)`` without one."""
@@ -47,6 +49,18 @@ class TensorBatchDataset(Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
         return self[list(indices)]
+
+
+class FeatureDataset(TensorBatchDataset):
+    """A frozen backbone's ``features`` of each row and its ``targets``, computed once: a batch
+    is ``(BackboneFeatures, targets)``, which a backbone-and-head network runs its head on."""
+
+    def __init__(self, features: torch.Tensor, targets: torch.Tensor) -> None:
+        super().__init__(features, targets)
+
+    def __getitem__(self, index: int | Sequence[int]) -> tuple[BackboneFeatures, torch.Tensor]:
+        features, targets = super().__getitem__(index)
+        return BackboneFeatures(features), targets
 
 
 def keep_batch(batch: Any) -> Any:

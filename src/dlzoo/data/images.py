@@ -23,7 +23,7 @@ from torchvision.datasets.folder import find_classes
 from torchvision.transforms import InterpolationMode, v2
 
 from dlzoo.data.base import DataModule, check_restored_task, check_task_option, seeded_split
-from dlzoo.data.batching import TensorBatchDataset, batch_loader, ordered_loader
+from dlzoo.data.batching import FeatureDataset, batch_loader, ordered_loader
 from dlzoo.data.image_files import (
     IMAGE_EXTENSIONS,
     ImageFiles,
@@ -126,7 +126,7 @@ class ImageFolderDataModule(DataModule):
         self._classes: list[str] | None = None  # from the training folders, or a checkpoint
         self._labelled_rows: dict[str, tuple[list[str], torch.Tensor]] | None = None
         self._datasets: dict[str, Dataset] = {}
-        self._features: dict[str, TensorBatchDataset] = {}
+        self._features: dict[str, FeatureDataset] = {}
         self.skipped: dict[str, str] = {}  # unreadable files and why, once set up
         self._preprocessor: ImagePreprocessor | None = None
         self._adopted: str | None = None  # the pretrained backbone's preprocessing, if any
@@ -381,6 +381,12 @@ class ImageFolderDataModule(DataModule):
         return None
 
     # ------------------------------------------------------------------------ cached features
+    def check_feature_caching(self) -> None:
+        if self.augment:
+            raise ValueError(
+                "cached features need augment=False: augmented images differ every epoch"
+            )
+
     def cache_features(
         self,
         extractor: Callable[[torch.Tensor], torch.Tensor],
@@ -389,13 +395,10 @@ class ImageFolderDataModule(DataModule):
     ) -> None:
         """Run ``extractor`` (a frozen backbone) over the train and val images once.
 
-        From then on the train and val loaders yield ``(features, label)`` batches. Needs
-        ``augment=False``: cached features cannot change from epoch to epoch.
+        From then on the train and val loaders yield ``(BackboneFeatures, label)`` batches.
+        Needs ``augment=False``: cached features cannot change from epoch to epoch.
         """
-        if self.augment:
-            raise ValueError(
-                "cached features need augment=False: augmented images differ every epoch"
-            )
+        self.check_feature_caching()
         self.setup("fit")
         for split in ("train", "val"):
             loader = ordered_loader(
@@ -409,7 +412,7 @@ class ImageFolderDataModule(DataModule):
                 for images, targets in loader:
                     features.append(extractor(images.to(device)).float().cpu())
                     labels.append(targets)
-            self._features[split] = TensorBatchDataset(torch.cat(features), torch.cat(labels))
+            self._features[split] = FeatureDataset(torch.cat(features), torch.cat(labels))
             log.info("cached %s features of %d images", split, len(self._features[split]))
 
     # ------------------------------------------------------------------------------- loaders

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from dlzoo.data import text_corpus
 from dlzoo.data.base import DataModule, check_restored_task, check_task_option, seeded_split
 from dlzoo.data.batching import (
-    TensorBatchDataset,
+    FeatureDataset,
     TokenDataset,
     Truncation,
     batch_loader,
@@ -136,7 +136,7 @@ class TextClassificationDataModule(DataModule):
         self._numbers: torch.Tensor | None = None
         self._splits: dict[str, torch.Tensor] = {}
         self._datasets: dict[str, TokenDataset] = {}
-        self._features: dict[str, TensorBatchDataset] = {}  # cached encoder features
+        self._features: dict[str, FeatureDataset] = {}  # cached encoder features
         self._preprocessor: tuple[Any, TextPreprocessor | SubwordPreprocessor] | None = None
         self._subword: SubwordTokenizer | None = None
 
@@ -402,6 +402,9 @@ class TextClassificationDataModule(DataModule):
             return ((tokens, lengths),)
         return (tokens, lengths), torch.stack([torch.as_tensor(item[1]) for item in items])
 
+    def check_feature_caching(self) -> None:
+        """Any text DataModule can cache a frozen encoder's features."""
+
     def cache_features(
         self,
         extractor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -410,7 +413,7 @@ class TextClassificationDataModule(DataModule):
     ) -> None:
         """Run ``extractor`` (a frozen encoder: ``(tokens, lengths)`` to features) over the train
         and val texts once, longest-first batches of similar length; from then on their loaders
-        yield ``(features, target)`` batches."""
+        yield ``(BackboneFeatures, target)`` batches."""
         self._build_datasets()
         for split in ("train", "val"):
             dataset = self._datasets[split]

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from dlzoo.data.batching import TensorBatchDataset, TokenDataset, check_truncation
+from dlzoo.data.batching import FeatureDataset, TokenDataset, check_truncation
 from dlzoo.data.download import check_sha256
 from dlzoo.data.preprocess.subword import SubwordTokenizer
 from dlzoo.data.tokenize import TokenizedCorpus, Vocabulary, aligned_vectors, clean_text
@@ -153,7 +153,7 @@ def token_features(
     extractor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     device: torch.device | str,
     batch_size: int,
-) -> TensorBatchDataset:
+) -> FeatureDataset:
     """``extractor`` (a frozen encoder: ``(tokens, lengths)`` to features) run once over
     ``dataset`` in longest-first batches of similar length: its features and targets."""
     order = torch.argsort(dataset.lengths, descending=True, stable=True)
@@ -165,7 +165,7 @@ def token_features(
             if features is None:
                 features = torch.zeros(len(dataset), batch.shape[1])
             features[chunk] = batch
-    return TensorBatchDataset(features, dataset.labels)
+    return FeatureDataset(features, dataset.labels)
 
 
 def report_cut(lengths: torch.Tensor, max_length: int | None, truncation: str, what: str) -> None:

@@ -8,6 +8,7 @@ checkpoint reloads without the pretrained file or a network connection.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
@@ -21,7 +22,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
+from dlzoo.data.base import DataModule
 from dlzoo.models.base import TaskModule
+from dlzoo.networks.backbones import CheckedExtractor
 from dlzoo.networks.finetune import FineTuneNetwork, preprocessing_spec
 from dlzoo.networks.layers import Activation
 from dlzoo.registry import register_model
@@ -55,6 +58,11 @@ class UnfreezeBackbone(BackboneFinetuning):
             pl_module.backbone.train()
 
 
+def cached_features_setting(init_args: Mapping[str, Any]) -> dict[str, Any]:
+    """The fine-tuners' ``data_settings`` for ``cache_features``: a DataModule that can."""
+    return {"cached_features": True} if init_args.get("cache_features") else {}
+
+
 def check_backbone_options(
     freeze_backbone: bool, unfreeze_at_epoch: int | None, cache_features: bool
 ) -> None:
@@ -67,36 +75,50 @@ def check_backbone_options(
 
 
 def backbone_callbacks(module: TaskModule) -> list[pl.Callback]:
-    """A fine-tuner's callbacks for its ``cache_features`` and ``unfreeze_at_epoch`` options
-    (the image fine-tuner's and the text encoder's)."""
-    from dlzoo.callbacks import CacheFeatures
-
+    """A fine-tuner's callback for its ``unfreeze_at_epoch`` option (the image fine-tuner's
+    and the text encoder's): Lightning's ``BackboneFinetuning``."""
     hp = module.hparams
-    callbacks: list[pl.Callback] = [CacheFeatures()] if hp.cache_features else []
-    if hp.unfreeze_at_epoch is not None:
-        callbacks.append(
-            UnfreezeBackbone(
-                unfreeze_backbone_at_epoch=hp.unfreeze_at_epoch,
-                backbone_initial_ratio_lr=hp.unfreeze_lr_ratio,
-                should_align=True,
+    if hp.unfreeze_at_epoch is None:
+        return []
+    return [
+        UnfreezeBackbone(
+            unfreeze_backbone_at_epoch=hp.unfreeze_at_epoch,
+            backbone_initial_ratio_lr=hp.unfreeze_lr_ratio,
+            should_align=True,
+        )
+    ]
+
+
+def start_backbone_fit(module: TaskModule, traced: nn.Module, input_names: Sequence[str]) -> None:
+    """What a fine-tuner does when training starts, after its pretrained weights are loaded:
+    keep Lightning quiet about the frozen backbone's eval mode, and with ``cache_features``
+    hand the backbone to the Trainer's DataModule to compute the train/val features once.
+    On CPU ONNX Runtime computes them from ``traced`` (a module of ``input_names``) unless
+    ``feature_runtime='torch'``, checked against torch on the first batch."""
+    if module.backbone_frozen:
+        # Lightning warns about modules in eval mode at the start of training; a frozen
+        # backbone is kept in eval mode on purpose (fixed batch-norm statistics, no dropout).
+        # Silenced only when those modules are exactly the backbone's.
+        in_eval = [m for m in module.modules() if not m.training]
+        if len(in_eval) == len(list(module.backbone.modules())):
+            warnings.filterwarnings(
+                "ignore",
+                message=rf"Found {len(in_eval)} module\(s\) in eval mode at the start",
+                category=PossibleUserWarning,
             )
-        )
-    return callbacks
-
-
-def quiet_frozen_backbone(module: TaskModule) -> None:
-    """Lightning warns about modules in eval mode at the start of training; a frozen backbone
-    is kept in eval mode on purpose (fixed batch-norm statistics, no dropout). Silenced only
-    when those modules are exactly the backbone's."""
-    if not module.backbone_frozen:
+    if not module.hparams.cache_features:
         return
-    in_eval = [m for m in module.modules() if not m.training]
-    if len(in_eval) == len(list(module.backbone.modules())):
-        warnings.filterwarnings(
-            "ignore",
-            message=rf"Found {len(in_eval)} module\(s\) in eval mode at the start",
-            category=PossibleUserWarning,
+    datamodule = module.trainer.datamodule
+    if not isinstance(datamodule, DataModule):
+        raise ValueError(
+            "cache_features needs a dlzoo image or text DataModule, not "
+            f"{type(datamodule).__name__}"
         )
+    module.backbone.eval()
+    extractor = module.extract_features
+    if module.device.type == "cpu" and module.hparams.feature_runtime != "torch":
+        extractor = CheckedExtractor(traced, extractor, torch.get_num_threads(), input_names)
+    datamodule.cache_features(extractor, module.device)
 
 
 @register_model("finetune")  # also "vgg16_finetune", the book's name (registry.ALIASES)
@@ -202,14 +224,15 @@ class FineTuneClassifier(TaskModule):
 
     @classmethod
     def data_settings(cls, init_args: Mapping[str, Any]) -> dict[str, Any]:
-        """Images prepared as the backbone's pretrained weights were trained."""
-        try:
-            spec = preprocessing_spec(
+        """Images prepared as the backbone's pretrained weights were trained; with
+        ``cache_features``, a DataModule that can cache them."""
+        settings = cached_features_setting(init_args)
+        # no backbone, or a bad weights name: the constructor's error says which
+        with contextlib.suppress(KeyError, ValueError):
+            settings["preprocessing"] = preprocessing_spec(
                 init_args["backbone"], init_args.get("weights"), init_args.get("weights_file")
             )
-        except (KeyError, ValueError):
-            return {}  # no backbone, or a bad weights name: the constructor's error says which
-        return {"preprocessing": spec}
+        return settings
 
     # ----------------------------------------------------------------------------- training
     def setup(self, stage: str) -> None:
@@ -219,14 +242,9 @@ class FineTuneClassifier(TaskModule):
         return backbone_callbacks(self)
 
     def on_fit_start(self) -> None:
-        super().on_fit_start()  # logs the parameter counts
-        quiet_frozen_backbone(self)
+        super().on_fit_start()  # the pretrained weights; logs the parameter counts
+        start_backbone_fit(self, self.backbone, ("images",))
 
     def extract_features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone features ``(N, feature_dim)`` of a batch of images."""
         return self.network.extract_features(images)
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of images ``(N, 3, H, W)``, or of cached backbone features ``(N, feature_dim)``
-        (:class:`~dlzoo.callbacks.CacheFeatures` hands those)."""
-        return self.network.head(x) if x.ndim == 2 else self.network(x)

@@ -19,11 +19,17 @@ from dlzoo.data.preprocess.subword import SubwordTokenizer
 from dlzoo.models.base import OptimizerName, SchedulerName, TaskModule, configure_optimizers
 from dlzoo.models.finetune import (
     backbone_callbacks,
+    cached_features_setting,
     check_backbone_options,
-    quiet_frozen_backbone,
+    start_backbone_fit,
 )
 from dlzoo.networks.layers import Activation
-from dlzoo.networks.text_encoder import Pooling, TextEncoderNetwork, encoder_config
+from dlzoo.networks.text_encoder import (
+    PooledFeatures,
+    Pooling,
+    TextEncoderNetwork,
+    encoder_config,
+)
 from dlzoo.registry import register_model
 
 #: where a checkpoint holds the encoder's configuration (plain data)
@@ -189,9 +195,12 @@ class TextEncoderClassifier(TaskModule):
 
     @classmethod
     def data_settings(cls, init_args: Mapping[str, Any]) -> dict[str, Any]:
-        """Texts tokenised by the encoder's own tokenizer (``tokenizer: model``)."""
-        backbone = init_args.get("backbone")
-        return {"tokenizer": backbone} if isinstance(backbone, str) else {}
+        """Texts tokenised by the encoder's own tokenizer (``tokenizer: model``); with
+        ``cache_features``, a DataModule that can cache the encoder's features."""
+        settings = cached_features_setting(init_args)
+        if isinstance(backbone := init_args.get("backbone"), str):
+            settings["tokenizer"] = backbone
+        return settings
 
     # ----------------------------------------------------------------------------- training
     def setup(self, stage: str) -> None:
@@ -218,8 +227,8 @@ class TextEncoderClassifier(TaskModule):
         return backbone_callbacks(self)
 
     def on_fit_start(self) -> None:
-        super().on_fit_start()
-        quiet_frozen_backbone(self)  # kept in eval mode on purpose (see TextEncoderNetwork)
+        super().on_fit_start()  # the pretrained weights; logs the parameter counts
+        start_backbone_fit(self, PooledFeatures(self._built()), ("tokens", "lengths"))
 
     def extract_features(
         self, tokens: torch.Tensor, lengths: torch.Tensor | None = None
@@ -227,12 +236,9 @@ class TextEncoderClassifier(TaskModule):
         """Pooled encoder features ``(N, hidden)`` of a batch of token ids."""
         return self._built().extract_features(tokens, lengths)
 
-    def logits(self, x: Any) -> torch.Tensor:
-        """Logits of ``(tokens, lengths)``, or of cached features ``(N, hidden)``
-        (:class:`~dlzoo.callbacks.CacheFeatures` hands those)."""
-        if isinstance(x, torch.Tensor) and x.is_floating_point():
-            return self._built().classify_features(x)
-        return super().logits(x)
+    def forward(self, *inputs: Any) -> torch.Tensor:
+        """Logits of ``tokens, lengths``, or of cached ``BackboneFeatures``."""
+        return self._built()(*inputs)
 
     def configure_optimizers(self) -> Any:
         """AdamW over the trainable parameters: no weight decay on biases and norm scales,

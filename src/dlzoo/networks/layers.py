@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -37,10 +38,21 @@ def check_num_features(num_features: Any) -> None:
         )
 
 
+@dataclass
+class BackboneFeatures:
+    """A batch of a frozen backbone's features computed once, before training
+    (``cache_features``): :class:`BackboneWithHead` runs only its head on them. The DataModule
+    that computed them hands them in this type, so no network tells features from images by a
+    tensor's shape. A (mutable) dataclass, so Lightning moves it to the device as it is."""
+
+    values: torch.Tensor
+
+
 class BackboneWithHead(nn.Module):
     """What a network of a pretrained ``backbone`` and a new ``head`` on its features shares
     (the image fine-tuner's and the text encoder's): a subclass builds both and defines
-    ``extract_features``; ``forward`` is the head on those features.
+    ``extract_features``; ``forward`` is the head on those features, or on
+    :class:`BackboneFeatures` computed before.
 
     A frozen backbone stays in eval mode, also under ``train()``: its dropout and batch-norm
     statistics do not change, which is what makes cached features exact.
@@ -55,7 +67,9 @@ class BackboneWithHead(nn.Module):
         """The head on features :meth:`extract_features` gave (cached ones, too)."""
         return self.head(features)
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: Any) -> torch.Tensor:
+        if isinstance(inputs[0], BackboneFeatures):
+            return self.classify_features(inputs[0].values)
         return self.classify_features(self.extract_features(*inputs))
 
     @property
@@ -128,6 +142,7 @@ def run_recurrent(layer: nn.RNNBase, inputs: torch.Tensor | PackedSequence) -> A
 
 __all__ = [
     "Activation",
+    "BackboneFeatures",
     "BackboneWithHead",
     "check_num_features",
     "make_activation",
