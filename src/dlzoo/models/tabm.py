@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from dlzoo.data.tabular import TabularDataModule
 from dlzoo.models.base import OptimizerName, TaskModule
 from dlzoo.networks.tabm import Architecture, Embedding, TabMNetwork, check_options
 from dlzoo.registry import register_model
@@ -101,7 +102,9 @@ class TabMNet(TaskModule):
             datamodule = self.trainer.datamodule
         except RuntimeError:  # no Trainer: load_from_checkpoint builds it in on_load_checkpoint
             return
-        quantiles = getattr(datamodule, "numeric_quantiles", None)
+        quantiles = (
+            datamodule.numeric_quantiles if isinstance(datamodule, TabularDataModule) else None
+        )
         if quantiles is None:
             raise ValueError(
                 f"TabMNet with embedding={self.hparams.embedding!r} needs the training quantiles "
