@@ -1,6 +1,6 @@
 """Export bundles on disk: the folder's ``dlzoo-bundle.json`` with the sha256 of every file and
-of its own content, and the model file run as a caller outside dlzoo would (ONNX Runtime or
-``torch.jit.load``).
+of its own content, and its model file run as a caller outside dlzoo would
+(:class:`~dlzoo.onnx_io.ExportedModel`: ONNX Runtime or ``torch.jit.load``).
 
 A bundle is sealed: :func:`load_bundle` refuses a folder whose JSON was edited (its ``sha256``
 covers every other field), whose files differ from their digests, that holds files the manifest
@@ -13,13 +13,11 @@ import hashlib
 import importlib
 import json
 import os
-import warnings
-from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from dlzoo.onnx_io import ExportedModel
 
 BUNDLE_FILE = "dlzoo-bundle.json"
 #: 2: the JSON's own ``sha256`` and the ``preprocessor`` block (1: files' digests only)
@@ -63,52 +61,6 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
-
-
-class ExportedModel:
-    """An exported model file run as a caller would: ONNX Runtime or ``torch.jit.load``.
-
-    ``run(inputs)`` takes numpy arrays by input name and returns numpy arrays by output name.
-    ``threads`` caps the intra-op threads (default: ONNX Runtime's, one per core).
-    """
-
-    def __init__(
-        self, path: str | Path, output_names: Sequence[str], threads: int | None = None
-    ) -> None:
-        self.path, self.output_names = Path(path), list(output_names)
-        if self.path.suffix == ".onnx":
-            import onnxruntime
-
-            options = onnxruntime.SessionOptions()
-            options.log_severity_level = 3
-            if threads:  # serving: a fixed share of the cores, and no busy-waiting
-                options.intra_op_num_threads = threads
-                options.inter_op_num_threads = 1
-                # idle intra-op threads spin by default, taking the CPU the HTTP side needs
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = onnxruntime.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
-            self.input_names = [i.name for i in self._session.get_inputs()]
-        else:
-            import torch
-
-            with warnings.catch_warnings():
-                # TorchScript is deprecated in favour of torch.export; the user chose the format
-                warnings.filterwarnings("ignore", message=".*torch.jit.load.* is deprecated")
-                self._module = torch.jit.load(str(self.path), map_location="cpu").eval()
-
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self.path.suffix == ".onnx":
-            # an input the graph does not read (a vanilla RNN ignores lengths) was dropped
-            feed = {name: inputs[name] for name in self.input_names}
-            return dict(zip(self.output_names, self._session.run(None, feed), strict=True))
-        import torch
-
-        with torch.inference_mode():
-            out = self._module(*(torch.from_numpy(np.asarray(v)) for v in inputs.values()))
-        out = out if isinstance(out, tuple) else (out,)
-        return {n: o.numpy() for n, o in zip(self.output_names, out, strict=True)}
 
 
 def _inside(folder: Path, name: Any) -> Path:

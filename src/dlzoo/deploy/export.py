@@ -16,13 +16,13 @@ task's output head, with no LightningModule inside.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,21 +36,19 @@ from dlzoo.deploy.bundle import (
     BUNDLE_FILE,
     BUNDLE_VERSION,
     BundleError,
-    ExportedModel,
     load_bundle,
     package_version,
     read_bundle,
     seal,
     sha256_file,
 )
+from dlzoo.onnx_io import ONNX_OPSET, ExportedModel, write_onnx
 from dlzoo.models.base import TaskModule
 from dlzoo.registry import MODELS, load_builtins
 
 log = logging.getLogger(__name__)
 
 ExportFormat = Literal["onnx", "torchscript"]
-#: the ONNX opset written (ONNX Runtime 1.18 and later run it)
-ONNX_OPSET = 18
 #: largest difference of exported and eager outputs accepted at export time. float32 kernels of
 #: ONNX Runtime and of torch sum in different orders: about 1e-7 on probabilities is typical.
 PARITY_TOLERANCE = 1e-5
@@ -160,32 +158,12 @@ def check_replaceable(output: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- exporters
-def _dynamic(names: list[str], max_length: int | None) -> tuple[dict, dict]:
-    """``dynamic_shapes`` (dynamo exporter) and ``dynamic_axes`` (TorchScript exporter)."""
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    shapes: dict[str, dict] = {}
-    axes: dict[str, dict] = {}
-    for name in names:
-        shapes[name] = {0: batch}
-        axes[name] = {0: "batch"}
+def _dynamic_axes(names: list[str], outputs: Sequence[str]) -> dict[str, dict[int, str]]:
+    """The batch axis of every input and output, and the sequence axis of ``tokens``."""
+    axes = {name: {0: "batch"} for name in [*names, *outputs]}
     if "tokens" in names:
-        sequence = torch.export.Dim("sequence", min=1, max=max_length or 65536)
-        shapes["tokens"][1] = sequence
         axes["tokens"][1] = "sequence"
-    return shapes, axes
-
-
-@contextlib.contextmanager
-def _without_attention_fastpath() -> Any:
-    """``nn.TransformerEncoderLayer``'s fused eval-mode kernel off while exporting: neither
-    exporter of torch 2.6 can write ``aten::_transformer_encoder_layer_fwd`` (the same math
-    unfused is what ONNX gets; the parity check compares it with the fused eager outputs)."""
-    before = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(before)
+    return axes
 
 
 def _export_onnx(
@@ -198,36 +176,10 @@ def _export_onnx(
 ) -> str:
     """Write ``path`` with the dynamo-based exporter or the TorchScript-based one; returns the
     exporter's name."""
-    shapes, axes = _dynamic(names, max_length)
     outputs = network.output_names
-    for name in outputs:
-        axes[name] = {0: "batch"}
-    with warnings.catch_warnings(), _without_attention_fastpath():
-        warnings.simplefilter("ignore")  # the exporters' own progress and advice
-        if dynamo:
-            program = torch.onnx.export(
-                network,
-                example,
-                input_names=names,
-                output_names=outputs,
-                dynamic_shapes=(tuple(shapes[n] for n in names),),  # forward(*inputs)
-                opset_version=ONNX_OPSET,
-                dynamo=True,
-                verbose=False,
-            )
-            program.save(str(path))
-            return "torch.onnx.export(dynamo=True)"
-        torch.onnx.export(
-            network,
-            example,
-            str(path),
-            input_names=names,
-            output_names=outputs,
-            dynamic_axes=axes,
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    return "torch.onnx.export(dynamo=False)"
+    limits = {"sequence": max_length} if max_length else None
+    axes = _dynamic_axes(names, outputs)
+    return write_onnx(network, example, path, names, outputs, axes, dynamo, limits)
 
 
 def _export_torchscript(network: InferenceNetwork, example: tuple, path: Path) -> str:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from dlzoo.onnx_io import ExportedModel, write_onnx
 
 log = logging.getLogger(__name__)
 
@@ -183,34 +186,14 @@ class CheckedExtractor:
         self.runtime = "onnxruntime"
 
     def _export(self, inputs: tuple[torch.Tensor, ...]) -> None:
-        import tempfile
-        import warnings
-
-        from dlzoo.deploy.bundle import ExportedModel
-
-        folder = Path(tempfile.mkdtemp(prefix="dlzoo-features-"))
-        path = folder / "backbone.onnx"
         axes: dict[str, dict[int, str]] = {"features": {0: "batch"}}
         for name, value in zip(self.input_names, inputs, strict=True):
             axes[name] = {0: "batch"} | ({1: "length"} if value.ndim == 2 else {})
-        try:
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(
-                    self.backbone,
-                    tuple(x[:2].contiguous() for x in inputs),
-                    str(path),
-                    input_names=list(self.input_names),
-                    output_names=["features"],
-                    dynamic_axes=axes,
-                    opset_version=18,
-                    dynamo=False,
-                )
-            self.session = ExportedModel(path, ["features"], self.threads)
-        finally:
-            import shutil
-
-            shutil.rmtree(folder, ignore_errors=True)  # the session holds the graph
+        with tempfile.TemporaryDirectory(prefix="dlzoo-features-") as folder:
+            path = Path(folder) / "backbone.onnx"
+            example = tuple(x[:2].contiguous() for x in inputs)
+            write_onnx(self.backbone, example, path, self.input_names, ["features"], axes)
+            self.session = ExportedModel(path, ["features"], self.threads)  # holds the graph
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         if self.runtime == "torch":
