@@ -374,6 +374,7 @@ def test_cache_features_is_the_models_step_and_data_that_cannot_is_refused_befor
     cli.trainer.fit(cli.model, cli.datamodule)
     features, labels = next(iter(cli.datamodule.train_dataloader()))
     assert isinstance(features, BackboneFeatures) and features.values.shape == (4, 256)
+    assert labels.shape == (4,)  # the labels of those images, as without the cache
     cli.model.eval()
     with torch.inference_mode():  # the network runs its head on them, its whole self on images
         images = cli.datamodule._datasets["train"][0][0][None]

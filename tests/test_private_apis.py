@@ -16,7 +16,7 @@ from dlzoo.models import FeedForwardNet
 
 
 def test_every_private_api_has_a_test_here() -> None:
-    assert len(PRIVATE_APIS) == 2  # one test below per entry: add one with each new entry
+    assert len(PRIVATE_APIS) == 4  # one test below per entry: add one with each new entry
 
 
 def test_cli_checkpoints_record_the_model_class_path(config_file: Path, tmp_path: Path) -> None:
@@ -73,3 +73,34 @@ def test_keep_own_hparams_edits_the_hparams_a_checkpoint_saves() -> None:
 
 def test_pl_module_is_importable_for_the_cli() -> None:
     assert issubclass(DlzooCLI, LightningCLI) and pl.LightningModule
+
+
+def test_a_datamodules_state_is_saved_under_its_qualname(tmp_path: Path) -> None:
+    from dlzoo.data.batching import TensorBatchDataset, batch_loader
+
+    class Rows(pl.LightningDataModule):
+        def train_dataloader(self) -> torch.utils.data.DataLoader:
+            rows = TensorBatchDataset(torch.randn(8, 3), torch.randint(0, 2, (8,)).float())
+            return batch_loader(rows, 4)
+
+        def state_dict(self) -> dict:
+            return {"fitted": [1, 2]}
+
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         default_root_dir=tmp_path, limit_val_batches=0)  # fmt: skip
+    trainer.fit(FeedForwardNet(num_features=3, hidden_sizes=(4,)), datamodule=Rows())
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert checkpoint[Rows.__qualname__] == {"fitted": [1, 2]}
+
+
+def test_lightning_keeps_a_distributed_sampler_and_replaces_another() -> None:
+    from torch.utils.data import DataLoader
+
+    from dlzoo.data.batching import TensorBatchDataset, batch_loader
+
+    rows = TensorBatchDataset(torch.randn(8, 3))
+    trainer = pl.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
+    connector = trainer._data_connector
+    assert not connector._requires_distributed_sampler(batch_loader(rows, 4))
+    assert connector._requires_distributed_sampler(DataLoader(rows, batch_size=4))

@@ -34,6 +34,23 @@ PRIVATE_APIS: tuple[PrivateAPI, ...] = (
         "back from the config until before_instantiate_classes, so Lightning's reading is "
         "skipped; no public switch turns it off",
     ),
+    PrivateAPI(
+        "a LightningDataModule's state_dict() is saved in checkpoints under the key "
+        "type(datamodule).__qualname__ (the layout of Lightning's checkpoint connector)",
+        "dlzoo.cli.main.DlzooCLI._datamodule",
+        "a user's DataModule gets its checkpoint state before its sizes describe the model; "
+        "Lightning restores it only when the run starts, after the model is built, and offers "
+        "no accessor for the key (dlzoo's own DataModules use DataModule.restore)",
+    ),
+    PrivateAPI(
+        "with use_distributed_sampler=True Lightning keeps a loader's sampler that is a "
+        "DistributedSampler (documented under Trainer(use_distributed_sampler); decided by "
+        "the private _DataConnector._requires_distributed_sampler)",
+        "dlzoo.data.batching.ShardedBatchSampler",
+        "dlzoo's batch order (exact resumes, every row scored once under DDP) must not be "
+        "replaced by Lightning's DistributedSampler, and turning the option off would make a "
+        "user's own loaders unsharded",
+    ),
 )
 
 __all__ = ["PRIVATE_APIS", "PrivateAPI"]

@@ -42,8 +42,8 @@ from dlzoo.deploy.bundle import (
     seal,
     sha256_file,
 )
-from dlzoo.onnx_io import ONNX_OPSET, ExportedModel, write_onnx
 from dlzoo.models.base import TaskModule
+from dlzoo.onnx_io import ONNX_OPSET, ExportedModel, write_onnx
 from dlzoo.registry import MODELS, load_builtins
 
 log = logging.getLogger(__name__)
