@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 MAX_INTEGER_CLASSES = 5
 #: integer targets with more than this many distinct values are numbers
 MIN_INTEGER_NUMBERS = 30
-_FLAGS = {"0": 0.0, "1": 1.0, "0.0": 0.0, "1.0": 1.0, "false": 0.0, "true": 1.0}
-_FLAGS |= {"no": 0.0, "yes": 1.0}
+#: a yes/no column's values (a feature of a table, or a flag target)
+YES_NO = {"yes": 1.0, "no": 0.0}
+#: what a flag target (binary or multi-label, one column per label) may hold
+_FLAGS = {"0": 0.0, "1": 1.0, "0.0": 0.0, "1.0": 1.0, "false": 0.0, "true": 1.0, **YES_NO}
 
 Lines = Callable[[pd.Index], str]
 

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from dlzoo.data.preprocess import Preprocessor, rows_text
-from dlzoo.data.targets import encode_targets
+from dlzoo.data.targets import YES_NO, encode_targets
 from dlzoo.tasks import classification_task
 
 # the logger of the DataModule, as before the move: users filter on its name
@@ -22,7 +22,6 @@ log = logging.getLogger("dlzoo.data.tabular")
 
 UNKNOWN = "<unknown>"  # one-hot slot 0 of every categorical column: values never seen in training
 MISSING = "<missing>"  # the category of empty cells when missing_values="impute"
-YES_NO = {"yes": 1.0, "no": 0.0}
 
 MissingValues = Literal["error", "drop", "impute"]
 
