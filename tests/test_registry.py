@@ -199,3 +199,22 @@ def test_import_dlzoo_is_light_and_still_lists_every_name() -> None:
     assert models == dlzoo.list_models() and "ffn" in models
     assert datamodules == dlzoo.list_datamodules() and "bank_marketing" in datamodules
     assert dlzoo.data.TabularDataModule is dlzoo.get_datamodule_class("tabular")
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_EXAMPLES))
+def test_a_models_copy_of_its_network_arguments_keeps_their_types_and_defaults(name: str) -> None:
+    # a registered model repeats its network's arguments (typed and documented, so that the
+    # command and IDEs show them); this holds the two declarations to each other
+    import inspect
+
+    kwargs, _ = MODEL_EXAMPLES[name]
+    model = dlzoo.create_model(name, **kwargs)
+    own = inspect.signature(type(model)).parameters
+    network = inspect.signature(type(model.network)).parameters
+    shared = sorted(set(own) & set(network))
+    assert shared, f"{name} takes none of {type(model.network).__name__}'s arguments"
+    for arg in shared:
+        mine, theirs = own[arg], network[arg]
+        assert mine.annotation == theirs.annotation, f"{name}.{arg}: {mine} vs {theirs}"
+        if theirs.default is not inspect.Parameter.empty:
+            assert mine.default == theirs.default, f"{name}.{arg}: {mine} vs {theirs}"

@@ -53,7 +53,7 @@ class TabMNet(TaskModule):
         self,
         num_features: int,
         num_classes: int = 2,
-        numeric_quantiles: list[list[float]] | None = None,
+        numeric_quantiles: Sequence[Sequence[float]] | None = None,
         embedding: Embedding = "piecewise",
         n_bins: int = 48,
         d_embedding: int = 16,
@@ -62,7 +62,7 @@ class TabMNet(TaskModule):
         d_block: int = 512,
         dropout: float = 0.1,
         arch_type: Architecture = "tabm",
-        category_sizes: list[int] | None = None,
+        category_sizes: Sequence[int] | None = None,
         d_categorical: int | None = None,
         optimizer: OptimizerName = "adamw",
         lr: float = 2e-3,
@@ -79,7 +79,7 @@ class TabMNet(TaskModule):
         check_options(embedding, n_bins, d_embedding, k, n_blocks, d_block, dropout, arch_type)
         if d_categorical is not None and d_categorical < 1:
             raise ValueError(f"d_categorical must be at least 1 (or None), got {d_categorical}")
-        self.numeric_quantiles: list[list[float]] | None = None
+        self.numeric_quantiles: Sequence[Sequence[float]] | None = None
         if numeric_quantiles is not None or embedding == "none":
             self.build_network(numeric_quantiles or [])
 
