@@ -69,3 +69,14 @@ def test_fit_logs_mse_and_writes_the_grid(tmp_path: Path) -> None:
     # predict gives each image's code and reconstruction error
     outputs = trainer.predict(model, dm)
     assert outputs[0]["latent"].shape == (32, 32) and outputs[0]["mse"].shape == (32,)
+
+
+def test_the_autoencoder_takes_every_training_setting_and_refuses_a_task_setting() -> None:
+    # issue 26: it declared its own copy of the base's optimiser arguments (without l1_lambda)
+    model = AutoEncoder(lr=3e-3, l1_lambda=1e-4, lr_scheduler="cosine")
+    assert model.hparams.l1_lambda == 1e-4 and model.hparams.lr_scheduler == "cosine"
+    assert model.task.name == "reconstruction"
+    with pytest.raises(ValueError, match=r"always reconstruction: threshold=0\.3 does not apply"):
+        AutoEncoder(threshold=0.3)
+    with pytest.raises(ValueError, match="task='multiclass'"):
+        AutoEncoder(task="multiclass")

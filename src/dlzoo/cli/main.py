@@ -40,7 +40,7 @@ from dlzoo.cli.names import expand_registered_names, recipes_text, registered_he
 from dlzoo.cli.trainer import DlzooTrainer, default_loggers
 from dlzoo.command import run_command, show_dlzoo_logs
 from dlzoo.data.base import DataModule
-from dlzoo.models.base import TaskModule
+from dlzoo.models.base import TASK_SETTINGS, TaskModule
 from dlzoo.registry import init_arguments, load_builtins
 from dlzoo.tasks import Task, classification_task, get_task
 
@@ -90,9 +90,8 @@ class DlzooCLI(LightningCLI):
     :data:`DESCRIBED`); the model from the config and that description; the best checkpoint's
     monitor from the model's task; the Trainer. With ``--ckpt_path``, the model's arguments are
     the checkpoint's (only those its class takes; only a class registered in dlzoo or named by
-    the config is imported). Only LightningCLI's public extension points are used (its
-    ``subcommands``, ``parse_arguments``, ``before_instantiate_classes``,
-    ``instantiate_classes``, ``instantiate_trainer``).
+    the config is imported). LightningCLI's public extension points are used, and the private
+    behaviours listed in :mod:`dlzoo.cli.private`.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -250,7 +249,7 @@ class DlzooCLI(LightningCLI):
             model_class = _import(config.model.class_path)
             if isinstance(datamodule, DataModule) and issubclass(model_class, TaskModule):
                 datamodule.connect(**model_class.data_settings(config.model.get("init_args") or {}))
-            self._description = self._describe(datamodule)
+            self._description = self._describe(datamodule, model_class)
         self._default_checkpoint(config, _configured_task(config, self._description))
         try:
             super().instantiate_classes()
@@ -284,16 +283,17 @@ class DlzooCLI(LightningCLI):
             datamodule.prepare_data()
         return datamodule
 
-    def _describe(self, datamodule: pl.LightningDataModule) -> dict[str, Any]:
+    def _describe(self, datamodule: pl.LightningDataModule, model_class: type) -> dict[str, Any]:
         """What the data decides of a model's arguments (:data:`DESCRIBED`): from the checkpoint
         when there is one (the weights were trained for them, and nothing is read from training
         data that may not be here), else from the DataModule. A size the DataModule lacks (or
-        gives as ``None``) is left to the config."""
+        gives as ``None``), and the task settings of a model of a fixed task, are the config's."""
         saved = (self._checkpoint or {}).get("hyper_parameters") or {}
+        fixed = issubclass(model_class, TaskModule) and model_class.fixed_task
         described: dict[str, Any] = {}
         for size in DESCRIBED:
             value = saved[size] if size in saved else getattr(datamodule, size, None)
-            if value is not None:
+            if value is not None and not (fixed and size in TASK_SETTINGS):
                 described[size] = value
         return described
 

@@ -10,7 +10,7 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from dlzoo.models.base import OptimizerName, SchedulerName, TaskModule
+from dlzoo.models.base import TaskModule
 from dlzoo.networks.autoencoder import AutoEncoderNetwork
 from dlzoo.networks.layers import Activation
 from dlzoo.registry import register_model
@@ -61,13 +61,8 @@ class AutoEncoder(TaskModule):
             data), or ``none`` for normalised inputs.
         loss: ``mse`` or ``bce`` (BCE needs targets in [0, 1] and is computed from logits).
         grid_images: how many images ``reconstructions.png`` shows (read by the callback).
-        optimizer: ``adam``, ``adamw``, ``sgd`` or ``rmsprop``.
-        lr: learning rate.
-        weight_decay: L2 penalty.
-        momentum: SGD/RMSprop momentum.
-        lr_scheduler: as in :class:`~dlzoo.models.base.TaskModule`.
-        lr_step_size: see ``lr_scheduler``.
-        lr_gamma: see ``lr_scheduler``.
+        **kwargs: the optimiser, scheduler and L1 settings of :class:`TaskModule`; its task
+            settings (``num_classes``, ``threshold`` ...) do not apply and are refused.
     """
 
     fixed_task = "reconstruction"
@@ -82,23 +77,9 @@ class AutoEncoder(TaskModule):
         output_activation: Literal["sigmoid", "none"] = "sigmoid",
         loss: Literal["mse", "bce"] = "mse",
         grid_images: int = 8,
-        optimizer: OptimizerName = "adam",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
-        lr_scheduler: SchedulerName = "none",
-        lr_step_size: int = 10,
-        lr_gamma: float = 0.1,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            momentum=momentum,
-            lr_scheduler=lr_scheduler,
-            lr_step_size=lr_step_size,
-            lr_gamma=lr_gamma,
-        )
+        super().__init__(**kwargs)
         if loss not in ("mse", "bce"):
             raise ValueError(f"loss must be mse or bce, got {loss!r}")
         if output_activation not in ("sigmoid", "none"):

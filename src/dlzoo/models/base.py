@@ -11,6 +11,7 @@ hyperparameter (or the class's ``fixed_task``: the autoencoder's ``reconstructio
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Mapping
 from functools import partial
 from typing import Any, Literal
@@ -132,6 +133,8 @@ class TaskModule(pl.LightningModule):
             raise ValueError(f"num_targets must be at least 1, got {num_targets}")
         if task_row.name == "reconstruction" and self.fixed_task != "reconstruction":
             raise ValueError("task='reconstruction' is the autoencoder's: --model autoencoder")
+        if self.fixed_task:
+            refuse_task_settings(self)
         if regression_loss not in RegressionLoss.__args__:
             raise ValueError(
                 f"regression_loss must be one of {RegressionLoss.__args__}, got {regression_loss!r}"
@@ -367,6 +370,33 @@ def log_parameter_counts(module: pl.LightningModule) -> None:
     if module.hparams.get("backbone"):
         name += f"({module.hparams.backbone})"
     rank_zero_info(f"{name}: {total:,} parameters, {trainable:,} trainable")
+
+
+#: the arguments of :class:`TaskModule` that choose a task or tune its loss and outputs: a model
+#: of a fixed task (the autoencoder's ``reconstruction``) refuses them
+TASK_SETTINGS = (
+    "task",
+    "num_classes",
+    "num_targets",
+    "target_names",
+    "target_transform",
+    "regression_loss",
+    "pos_weight",
+    "threshold",
+)
+
+
+def refuse_task_settings(module: TaskModule) -> None:
+    """Raise if a model of a fixed task was given a task setting other than its default (the
+    dlzoo command does not hand it the data's classes or targets)."""
+    defaults = inspect.signature(TaskModule.__init__).parameters
+    for name in TASK_SETTINGS:
+        value = module.hparams.get(name, defaults[name].default)
+        if value is not None and value != defaults[name].default:
+            raise ValueError(
+                f"{type(module).__name__}'s task is always {module.fixed_task}: "
+                f"{name}={value!r} does not apply"
+            )
 
 
 def keep_own_hparams(module: pl.LightningModule) -> None:
