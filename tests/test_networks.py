@@ -95,6 +95,9 @@ def test_task_module_trains_any_network_given_to_it() -> None:
     assert out["probs"].shape == (6, 4) and set(out) == {"probs", "preds"}
     with pytest.raises(NotImplementedError, match=r"pass TaskModule\(network=\.\.\.\)"):
         TaskModule(task="binary")(x)
+    # a registered model builds its own: a network given to it was silently replaced
+    with pytest.raises(ValueError, match=r"FeedForwardNet builds its network from its own"):
+        FeedForwardNet(num_features=3, network=network)
 
 
 MY_NETWORK = """

@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torchmetrics import MeanMetric
 
-from dlzoo.registry import init_arguments
+from dlzoo.registry import MODELS, init_arguments
 from dlzoo.tasks import (
     RegressionLoss,
     Task,
@@ -118,6 +118,12 @@ class TaskModule(pl.LightningModule):
         l1_lambda: float = 0.0,
     ) -> None:
         super().__init__()
+        if network is not None and type(self) in MODELS.values():
+            raise ValueError(
+                f"{type(self).__name__} builds its network from its own arguments: train a "
+                "network of your own as TaskModule(network=...) (class_path: "
+                "dlzoo.models.TaskModule)"
+            )
         self.save_hyperparameters(ignore=["network"])
         keep_own_hparams(self)
         self.network = network
