@@ -45,12 +45,14 @@ def tests_fast(session: nox.Session) -> None:
 #: the packages whose lowest allowed versions ``tests_min`` installs (read from pyproject.toml)
 MINIMUM_OF = ("torch", "torchvision", "lightning", "torchmetrics", "jsonargparse")
 #: what it runs there: fit -> predict -> export -> serve on tabular, text and image data, the
-#: networks without Lightning, the checkpoints of earlier releases
+#: networks without Lightning, the checkpoints of earlier releases, and the private behaviours
+#: of Lightning and jsonargparse dlzoo relies on (``dlzoo.cli.private``)
 MINIMUM_TESTS = (
     "tests/test_serve.py",
     "tests/test_networks.py",
     "tests/test_export.py",
     "tests/test_legacy.py",
+    "tests/test_private_apis.py",
 )
 
 
