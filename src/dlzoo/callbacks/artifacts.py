@@ -13,6 +13,7 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from lightning.pytorch.callbacks import Callback
 from matplotlib.figure import Figure
+from torchmetrics.classification import MulticlassConfusionMatrix
 from torchmetrics.functional import classification as class_metrics
 from torchvision.utils import make_grid
 
@@ -220,31 +221,12 @@ class RunArtifacts(Callback):
     def _plot_confusion(path: Path, matrix: torch.Tensor, classes: list[str] | None) -> None:
         n = matrix.shape[0]
         labels = classes if classes and len(classes) == n else [str(i) for i in range(n)]
-        fig = Figure(figsize=(1.2 + 0.6 * n, 1.0 + 0.6 * n))
+        fig = Figure(figsize=(1.6 + 0.7 * n, 1.2 + 0.7 * n))
         ax = fig.subplots()
-        image = ax.imshow(matrix.numpy(), cmap="Blues")
-        fig.colorbar(image, ax=ax, fraction=0.046)
-        half = matrix.max().item() / 2
-        for i in range(n):
-            for j in range(n):
-                value = int(matrix[i, j])
-                ax.text(
-                    j,
-                    i,
-                    str(value),
-                    ha="center",
-                    va="center",
-                    color="white" if value > half else "black",
-                )
-        ax.set(
-            xticks=range(n),
-            yticks=range(n),
-            xticklabels=labels,
-            yticklabels=labels,
-            xlabel="predicted",
-            ylabel="true",
-            title="Confusion matrix (val)",
-        )
+        # torchmetrics draws it: the count in each cell, the class names on the axes
+        MulticlassConfusionMatrix(num_classes=n).plot(matrix, ax=ax, labels=labels, cmap="Blues")
+        fig.colorbar(ax.images[0], ax=ax, fraction=0.046)
+        ax.set_title("Confusion matrix (val)")
         fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
