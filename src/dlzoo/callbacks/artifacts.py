@@ -4,6 +4,7 @@ reconstructions after each validation epoch. Observers only."""
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -223,8 +224,12 @@ class RunArtifacts(Callback):
         labels = classes if classes and len(classes) == n else [str(i) for i in range(n)]
         fig = Figure(figsize=(1.6 + 0.7 * n, 1.2 + 0.7 * n))
         ax = fig.subplots()
-        # torchmetrics draws it: the count in each cell, the class names on the axes
-        MulticlassConfusionMatrix(num_classes=n).plot(matrix, ax=ax, labels=labels, cmap="Blues")
+        # torchmetrics draws it: the count in each cell, the class names on the axes. It hands
+        # matplotlib a tensor, whose __array__ lacks numpy 2's copy argument (numpy warns)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="__array__ implementation doesn't accept")
+            confusion = MulticlassConfusionMatrix(num_classes=n)
+            confusion.plot(matrix, ax=ax, labels=labels, cmap="Blues")
         fig.colorbar(ax.images[0], ax=ax, fraction=0.046)
         ax.set_title("Confusion matrix (val)")
         fig.savefig(path, dpi=100, bbox_inches="tight")
