@@ -121,3 +121,13 @@ def test_onnx_is_written_by_one_function() -> None:
             if isinstance(node, ast.Attribute) and ast.unparse(node) == "torch.onnx.export":
                 callers.append(file.relative_to(SRC).as_posix())
     assert sorted(set(callers)) == ["dlzoo/onnx_io.py"]
+
+
+def test_no_source_file_is_over_500_lines() -> None:
+    # issue 26: a file that grows past this holds more than one job; split it
+    long = {
+        file.relative_to(SRC).as_posix(): count
+        for file in (SRC / "dlzoo").rglob("*.py")
+        if (count := len(file.read_text().splitlines())) > 500
+    }
+    assert long == {}

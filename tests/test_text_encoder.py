@@ -262,7 +262,7 @@ def test_a_checkpoint_refuses_a_different_tokenizer(encoder: Path, tmp_path: Pat
 
 
 def test_layer_wise_learning_rates_and_the_linear_warm_up(encoder: Path) -> None:
-    from dlzoo.models.base import _warmup_then_linear
+    from dlzoo.models.optimization import _warmup_then_linear
 
     model = TextEncoderClassifier(
         backbone=str(encoder), lr=1e-3, layer_lr_decay=0.5, lr_scheduler="none"

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from dlzoo.data.tabular import TabularDataModule
-from dlzoo.models.base import OptimizerName, TaskModule
+from dlzoo.models.base import TaskModule
+from dlzoo.models.optimization import OptimizerName
 from dlzoo.networks.tabm import Architecture, Embedding, TabMNetwork, check_options
 from dlzoo.registry import register_model
 

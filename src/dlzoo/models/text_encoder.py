@@ -16,13 +16,14 @@ import lightning.pytorch as pl
 import torch
 
 from dlzoo.data.preprocess.subword import SubwordTokenizer
-from dlzoo.models.base import OptimizerName, SchedulerName, TaskModule, configure_optimizers
+from dlzoo.models.base import TaskModule
 from dlzoo.models.finetune import (
     backbone_callbacks,
     cached_features_setting,
     check_backbone_options,
     start_backbone_fit,
 )
+from dlzoo.models.optimization import OptimizerName, SchedulerName, configure_optimizers
 from dlzoo.networks.layers import Activation
 from dlzoo.networks.text_encoder import (
     PooledFeatures,
