@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -22,6 +23,7 @@ from dlzoo.data import TabularDataModule
 from dlzoo.deploy.serve import PredictionAPI, _Raw
 from dlzoo.models import FeedForwardNet, TaskModule
 from dlzoo.networks import FeedForwardNetwork
+from dlzoo.registry import MODELS
 
 # every family's network, built as a user would, and one input batch for it
 BUILD_AND_RUN = """
@@ -85,7 +87,7 @@ def test_a_registered_model_holds_its_family_network_and_loads_old_weight_names(
     torch.testing.assert_close(model.network.net[0].weight, old["net.0.weight"])
 
 
-def test_task_module_trains_any_network_given_to_it() -> None:
+def test_task_module_trains_any_network_given_to_it(monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     network = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4))
     model = TaskModule(network, task="multilabel", num_classes=4)
@@ -96,8 +98,17 @@ def test_task_module_trains_any_network_given_to_it() -> None:
     with pytest.raises(NotImplementedError, match=r"pass TaskModule\(network=\.\.\.\)"):
         TaskModule(task="binary")(x)
     # a registered model builds its own: a network given to it was silently replaced
-    with pytest.raises(ValueError, match=r"FeedForwardNet builds its network from its own"):
+    with pytest.raises(TypeError, match="network"):
         FeedForwardNet(num_features=3, network=network)
+
+    class Wide(TaskModule):  # a user's registered model that forwards every argument
+        def __init__(self, num_features: int = 3, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.network = torch.nn.Linear(num_features, self.num_outputs)
+
+    monkeypatch.setitem(MODELS, "test_wide", Wide)
+    with pytest.raises(ValueError, match=r"Wide builds its network from its own arguments"):
+        Wide(network=network)
 
 
 MY_NETWORK = """

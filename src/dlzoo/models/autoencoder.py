@@ -79,7 +79,7 @@ class AutoEncoder(TaskModule):
         grid_images: int = 8,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(network=None, **kwargs)
         if loss not in ("mse", "bce"):
             raise ValueError(f"loss must be mse or bce, got {loss!r}")
         if output_activation not in ("sigmoid", "none"):

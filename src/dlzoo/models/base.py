@@ -56,8 +56,9 @@ class TaskModule(pl.LightningModule):
     Args:
         network: the network to train: any ``nn.Module`` whose ``forward`` takes a batch's
             input (a tensor, or ``tokens, lengths``) and returns ``(N, num_outputs)`` logits
-            (see :attr:`num_outputs`). ``None`` in the registered models, which build their
-            own; a subclass of the old style may define ``forward`` itself instead. Not saved
+            (see :attr:`num_outputs`). The registered models pass ``None`` and build their
+            own (so the command offers them no ``network`` argument); a subclass of the old
+            style may define ``forward`` itself instead. Not saved
             in the hyperparameters: a checkpoint holds its weights, the run's ``config.yaml``
             names its class and arguments.
         num_classes: classes (binary: 2), or labels of a multi-label task.

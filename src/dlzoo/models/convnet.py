@@ -55,7 +55,7 @@ class ConvNet(TaskModule):
         channels_last: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes=num_classes, **kwargs)
+        super().__init__(network=None, num_classes=num_classes, **kwargs)
         self.network = ConvNetwork(
             input_shape, self.num_outputs, channels, kernel_size, padding, batch_norm, pool,
             activation, conv_dropout, global_pool, head_sizes, dropout, channels_last,

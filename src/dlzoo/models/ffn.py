@@ -40,7 +40,7 @@ class FeedForwardNet(TaskModule):
         batch_norm: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes=num_classes, **kwargs)
+        super().__init__(network=None, num_classes=num_classes, **kwargs)
         self.network = FeedForwardNetwork(
             num_features, self.num_outputs, hidden_sizes, activation, dropout, input_dropout,
             batch_norm,

@@ -176,7 +176,7 @@ class FineTuneClassifier(TaskModule):
         feature_runtime: Literal["auto", "onnxruntime", "torch"] = "auto",
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes=num_classes, **kwargs)
+        super().__init__(network=None, num_classes=num_classes, **kwargs)
         check_backbone_options(freeze_backbone, unfreeze_at_epoch, cache_features)
         self.network = FineTuneNetwork(
             self.num_outputs, backbone, weights, weights_file, head_sizes, head_dropout,

@@ -55,7 +55,7 @@ class RNNClassifier(TaskModule):
         hidden_size: int = 256,
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes=num_classes, **kwargs)
+        super().__init__(network=None, num_classes=num_classes, **kwargs)
         self.network = RNNNetwork(vocab_size, self.num_outputs, embedding_dim, hidden_size)
 
 
@@ -99,7 +99,7 @@ class ImprovedRNN(TaskModule):
         packed: bool = True,
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes=num_classes, **kwargs)
+        super().__init__(network=None, num_classes=num_classes, **kwargs)
         self.network = ImprovedRNNNetwork(
             vocab_size, self.num_outputs, pad_index, embedding_dim, hidden_size, num_layers,
             bidirectional, dropout, freeze_embeddings, packed,

@@ -108,6 +108,7 @@ class TextEncoderClassifier(TaskModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(
+            network=None,
             num_classes=num_classes,
             optimizer=optimizer,
             lr=lr,

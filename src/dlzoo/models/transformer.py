@@ -53,7 +53,7 @@ class TransformerClassifier(TaskModule):
         freeze_embeddings: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_classes=num_classes, **kwargs)
+        super().__init__(network=None, num_classes=num_classes, **kwargs)
         self.network = TransformerNetwork(
             vocab_size, self.num_outputs, pad_index, embedding_dim, num_heads, num_layers,
             feedforward_dim, dropout, max_length, pooling, freeze_embeddings,
