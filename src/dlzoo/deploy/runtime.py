@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dlzoo.deploy.bundle import ExportedModel
+from dlzoo.onnx_io import ExportedModel
 from dlzoo.tasks import Task, get_task
 
 log = logging.getLogger(__name__)
