@@ -71,13 +71,9 @@ class TabMNet(TaskModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            network=None,
-            num_classes=num_classes,
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            **kwargs,
-        )
+            network=None, num_classes=num_classes, optimizer=optimizer, lr=lr,
+            weight_decay=weight_decay, **kwargs,
+        )  # fmt: skip
         # the quantiles are data, not a setting: they travel in the checkpoint beside the
         # weights (`numeric_quantiles`), not in the hyperparameters, which every config parse
         # copies many times over

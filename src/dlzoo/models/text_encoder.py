@@ -108,14 +108,9 @@ class TextEncoderClassifier(TaskModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(
-            network=None,
-            num_classes=num_classes,
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            lr_scheduler=lr_scheduler,
-            **kwargs,
-        )
+            network=None, num_classes=num_classes, optimizer=optimizer, lr=lr,
+            weight_decay=weight_decay, lr_scheduler=lr_scheduler, **kwargs,
+        )  # fmt: skip
         check_backbone_options(freeze_backbone, unfreeze_at_epoch, cache_features)
         if not 0.0 < layer_lr_decay <= 1.0:
             raise ValueError(f"layer_lr_decay must be in (0, 1], got {layer_lr_decay}")
