@@ -117,6 +117,24 @@ def test_every_registered_datamodule_keeps_the_contract() -> None:
         assert cls.preprocessor is not DataModule.preprocessor, f"{name} has no preprocessor"
 
 
+def test_every_input_option_is_an_attribute_a_checkpoint_is_checked_against(
+    tmp_path: Path,
+) -> None:
+    # refuse_changed_options reads each of input_options from the DataModule (no probing)
+    import inspect
+
+    for name in dlzoo.list_datamodules():
+        cls = dlzoo.get_datamodule_class(name)
+        required = [
+            p for p in inspect.signature(cls).parameters.values()
+            if p.default is p.empty and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]  # fmt: skip
+        datamodule = cls(**{p.name: str(tmp_path / p.name) for p in required})  # reads nothing
+        assert cls.input_options, name
+        missing = [option for option in cls.input_options if not hasattr(datamodule, option)]
+        assert missing == [], name
+
+
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
     """Per DataModule: ``dlzoo predict``'s CSV, and the fresh process's CSV of raw inputs."""

@@ -33,7 +33,8 @@ class DataModule(pl.LightningDataModule):
     fitted state in ``state_dict`` / ``load_state_dict``. Presets override only what they change.
     """
 
-    #: options that decide the model's input: a checkpoint's values may not be changed
+    #: options that decide the model's input, each an attribute: a checkpoint's values may not
+    #: be changed
     input_options: tuple[str, ...] = ()
 
     def __init__(self) -> None:
@@ -250,11 +251,7 @@ def refuse_changed_options(
     for name in names:
         if name not in saved:
             continue
-        # settings live as attributes (presets fix some) or only in hparams (MNIST)
-        now = getattr(datamodule, name) if hasattr(datamodule, name) else None
-        if now is None and name in datamodule.hparams:
-            now = datamodule.hparams[name]
-        then = saved[name]
+        now, then = getattr(datamodule, name), saved[name]  # a name of input_options
         if isinstance(now, str) and isinstance(then, list | tuple):
             now = [now]  # target: price and target: [price] are the same
         if isinstance(then, str) and isinstance(now, list | tuple):

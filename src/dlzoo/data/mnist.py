@@ -152,6 +152,10 @@ class MNISTDataModule(DataModule):
     classes = [str(digit) for digit in range(10)]
 
     @property
+    def normalize(self) -> bool:
+        return bool(self.hparams.normalize)
+
+    @property
     def raw_dir(self) -> Path:
         return self.data_dir / "MNIST" / "raw"
 
