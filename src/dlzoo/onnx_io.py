@@ -33,6 +33,17 @@ def without_attention_fastpath() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(before)
 
 
+def batch_axes(
+    input_names: Sequence[str], output_names: Sequence[str]
+) -> dict[str, dict[int, str]]:
+    """The dynamic axes of dlzoo's graphs: the batch axis of every input and output, and the
+    sequence axis of ``tokens`` (text networks take ``tokens (N, T)`` and ``lengths (N,)``)."""
+    axes = {name: {0: "batch"} for name in [*input_names, *output_names]}
+    if "tokens" in input_names:
+        axes["tokens"][1] = "sequence"
+    return axes
+
+
 def write_onnx(
     module: nn.Module,
     example: tuple[torch.Tensor, ...],
@@ -132,4 +143,11 @@ class ExportedModel:
         return {n: o.numpy() for n, o in zip(self.output_names, out, strict=True)}
 
 
-__all__ = ["MAX_AXIS", "ONNX_OPSET", "ExportedModel", "without_attention_fastpath", "write_onnx"]
+__all__ = [
+    "MAX_AXIS",
+    "ONNX_OPSET",
+    "ExportedModel",
+    "batch_axes",
+    "without_attention_fastpath",
+    "write_onnx",
+]

@@ -22,7 +22,6 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,7 +42,7 @@ from dlzoo.deploy.bundle import (
     sha256_file,
 )
 from dlzoo.models.base import TaskModule
-from dlzoo.onnx_io import ONNX_OPSET, ExportedModel, write_onnx
+from dlzoo.onnx_io import ONNX_OPSET, ExportedModel, batch_axes, write_onnx
 from dlzoo.registry import MODELS, load_builtins
 
 log = logging.getLogger(__name__)
@@ -158,14 +157,6 @@ def check_replaceable(output: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- exporters
-def _dynamic_axes(names: list[str], outputs: Sequence[str]) -> dict[str, dict[int, str]]:
-    """The batch axis of every input and output, and the sequence axis of ``tokens``."""
-    axes = {name: {0: "batch"} for name in [*names, *outputs]}
-    if "tokens" in names:
-        axes["tokens"][1] = "sequence"
-    return axes
-
-
 def _export_onnx(
     network: InferenceNetwork,
     example: tuple,
@@ -178,7 +169,7 @@ def _export_onnx(
     exporter's name."""
     outputs = network.output_names
     limits = {"sequence": max_length} if max_length else None
-    axes = _dynamic_axes(names, outputs)
+    axes = batch_axes(names, outputs)
     return write_onnx(network, example, path, names, outputs, axes, dynamo, limits)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlzoo.onnx_io import ExportedModel, write_onnx
+from dlzoo.onnx_io import ExportedModel, batch_axes, write_onnx
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,8 @@ class CheckedExtractor:
     every batch goes to torch, and the log says why.
 
     ``input_names`` name the backbone's inputs (``images``; a text encoder's ``tokens``,
-    ``lengths``); every axis but the last of each is dynamic (batch, sequence length)."""
+    ``lengths``); the batch axis of each is dynamic, and the sequence axis of ``tokens``
+    (:func:`~dlzoo.onnx_io.batch_axes`, as ``dlzoo export`` writes them)."""
 
     def __init__(
         self,
@@ -186,9 +187,7 @@ class CheckedExtractor:
         self.runtime = "onnxruntime"
 
     def _export(self, inputs: tuple[torch.Tensor, ...]) -> None:
-        axes: dict[str, dict[int, str]] = {"features": {0: "batch"}}
-        for name, value in zip(self.input_names, inputs, strict=True):
-            axes[name] = {0: "batch"} | ({1: "length"} if value.ndim == 2 else {})
+        axes = batch_axes(self.input_names, ["features"])
         with tempfile.TemporaryDirectory(prefix="dlzoo-features-") as folder:
             path = Path(folder) / "backbone.onnx"
             example = tuple(x[:2].contiguous() for x in inputs)
