@@ -3,6 +3,7 @@ refuses everything (issue 29, defect 7)."""
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -36,24 +37,36 @@ def test_serving_options_no_server_can_run_with_are_refused_before_loading(
         main(["serve", "--bundle", str(tmp_path / "no-bundle"), flag, value])
 
 
-def test_both_serve_entry_points_offer_the_same_options_with_the_same_defaults() -> None:
-    # one declaration (ServeOptions, Limits): `dlzoo serve --bundle` builds its flags from it,
-    # and the config path's signature (what LightningCLI reads) may not drift from it
+def test_serve_options_are_declared_once_and_both_entry_points_offer_them(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # one declaration (ServeOptions, which holds the budgets of Limits): the config path's
+    # signature forwards them (LightningCLI reads ServeOptions' fields and help through it),
+    # and `dlzoo serve --bundle` builds its flags from them
     import dataclasses
     import inspect
 
     from dlzoo.cli.trainer import DlzooTrainer
     from dlzoo.deploy.server import ServeOptions
 
-    declared = {
-        f.name: f.default for f in dataclasses.fields(ServeOptions) + dataclasses.fields(Limits)
-    }
-    signature = inspect.signature(DlzooTrainer.serve).parameters
-    cli = {name: signature[name].default for name in declared if name in signature}
-    assert set(cli) == set(declared)
-    assert cli == {**declared, "server": None}  # None: LitServe on a GPU, dlzoo's host on CPU
+    declared = {f.name: f.default for f in dataclasses.fields(ServeOptions)}
+    assert {f.name for f in dataclasses.fields(Limits)} <= set(declared)
+    assert not set(declared) & set(inspect.signature(DlzooTrainer.serve).parameters)
+    for argv in (["serve", "--config", "bank_ffn", "--help"], ["serve", "--bundle", "x", "-h"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        shown = " ".join(capsys.readouterr().out.split())
+        for name, default in declared.items():
+            assert f"--{name}" in shown, (argv, name)
+            if argv[1] == "--config":  # jsonargparse's help: each option's text and default
+                default = "null" if default is None else default
+                flag = rf"--{name} {name.upper()} "  # then its text, up to the next flag's
+                text = rf"(?:(?!--\w+ [A-Z_]+ ).)*?default: {re.escape(str(default))}\)"
+                assert re.search(flag + text, shown), (name, default)
     with pytest.raises(ValueError, match="--drain_timeout must be 0 seconds or more"):
         ServeOptions(drain_timeout=-1)
+    with pytest.raises(ValueError, match="--max_inputs must be a whole number"):
+        ServeOptions(max_inputs=0)  # a budget, checked as a serve option too
 
 
 def test_budgets_of_zero_are_refused_from_python_too() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import re
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
 from dlzoo.cli.checkpoint import restore_checkpoint
 from dlzoo.data.base import DataModule
-from dlzoo.deploy import RuntimeName, ServerName
+from dlzoo.deploy import RuntimeName
 from dlzoo.deploy.bundle import default_threads
 from dlzoo.deploy.export import ExportFormat, export_model
 from dlzoo.models.base import TaskModule
@@ -122,26 +122,11 @@ class DlzooTrainer(pl.Trainer):
         model: pl.LightningModule,
         datamodule: pl.LightningDataModule,
         ckpt_path: str | None = None,
-        host: str = "127.0.0.1",
-        port: int = 8000,
         runtime: RuntimeName = "auto",
-        server: ServerName | None = None,
-        workers: int = 1,
-        threads: int | None = None,
-        instances: int | None = None,
         accelerator: str = "cpu",
-        max_batch_size: int = 64,
-        batch_timeout: float = 0.0,
-        timeout: float = 30.0,
-        drain_timeout: float = 10.0,
-        max_inputs: int = 256,
-        max_request_mb: float = 16.0,
-        max_image_pixels: int = 40_000_000,
-        max_request_pixels: int = 64_000_000,
-        max_image_aspect: float = 20.0,
-        max_text_chars: int = 1_000_000,
         workers_per_device: int | None = None,
         weights_only: bool | None = True,
+        **options: Any,
     ) -> None:
         """Serve a trained model over HTTP: POST /predict with raw inputs, GET /health.
 
@@ -152,52 +137,32 @@ class DlzooTrainer(pl.Trainer):
             model: the model of the run's config (its weights come from ``ckpt_path``).
             datamodule: the DataModule of the run's config (its fitted state, too).
             ckpt_path: a checkpoint written by ``dlzoo fit``.
-            host: the address to bind; loopback unless told otherwise (``0.0.0.0``: every
-                interface).
-            port: the TCP port.
             runtime: ``onnxruntime`` (the network exported at start-up, parity checked),
                 ``torch`` (eager), or ``auto``: ONNX Runtime on CPU (2-4x faster), torch where
                 the network does not export or on a GPU.
-            server: ``dlzoo`` (uvicorn workers predicting in-process; CPU) or ``litserve``
-                (LitServe, a process per inference worker; the default on a GPU).
-            workers: serving processes (CPU: each gets cores/workers intra-op threads).
-            threads: inference threads per worker (default: cores / workers).
-            instances: batches a worker runs at once (ONNX Runtime), each on threads /
-                instances threads. Default (auto): one per thread when one input takes 2 ms
-                or more on one thread (image networks: single-threaded runs of small batches
-                cost the least CPU per input), else 1 (small networks, where HTTP dominates).
             accelerator: ``cpu``, ``cuda`` or ``auto`` (a GPU if there is one).
-            max_batch_size: most requests predicted together (1: no batching).
-            batch_timeout: seconds to wait for a batch to fill beyond the requests already
-                waiting (0: predict what is waiting at once).
-            timeout: seconds a request may wait for its answer (then 504).
-            drain_timeout: seconds in-flight requests get to finish on shutdown.
-            max_inputs: most inputs in one request.
-            max_request_mb: largest request body, in MiB.
-            max_image_pixels: most decoded pixels of one image (read from its header).
-            max_request_pixels: most decoded pixels of all the images of one request.
-            max_image_aspect: largest ratio of an image's longer to shorter side.
-            max_text_chars: most characters of one text.
             workers_per_device: the old name of ``workers``.
             weights_only: load the checkpoint with ``torch.load(weights_only=True)`` (default).
+            **options: how to serve and the budgets of a request: the fields of
+                :class:`dlzoo.deploy.options.ServeOptions`, each a flag of the same name.
         """
-        given = dict(locals())  # the options, as named by ServeOptions and Limits
         if ckpt_path is None:
             raise ValueError("dlzoo serve needs --ckpt_path (or --bundle DIR, an export bundle)")
         from dlzoo.deploy.options import ServeOptions
-        from dlzoo.deploy.requests import Limits
         from dlzoo.deploy.serve import PredictionAPI
         from dlzoo.deploy.server import serve
 
+        given = ServeOptions(**options)  # checked here, before the checkpoint is read
         gpu = accelerator in ("cuda", "gpu") or (
             accelerator == "auto" and torch.cuda.is_available()
         )
-        settings = {f.name: given[f.name] for f in fields(ServeOptions)}
-        settings["server"] = server or ("litserve" if gpu else "dlzoo")
-        settings["workers"] = workers = workers_per_device or workers
-        options = ServeOptions(**settings)  # checked here, before the checkpoint is read
-        options = replace(options, threads=threads or max(1, default_threads() // workers))
-        limits = Limits(**{f.name: given[f.name] for f in fields(Limits)})
+        workers = workers_per_device or given.workers
+        serving = replace(
+            given,
+            server=given.server or ("litserve" if gpu else "dlzoo"),
+            workers=workers,
+            threads=given.threads or max(1, default_threads() // workers),
+        )
         if gpu and runtime == "onnxruntime":
             raise ValueError("--runtime onnxruntime serves on CPU: use --accelerator cpu")
         restore_checkpoint(model, datamodule, ckpt_path, weights_only=weights_only is not False)
@@ -205,13 +170,13 @@ class DlzooTrainer(pl.Trainer):
             model,
             datamodule,
             runtime="torch" if gpu else runtime,
-            threads=options.threads,
-            instances=instances,
-            max_batch_size=max_batch_size,
-            batch_timeout=batch_timeout,
-            limits=limits,
+            threads=serving.threads,
+            instances=serving.instances,
+            max_batch_size=serving.max_batch_size,
+            batch_timeout=serving.batch_timeout,
+            limits=serving.limits,
         )
-        serve(api, options, accelerator="cuda" if gpu else "cpu")
+        serve(api, serving, accelerator="cuda" if gpu else "cpu")
 
     def predict(
         self,

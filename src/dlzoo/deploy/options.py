@@ -1,13 +1,15 @@
-"""How ``dlzoo serve`` serves (:class:`ServeOptions`), declared once: ``dlzoo serve --bundle``
-builds its flags from these fields, ``dlzoo serve`` with a config builds them from
-``DlzooTrainer.serve``'s arguments, and both hosts take them. The budgets of one request are
+"""How ``dlzoo serve`` serves (:class:`ServeOptions`), declared once: ``dlzoo serve`` with a
+config offers these fields as its flags (``DlzooTrainer.serve`` passes its ``**options`` to this
+class, which is what LightningCLI reads), ``dlzoo serve --bundle`` builds its flags from them,
+and both hosts take them. The budgets of one request are the inherited
 :class:`dlzoo.deploy.requests.Limits`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from dlzoo.deploy import ServerName
+from dlzoo.deploy.requests import Limits
 
 
 def check_serving(
@@ -27,34 +29,49 @@ def check_serving(
 
 
 @dataclass(frozen=True)
-class ServeOptions:
-    """How ``dlzoo serve`` serves, besides the budgets of a request (``Limits``): the one
-    declaration of these options and their defaults. ``DlzooTrainer.serve`` must repeat them
-    in its signature (LightningCLI reads a signature); a test holds it to these defaults."""
+class ServeOptions(Limits):
+    """How ``dlzoo serve`` serves, and the budgets of a request (the fields of :class:`Limits`):
+    the one declaration of these options, their defaults and their help.
 
-    #: the address to bind: loopback unless told otherwise
+    Args:
+        host: the address to bind; loopback unless told otherwise (``0.0.0.0``: every
+            interface).
+        port: the TCP port.
+        server: ``dlzoo`` (uvicorn workers predicting in-process; CPU) or ``litserve``
+            (LitServe, a process per inference worker); default: LitServe on a GPU, dlzoo's
+            host on CPU.
+        workers: serving processes (CPU: each gets cores/workers intra-op threads).
+        threads: inference threads per worker (default: cores / workers).
+        instances: batches a worker runs at once (ONNX Runtime), each on threads /
+            instances threads. Default (auto): one per thread when one input takes 2 ms
+            or more on one thread (image networks: single-threaded runs of small batches
+            cost the least CPU per input), else 1 (small networks, where HTTP dominates).
+        max_batch_size: most requests predicted together (1: no batching).
+        batch_timeout: seconds to wait for a batch to fill beyond the requests already
+            waiting (0: predict what is waiting at once).
+        timeout: seconds a request may wait for its answer (then 504).
+        drain_timeout: seconds in-flight requests get to finish on shutdown (then 503).
+    """
+
     host: str = "127.0.0.1"
-    #: the TCP port
     port: int = 8000
-    #: dlzoo's host (CPU) or LitServe's (GPU)
-    server: ServerName = "dlzoo"
-    #: serving processes
+    server: ServerName | None = None
     workers: int = 1
-    #: inference threads per worker (default: cores / workers)
     threads: int | None = None
-    #: batches a worker runs at once (default: auto)
     instances: int | None = None
-    #: most requests predicted together (1: no batching)
     max_batch_size: int = 64
-    #: seconds to wait for a batch to fill beyond the requests already waiting
     batch_timeout: float = 0.0
-    #: seconds a request may wait for its answer (then 504)
     timeout: float = 30.0
-    #: seconds in-flight requests get to finish on shutdown (then 503)
     drain_timeout: float = 10.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_serving(self.port, self.workers, self.threads, self.timeout, self.drain_timeout)
+
+    @property
+    def limits(self) -> Limits:
+        """The budgets of one request alone (what the prediction API checks)."""
+        return Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})
 
 
 __all__ = ["ServeOptions", "check_serving"]

@@ -30,19 +30,25 @@ MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may cost; each is a ``dlzoo serve`` flag of the same name."""
+    """What one request may cost; each is a ``dlzoo serve`` flag of the same name.
 
-    #: inputs in one request
+    Args:
+        max_inputs: most inputs in one request.
+        max_request_mb: largest request body, in MiB.
+        max_image_pixels: most decoded pixels of one image (width x height, read from its
+            header).
+        max_request_pixels: most decoded pixels of all the images of one request.
+        max_image_aspect: largest ratio of an image's longer to shorter side (a 200000x1
+            image resized is 13 G pixels).
+        max_text_chars: most characters of one text (tokenising is bounded anyway: texts are
+            cut to what max_length keeps).
+    """
+
     max_inputs: int = MAX_INPUTS
-    #: request body, MiB
     max_request_mb: float = MAX_REQUEST_BYTES / 2**20
-    #: decoded pixels of one image (width x height, read from its header)
     max_image_pixels: int = 40_000_000
-    #: decoded pixels of all the images of one request
     max_request_pixels: int = 64_000_000
-    #: longer side / shorter side of an image (a 200000x1 image resized is 13 G pixels)
     max_image_aspect: float = 20.0
-    #: characters of one text (tokenising is bounded anyway: texts are cut to what max_length keeps)
     max_text_chars: int = 1_000_000
 
     def __post_init__(self) -> None:

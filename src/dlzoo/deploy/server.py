@@ -10,13 +10,13 @@ import os
 import signal
 from collections.abc import Sequence
 from dataclasses import fields, replace
-from typing import Any, get_args
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from dlzoo.deploy import ServerName, die_with_parent
+from dlzoo.deploy import die_with_parent
 from dlzoo.deploy.bundle import default_threads
 from dlzoo.deploy.host import run
 from dlzoo.deploy.options import ServeOptions, check_serving
-from dlzoo.deploy.requests import Limits
 from dlzoo.deploy.serve import PredictionAPI, build_server
 
 log = logging.getLogger(__name__)
@@ -94,23 +94,31 @@ def bundle_main(argv: Sequence[str]) -> None:
         description="Serve an ONNX export bundle with ONNX Runtime (POST /predict, GET /health).",
     )
     parser.add_argument("--bundle", required=True, help="the bundle folder (dlzoo export)")
-    for field in fields(ServeOptions) + fields(Limits):
-        kind = int if field.default is None else type(field.default)  # threads, instances
-        choices = get_args(ServerName) if field.name == "server" else None
+    hints = get_type_hints(ServeOptions)
+    for field in fields(ServeOptions):
+        kind = hints[field.name]
+        if get_origin(kind) in (Union, UnionType):  # threads: int | None, server: ... | None
+            kind = next(t for t in get_args(kind) if t is not type(None))
+        choices = get_args(kind) if get_origin(kind) is Literal else None
+        kind = str if choices else kind
         parser.add_argument(f"--{field.name}", type=kind, default=field.default, choices=choices)
     args = vars(parser.parse_args(list(argv)))
-    options = ServeOptions(**{f.name: args[f.name] for f in fields(ServeOptions)})
-    limits = Limits(**{f.name: args[f.name] for f in fields(Limits)})
-    threads = options.threads or max(1, default_threads() // options.workers)
+    bundle = args.pop("bundle")
+    options = ServeOptions(**args)
+    options = replace(
+        options,
+        server=options.server or "dlzoo",
+        threads=options.threads or max(1, default_threads() // options.workers),
+    )
     api = PredictionAPI.for_bundle(
-        args["bundle"],
-        threads=threads,
+        bundle,
+        threads=options.threads,
         instances=options.instances,
         max_batch_size=options.max_batch_size,
         batch_timeout=options.batch_timeout,
-        limits=limits,
+        limits=options.limits,
     )
-    serve(api, replace(options, threads=threads))
+    serve(api, options)
 
 
 __all__ = ["ServeOptions", "bundle_main", "check_serving", "serve"]
