@@ -9,9 +9,8 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
-from dataclasses import fields, replace
-from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from dataclasses import replace
+from typing import Any
 
 from dlzoo.deploy import die_with_parent
 from dlzoo.deploy.bundle import default_threads
@@ -86,23 +85,17 @@ def serve(
 
 def bundle_main(argv: Sequence[str]) -> None:
     """``dlzoo serve --bundle DIR [options]``: serve an export bundle, no config or checkpoint;
-    the options are ``dlzoo serve``'s (``--help`` lists them)."""
-    import argparse
+    the options are ``dlzoo serve``'s, read from :class:`ServeOptions` by the same parser
+    (jsonargparse) with the same types, defaults and help."""
+    from jsonargparse import ArgumentParser
 
-    parser = argparse.ArgumentParser(
-        prog="dlzoo serve --bundle DIR",
+    parser = ArgumentParser(
+        prog="dlzoo serve",
         description="Serve an ONNX export bundle with ONNX Runtime (POST /predict, GET /health).",
     )
     parser.add_argument("--bundle", required=True, help="the bundle folder (dlzoo export)")
-    hints = get_type_hints(ServeOptions)
-    for field in fields(ServeOptions):
-        kind = hints[field.name]
-        if get_origin(kind) in (Union, UnionType):  # threads: int | None, server: ... | None
-            kind = next(t for t in get_args(kind) if t is not type(None))
-        choices = get_args(kind) if get_origin(kind) is Literal else None
-        kind = str if choices else kind
-        parser.add_argument(f"--{field.name}", type=kind, default=field.default, choices=choices)
-    args = vars(parser.parse_args(list(argv)))
+    parser.add_class_arguments(ServeOptions, as_group=False)
+    args = parser.parse_args(list(argv)).as_dict()
     bundle = args.pop("bundle")
     options = ServeOptions(**args)
     options = replace(
