@@ -6,6 +6,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import pandas as pd
+import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
@@ -85,3 +86,56 @@ def test_epoch_seed_depends_only_on_seed_epoch_and_rank() -> None:
     Stub.current_epoch = 4
     callback.on_train_epoch_start(Stub(), None)
     assert not torch.equal(torch.rand(3), first)
+
+
+class _Scored(pl.LightningModule):
+    """Validation scores set per epoch: 0.9, then worse, then better."""
+
+    scores = (0.9, 0.5, 0.95)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(1, 1)
+
+    def training_step(self, batch: list[torch.Tensor], index: int) -> torch.Tensor:
+        return self.layer(batch[0]).sum()
+
+    def validation_step(self, batch: list[torch.Tensor], index: int) -> None:
+        self.log("val_score", self.scores[self.current_epoch])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(2, 1)))
+
+    val_dataloader = train_dataloader
+
+
+def test_a_run_resumed_into_a_new_folder_keeps_its_best_checkpoint(tmp_path: Path) -> None:
+    from dlzoo.cli.checkpoint import RunCheckpoint
+
+    def fit(version: int, epochs: int, resume: Path | None) -> Path:
+        folder = tmp_path / f"version_{version}"
+        best = RunCheckpoint(folder, "best-{epoch}", monitor="val_score", mode="max")
+        last = RunCheckpoint(folder, "last", monitor=None, enable_version_counter=False)
+        trainer = pl.Trainer(max_epochs=epochs, callbacks=[best, last], logger=False,
+                             enable_progress_bar=False, accelerator="cpu")  # fmt: skip
+        trainer.fit(_Scored(), ckpt_path=resume)
+        assert best.best_model_path == str(folder / f"best-epoch={max_at(epochs)}.ckpt")
+        return folder
+
+    def max_at(epochs: int) -> int:
+        return max(range(epochs), key=lambda epoch: _Scored.scores[epoch])
+
+    first = fit(0, 1, None)
+    worse = fit(1, 2, first / "last.ckpt")  # epoch 1 scores 0.5: epoch 0 stays the best
+    assert sorted(p.name for p in worse.iterdir()) == ["best-epoch=0.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in first.iterdir()) == ["best-epoch=0.ckpt", "last.ckpt"]
+    better = fit(2, 3, worse / "last.ckpt")  # epoch 2 scores 0.95: it replaces the copy
+    assert sorted(p.name for p in better.iterdir()) == ["best-epoch=2.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in worse.iterdir()) == ["best-epoch=0.ckpt", "last.ckpt"]
+    state = torch.load(better / "last.ckpt", weights_only=True)["callbacks"]
+    (key,) = [k for k in state if "val_score" in k]
+    assert key.startswith("ModelCheckpoint{")
+    assert float(state[key]["best_model_score"]) == pytest.approx(0.95)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -181,6 +182,10 @@ def killed_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Pat
     return runs
 
 
+def _names(folder: Path, prefix: str = "") -> set[str]:
+    return {path.name for path in folder.glob(f"{prefix}*.ckpt")}
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_checkpoint_resumes_exactly_and_serves_every_subcommand(
     family: str, killed_runs: dict, monkeypatch: pytest.MonkeyPatch
@@ -202,9 +207,17 @@ def test_checkpoint_resumes_exactly_and_serves_every_subcommand(
     main(["fit", "--config", str(config), "--trainer.default_root_dir", str(root / "whole")])
     # the same command again, with the checkpoint (the saved config.yaml holds the killer)
     again = ["--trainer.default_root_dir", str(root / "killed"), "--ckpt_path", str(last)]
-    main(["fit", "--config", str(config), *again])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["fit", "--config", str(config), *again])
+    assert not [w for w in caught if "dirpath has changed" in str(w.message)]
     (whole,) = run_dirs(root / "whole")
     resumed = run_dirs(root / "killed")[-1]
+    # the resumed run's folder keeps the best checkpoint as the whole run's does (the killed
+    # run's best carried over, replaced only by a better one), and the killed run keeps its own
+    assert _names(resumed / "checkpoints") == _names(whole / "checkpoints")
+    assert _names(killed / "checkpoints") == {"last.ckpt", *_names(killed / "checkpoints", "best")}
+    assert len(_names(killed / "checkpoints", "best")) == 1
     expected, got = last_metrics(whole), last_metrics(resumed)
     assert got["epoch"] == expected["epoch"] == 2
     for key in expected:

@@ -16,7 +16,7 @@ from dlzoo.models import FeedForwardNet
 
 
 def test_every_private_api_has_a_test_here() -> None:
-    assert len(PRIVATE_APIS) == 4  # one test below per entry: add one with each new entry
+    assert len(PRIVATE_APIS) == 5  # one test below per entry: add one with each new entry
 
 
 def test_cli_checkpoints_record_the_model_class_path(config_file: Path, tmp_path: Path) -> None:
@@ -104,3 +104,22 @@ def test_lightning_keeps_a_distributed_sampler_and_replaces_another() -> None:
     connector = trainer._data_connector
     assert not connector._requires_distributed_sampler(batch_loader(rows, 4))
     assert connector._requires_distributed_sampler(DataLoader(rows, batch_size=4))
+
+
+def test_model_checkpoint_forgets_its_best_in_a_new_folder_under_its_own_state_key(
+    tmp_path: Path,
+) -> None:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from dlzoo.cli.checkpoint import RunCheckpoint
+
+    before = ModelCheckpoint(dirpath=tmp_path / "version_0", monitor="val_auroc", mode="max")
+    before.best_model_score = torch.tensor(0.9)
+    state = before.state_dict()
+    assert {"dirpath", "best_k_models", "best_model_path", "kth_best_model_path"} <= set(state)
+    after = ModelCheckpoint(dirpath=tmp_path / "version_1", monitor="val_auroc", mode="max")
+    with pytest.warns(UserWarning, match="dirpath has changed"):
+        after.load_state_dict(state)
+    assert after.best_model_score is None  # what RunCheckpoint is there for
+    ours = RunCheckpoint(dirpath=tmp_path / "version_1", monitor="val_auroc", mode="max")
+    assert ours.state_key.startswith("ModelCheckpoint{") and ours.state_key == after.state_key

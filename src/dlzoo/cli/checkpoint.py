@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins import TorchCheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
 
 from dlzoo.checkpoints import CheckpointError, read_checkpoint
 from dlzoo.data.base import DataModule
@@ -88,6 +91,33 @@ def _class_path(model: pl.LightningModule) -> str:
     return f"{type(model).__module__}.{type(model).__qualname__}"
 
 
+def refuse_stretched_schedule(
+    checkpoint: dict[str, Any], max_epochs: int | None, path: str
+) -> None:
+    """Refuse, before anything is written, to resume a one-cycle schedule past its planned end.
+
+    ``OneCycleLR`` is planned for a fixed number of steps when a run starts, and the resumed
+    scheduler keeps that plan: with a larger ``max_epochs`` it would fail mid-epoch ("Tried to
+    step N times"). A schedule cannot be stretched half-way without changing what the epochs
+    already trained meant, so dlzoo asks for the planned ``max_epochs`` or a new run instead."""
+    epochs_done = int(checkpoint.get("epoch", -1)) + 1
+    steps_done = int(checkpoint.get("global_step", 0))
+    if not max_epochs or max_epochs < 0 or epochs_done < 1 or steps_done < 1:
+        return
+    for state in checkpoint.get("lr_schedulers") or []:
+        total = state.get("total_steps") if isinstance(state, dict) else None
+        if not total or ("anneal_func" not in state and "_anneal_func_type" not in state):
+            continue  # not a OneCycleLR
+        planned = round(total * epochs_done / steps_done)
+        if max_epochs > planned:
+            raise ValueError(
+                f"cannot resume {path} with max_epochs={max_epochs}: its one-cycle learning-rate "
+                f"schedule was planned for {planned} epochs ({total} steps) when the run "
+                f"started. Resume with --trainer.max_epochs {planned}, or start a new run "
+                "(without --ckpt_path) for a longer schedule"
+            )
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temporary file beside their target, synced, then renamed.
 
@@ -124,10 +154,73 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.close(directory)
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, which keeps the best checkpoint when a run resumes.
+
+    ``dlzoo fit --ckpt_path`` resumes into a new run folder (``version_<N+1>``). Lightning 2.6
+    then forgets the best score ("The dirpath has changed ...") and keeps the resumed run's
+    first checkpoint as its best, whatever its score. Here the earlier folder's best
+    checkpoints are copied into the new folder and tracked from there, as if the run had never
+    stopped: a better checkpoint replaces the copy, never the earlier run's file. Its
+    ``state_key`` is Lightning's class's, so runs written with either resume with either.
+    """
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        before = state_dict.get("dirpath")
+        if before is None or self.dirpath is None or before == self.dirpath:
+            super().load_state_dict(state_dict)
+            return
+
+        def moved(path: str) -> str:
+            inside = path and Path(path).parent == Path(before)
+            return os.path.join(self.dirpath, Path(path).name) if inside else path
+
+        best_k = {}
+        for path, score in state_dict.get("best_k_models", {}).items():
+            if Path(path).is_file():  # one the user deleted is not tracked
+                _copy_new(path, moved(path))
+                best_k[moved(path)] = score
+        kth = state_dict.get("kth_best_model_path", "")
+        super().load_state_dict(
+            {
+                **state_dict,
+                "dirpath": self.dirpath,
+                "best_k_models": best_k,
+                "best_model_path": moved(state_dict.get("best_model_path", "")),
+                "kth_best_model_path": moved(kth) if moved(kth) in best_k else "",
+                "last_model_path": moved(state_dict.get("last_model_path", "")),
+            }
+        )
+
+
+@rank_zero_only
+def _copy_new(source: str, target: str) -> None:
+    """Copy ``source`` to ``target`` unless ``target`` exists (nothing is overwritten); a
+    copy cut short leaves no file under the name."""
+    if os.path.exists(target):
+        return
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", dir=os.path.dirname(target))
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
+            shutil.copyfileobj(f, out)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 __all__ = [
     "AtomicCheckpointIO",
     "CheckpointError",
+    "RunCheckpoint",
     "checkpoint_model_class",
     "read_checkpoint",
+    "refuse_stretched_schedule",
     "restore_checkpoint",
 ]

@@ -35,7 +35,13 @@ from dlzoo.callbacks import (
     ProgressBar,
     RunArtifacts,
 )
-from dlzoo.cli.checkpoint import AtomicCheckpointIO, checkpoint_model_class, read_checkpoint
+from dlzoo.cli.checkpoint import (
+    AtomicCheckpointIO,
+    RunCheckpoint,
+    checkpoint_model_class,
+    read_checkpoint,
+    refuse_stretched_schedule,
+)
 from dlzoo.cli.names import expand_registered_names, recipes_text, registered_help
 from dlzoo.cli.trainer import DlzooTrainer, default_loggers
 from dlzoo.command import run_command, show_dlzoo_logs
@@ -127,9 +133,10 @@ class DlzooCLI(LightningCLI):
         # Two checkpoints: the best by a monitored metric, and last.ckpt rewritten every epoch.
         # Lightning 2.6 writes ModelCheckpoint(save_last=True)'s last.ckpt only when a new top-k
         # checkpoint is saved in the same step, so last.ckpt could be many epochs old on resume.
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        # RunCheckpoint: Lightning's, keeping the best across a resume into a new run folder
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_top_k": 1, "checkpoint.save_last": False})
-        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "last_checkpoint")
         parser.set_defaults(
             {
                 "last_checkpoint.filename": "last",
@@ -338,33 +345,6 @@ class DlzooCLI(LightningCLI):
             drop = (ModelCheckpoint,) if trainer.loggers else (ModelCheckpoint, SaveConfigCallback)
             trainer.callbacks[:] = [c for c in trainer.callbacks if not isinstance(c, drop)]
         return trainer
-
-
-def refuse_stretched_schedule(
-    checkpoint: dict[str, Any], max_epochs: int | None, path: str
-) -> None:
-    """Refuse, before anything is written, to resume a one-cycle schedule past its planned end.
-
-    ``OneCycleLR`` is planned for a fixed number of steps when a run starts, and the resumed
-    scheduler keeps that plan: with a larger ``max_epochs`` it would fail mid-epoch ("Tried to
-    step N times"). A schedule cannot be stretched half-way without changing what the epochs
-    already trained meant, so dlzoo asks for the planned ``max_epochs`` or a new run instead."""
-    epochs_done = int(checkpoint.get("epoch", -1)) + 1
-    steps_done = int(checkpoint.get("global_step", 0))
-    if not max_epochs or max_epochs < 0 or epochs_done < 1 or steps_done < 1:
-        return
-    for state in checkpoint.get("lr_schedulers") or []:
-        total = state.get("total_steps") if isinstance(state, dict) else None
-        if not total or ("anneal_func" not in state and "_anneal_func_type" not in state):
-            continue  # not a OneCycleLR
-        planned = round(total * epochs_done / steps_done)
-        if max_epochs > planned:
-            raise ValueError(
-                f"cannot resume {path} with max_epochs={max_epochs}: its one-cycle learning-rate "
-                f"schedule was planned for {planned} epochs ({total} steps) when the run "
-                f"started. Resume with --trainer.max_epochs {planned}, or start a new run "
-                "(without --ckpt_path) for a longer schedule"
-            )
 
 
 def _configured_task(config: Any, described: dict[str, Any]) -> Task | None:

@@ -51,6 +51,15 @@ PRIVATE_APIS: tuple[PrivateAPI, ...] = (
         "replaced by Lightning's DistributedSampler, and turning the option off would make a "
         "user's own loaders unsharded",
     ),
+    PrivateAPI(
+        "ModelCheckpoint.load_state_dict keeps the best checkpoint's score only when the "
+        "checkpoint's dirpath is the run's; its state_dict keys and its state_key "
+        "'ModelCheckpoint{...}' (the layout of Lightning's checkpoints)",
+        "dlzoo.cli.checkpoint.RunCheckpoint",
+        "a run resumed into a new folder would keep its first checkpoint as the best; "
+        "RunCheckpoint carries the best over under Lightning's own state key, so runs "
+        "written with either class resume with either",
+    ),
 )
 
 __all__ = ["PRIVATE_APIS", "PrivateAPI"]
