@@ -560,3 +560,16 @@ def test_health_tells_when_encoding_one_request_takes_longer_than_the_timeout(
     assert busy is not None and "encoding a request" in busy and "0.3 s" in busy
     assert rejected.status == 504  # the client got its answer at the timeout, not a hang
     assert after is None  # ready again once the encoding ended
+
+
+def test_serving_without_batching_says_nothing_misleading(tabular: tuple) -> None:
+    # LitServe warns "max_batch_size was not set" at max_batch_size=1 because PredictionAPI
+    # defines batch/unbatch; 1 is how a user turns batching off (--max_batch_size 1)
+    import warnings
+
+    model, dm, rows = tabular
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        api = PredictionAPI.for_model(model, dm, runtime="torch", max_batch_size=1)
+    assert api.max_batch_size == 1
+    assert len(_answers(api, rows[:2])) == 2

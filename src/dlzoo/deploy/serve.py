@@ -26,6 +26,7 @@ requests batched with it.
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,10 @@ class PredictionAPI(ls.LitAPI):
         limits: Limits | None = None,
         max_inputs: int | None = None,
     ) -> None:
-        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+        with warnings.catch_warnings():
+            # LitServe's "max_batch_size was not set" at 1: how a user turns batching off
+            warnings.filterwarnings("ignore", "The LitServer has both batch and unbatch")
+            super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         if not isinstance(runtime, TorchRuntime | OnnxRuntime):  # (model, datamodule)
             from dlzoo.data.base import output_names
 
