@@ -11,8 +11,9 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import lightning.pytorch as pl
 import torch
@@ -134,24 +135,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             super().save_checkpoint(checkpoint, path, storage_options)
             return
         path = Path(str(path).removeprefix("file://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        write_atomically(path, lambda f: torch.save(checkpoint, f))
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """``write(file)`` to a temporary file beside ``path``, synced, then renamed to ``path``: the
+    file under the name is whole or absent, and the previous one stays until then."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
+        directory = os.open(path.parent, os.O_RDONLY)
         try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
-            directory = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            os.fsync(directory)
+        finally:
+            os.close(directory)
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -199,20 +206,10 @@ class RunCheckpoint(ModelCheckpoint):
 
 @rank_zero_only
 def _copy_new(source: str, target: str) -> None:
-    """Copy ``source`` to ``target`` unless ``target`` exists (nothing is overwritten); a
-    copy cut short leaves no file under the name."""
-    if os.path.exists(target):
-        return
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", dir=os.path.dirname(target))
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
-            shutil.copyfileobj(f, out)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Copy ``source`` to ``target`` unless ``target`` exists (nothing is overwritten)."""
+    if not os.path.exists(target):
+        with open(source, "rb") as f:
+            write_atomically(Path(target), lambda out: shutil.copyfileobj(f, out))
 
 
 __all__ = [
@@ -223,4 +220,5 @@ __all__ = [
     "read_checkpoint",
     "refuse_stretched_schedule",
     "restore_checkpoint",
+    "write_atomically",
 ]

@@ -167,14 +167,7 @@ class DlzooTrainer(pl.Trainer):
             raise ValueError("--runtime onnxruntime serves on CPU: use --accelerator cpu")
         restore_checkpoint(model, datamodule, ckpt_path, weights_only=weights_only is not False)
         api = PredictionAPI.for_model(
-            model,
-            datamodule,
-            runtime="torch" if gpu else runtime,
-            threads=serving.threads,
-            instances=serving.instances,
-            max_batch_size=serving.max_batch_size,
-            batch_timeout=serving.batch_timeout,
-            limits=serving.limits,
+            model, datamodule, runtime="torch" if gpu else runtime, **serving.prediction_settings
         )
         serve(api, serving, accelerator="cuda" if gpu else "cpu")
 

@@ -7,6 +7,7 @@ and both hosts take them. The budgets of one request are the inherited
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 from dlzoo.deploy import ServerName
 from dlzoo.deploy.requests import Limits
@@ -72,6 +73,18 @@ class ServeOptions(Limits):
     def limits(self) -> Limits:
         """The budgets of one request alone (what the prediction API checks)."""
         return Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})
+
+    @property
+    def prediction_settings(self) -> dict[str, Any]:
+        """What :meth:`PredictionAPI.for_model <dlzoo.deploy.serve.PredictionAPI.for_model>` and
+        ``for_bundle`` take of these options."""
+        return {
+            "threads": self.threads,
+            "instances": self.instances,
+            "max_batch_size": self.max_batch_size,
+            "batch_timeout": self.batch_timeout,
+            "limits": self.limits,
+        }
 
 
 __all__ = ["ServeOptions", "check_serving"]

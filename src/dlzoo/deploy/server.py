@@ -103,14 +103,7 @@ def bundle_main(argv: Sequence[str]) -> None:
         server=options.server or "dlzoo",
         threads=options.threads or max(1, default_threads() // options.workers),
     )
-    api = PredictionAPI.for_bundle(
-        bundle,
-        threads=options.threads,
-        instances=options.instances,
-        max_batch_size=options.max_batch_size,
-        batch_timeout=options.batch_timeout,
-        limits=options.limits,
-    )
+    api = PredictionAPI.for_bundle(bundle, **options.prediction_settings)
     serve(api, options)
 
 
