@@ -10,6 +10,7 @@ import json
 import logging
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -198,7 +199,10 @@ def test_frozen_cached_features_equal_the_uncached_path(
         cached = TextClassificationDataModule(**settings)
         trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False,
                           enable_progress_bar=False, accelerator="cpu")  # fmt: skip
-        with caplog.at_level(logging.INFO, logger="dlzoo"):
+        model.train()  # as a user's model comes to fit: the frozen encoder stays in eval mode
+        with caplog.at_level(logging.INFO, logger="dlzoo"), warnings.catch_warnings():
+            # the frozen encoder's eval mode is on purpose: Lightning's warning is not shown
+            warnings.filterwarnings("error", r".*module\(s\) in eval mode")
             trainer.fit(model, datamodule=cached)  # the model runs the encoder once
         used_onnx = "backbone features by ONNX Runtime" in caplog.text
         assert used_onnx == (runtime == "onnxruntime"), caplog.text
