@@ -19,7 +19,6 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from dlzoo.cli.checkpoint import restore_checkpoint
 from dlzoo.data.base import DataModule
 from dlzoo.deploy import RuntimeName
-from dlzoo.deploy.bundle import default_threads
 from dlzoo.deploy.export import ExportFormat, export_model
 from dlzoo.models.base import TaskModule
 
@@ -156,13 +155,7 @@ class DlzooTrainer(pl.Trainer):
         gpu = accelerator in ("cuda", "gpu") or (
             accelerator == "auto" and torch.cuda.is_available()
         )
-        workers = workers_per_device or given.workers
-        serving = replace(
-            given,
-            server=given.server or ("litserve" if gpu else "dlzoo"),
-            workers=workers,
-            threads=given.threads or max(1, default_threads() // workers),
-        )
+        serving = replace(given, workers=workers_per_device or given.workers).resolved(gpu)
         if gpu and runtime == "onnxruntime":
             raise ValueError("--runtime onnxruntime serves on CPU: use --accelerator cpu")
         restore_checkpoint(model, datamodule, ckpt_path, weights_only=weights_only is not False)

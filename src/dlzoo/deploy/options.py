@@ -6,10 +6,11 @@ and both hosts take them. The budgets of one request are the inherited
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from dlzoo.deploy import ServerName
+from dlzoo.deploy.bundle import default_threads
 from dlzoo.deploy.requests import Limits
 
 
@@ -68,6 +69,14 @@ class ServeOptions(Limits):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_serving(self.port, self.workers, self.threads, self.timeout, self.drain_timeout)
+
+    def resolved(self, gpu: bool = False) -> ServeOptions:
+        """These options with their automatic defaults settled: the server (LitServe on a
+        GPU, dlzoo's host on CPU) and the threads per worker (the cores / workers)."""
+        threads = self.threads or max(1, default_threads() // self.workers)
+        return replace(
+            self, server=self.server or ("litserve" if gpu else "dlzoo"), threads=threads
+        )
 
     @property
     def limits(self) -> Limits:

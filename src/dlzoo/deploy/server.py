@@ -9,11 +9,9 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import Any
 
 from dlzoo.deploy import die_with_parent
-from dlzoo.deploy.bundle import default_threads
 from dlzoo.deploy.host import run
 from dlzoo.deploy.options import ServeOptions, check_serving
 from dlzoo.deploy.serve import PredictionAPI, build_server
@@ -79,8 +77,7 @@ def serve(
                 child.terminate()
                 child.join(5)
         return
-    threads = options.threads or max(1, default_threads() // options.workers)
-    run(api, replace(options, threads=threads))
+    run(api, options.resolved())
 
 
 def bundle_main(argv: Sequence[str]) -> None:
@@ -97,12 +94,7 @@ def bundle_main(argv: Sequence[str]) -> None:
     parser.add_class_arguments(ServeOptions, as_group=False)
     args = parser.parse_args(list(argv)).as_dict()
     bundle = args.pop("bundle")
-    options = ServeOptions(**args)
-    options = replace(
-        options,
-        server=options.server or "dlzoo",
-        threads=options.threads or max(1, default_threads() // options.workers),
-    )
+    options = ServeOptions(**args).resolved()  # ONNX Runtime on CPU
     api = PredictionAPI.for_bundle(bundle, **options.prediction_settings)
     serve(api, options)
 
