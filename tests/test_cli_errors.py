@@ -186,3 +186,30 @@ def test_a_value_the_model_refuses_is_its_own_one_line_not_a_union_dump(
     ]
     assert len(lines) == 3 and "Union" not in err  # after the line that names the task
     assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    ("given", "first"),
+    [
+        (["--max_inputz", "3"], "unrecognized arguments: --max_inputz 3"),
+        (["--max_inputs", "abc"], 'Parser key "max_inputs":'),
+    ],
+)
+def test_serving_a_bundle_reads_its_errors_first_as_every_subcommand_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, given: list[str], first: str
+) -> None:
+    """``dlzoo serve --bundle`` has its own parser (no Lightning): a mistyped option is said in
+    the first line, not after 12 lines of usage."""
+    from dlzoo.__main__ import main as dlzoo_main
+
+    monkeypatch.setattr(sys, "argv", ["dlzoo", "serve", "--bundle", str(tmp_path), *given])
+    with pytest.raises(SystemExit) as exit:
+        dlzoo_main()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert exit.value.code == 2
+    assert lines[0] == f"dlzoo serve: error: {first}"
+    assert len(lines) <= 3
+    assert lines[-1] == (
+        "usage: dlzoo serve --bundle DIR [options]; "
+        "'dlzoo serve --bundle DIR --help' lists every option"
+    )

@@ -61,7 +61,7 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 
 #: the layers, lowest first: a module is in the layer of the longest prefix naming it
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("dlzoo.onnx_io", "dlzoo.checkpoints", "dlzoo.hub", "dlzoo.metrics"),
+    ("dlzoo.onnx_io", "dlzoo.checkpoints", "dlzoo.hub", "dlzoo.metrics", "dlzoo.parsing"),
     ("dlzoo.tasks",),
     ("dlzoo.networks",),  # torch only
     # what a bundle needs to prepare inputs: no Lightning

@@ -16,7 +16,7 @@ import warnings
 from argparse import RawDescriptionHelpFormatter
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import lightning.pytorch as pl
 import yaml
@@ -47,6 +47,7 @@ from dlzoo.cli.trainer import DlzooTrainer, default_loggers
 from dlzoo.command import run_command, show_dlzoo_logs
 from dlzoo.data.base import DataModule
 from dlzoo.models.base import TASK_SETTINGS, TaskModule
+from dlzoo.parsing import ErrorFirst
 from dlzoo.registry import init_arguments, load_builtins
 from dlzoo.tasks import Task, classification_task, get_task
 
@@ -71,20 +72,9 @@ DESCRIBED = (
 )
 
 
-class DlzooArgumentParser(LightningArgumentParser):
+class DlzooArgumentParser(ErrorFirst, LightningArgumentParser):
     """LightningCLI's parser, whose errors read error-first: the one line that says what is
     wrong, then a short usage line and where the full help is (not 90 lines of usage first)."""
-
-    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        if not self.exit_on_error:
-            super().error(message, ex)
-        parser = getattr(ex, "subcommand_parser", None) or self
-        prog = parser.prog.replace(" [options]", "")
-        lines = str(message).strip().splitlines() or ["invalid arguments"]
-        shown = lines[:12] + ([f"... ({len(lines) - 12} more lines)"] if len(lines) > 12 else [])
-        sys.stderr.write(f"{prog}: error: " + "\n  ".join(shown) + "\n")
-        sys.stderr.write(f"usage: {prog} [options]; '{prog} --help' lists every option\n")
-        self.exit(2)
 
 
 class DlzooCLI(LightningCLI):

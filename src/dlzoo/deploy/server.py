@@ -84,12 +84,13 @@ def bundle_main(argv: Sequence[str]) -> None:
     """``dlzoo serve --bundle DIR [options]``: serve an export bundle, no config or checkpoint;
     the options are ``dlzoo serve``'s, read from :class:`ServeOptions` by the same parser
     (jsonargparse) with the same types, defaults and help."""
-    from jsonargparse import ArgumentParser
+    from dlzoo.parsing import ErrorFirst
 
-    parser = ArgumentParser(
+    parser = ErrorFirst(
         prog="dlzoo serve",
         description="Serve an ONNX export bundle with ONNX Runtime (POST /predict, GET /health).",
     )
+    parser.usage_line = "dlzoo serve --bundle DIR [options]"
     parser.add_argument("--bundle", required=True, help="the bundle folder (dlzoo export)")
     parser.add_class_arguments(ServeOptions, as_group=False)
     args = parser.parse_args(list(argv)).as_dict()
