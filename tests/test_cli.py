@@ -546,8 +546,30 @@ def test_help_lists_registered_models_and_datamodules(capsys: pytest.CaptureFixt
         shown = capsys.readouterr().out
         assert "  ffn             FeedForwardNet: " in shown
         assert "  text_csv        TextClassificationDataModule: " in shown
+        assert "  ffn             FeedForwardNet: A FeedForwardNetwork for a task" in shown
+        listing = shown[shown.index("models:") : shown.index("recipes:")]
+        assert ":class:" not in listing and "``" not in listing  # markup is not for a terminal
         if args == ["--help"]:  # without a subcommand first, every subcommand is listed
             assert "{fit,validate,test,predict,export,serve}" in shown
+
+
+@pytest.mark.parametrize(
+    ("option", "name", "shown"),
+    [
+        ("--model.help", "ffn", "--model.hidden_sizes"),
+        ("--model.help", "TransformerClassifier", "--model.num_heads"),
+        ("--data.help", "tabular", "--data.log_target"),
+    ],
+)
+def test_the_help_of_one_model_or_datamodule_takes_its_registered_name(
+    option: str, name: str, shown: str, capsys: pytest.CaptureFixture
+) -> None:
+    """``--model ffn`` takes a registered name, so LightningCLI's ``--model.help`` does too."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", option, name])
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 0, captured.err
+    assert shown in captured.out
 
 
 def test_a_mistyped_subcommand_is_named_with_the_choices(capsys: pytest.CaptureFixture) -> None:

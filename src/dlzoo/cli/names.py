@@ -3,6 +3,7 @@ recipe's name after ``--config`` become what LightningCLI imports."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,8 @@ def _expand_section(section: Any, table: dict[str, type]) -> Any:
 
 def expand_registered_names(args: list[str]) -> list[str]:
     """``args`` with registered model and DataModule names (``ffn``, ``FeedForwardNet``) spelled
-    as import paths, in ``--model X``, ``--data=X``, ``--model.class_path X`` and in the
-    ``model``/``data`` sections of ``--config`` files (then passed on as YAML text)."""
+    as import paths, in ``--model X``, ``--data=X``, ``--model.class_path X``, ``--model.help X``
+    and in the ``model``/``data`` sections of ``--config`` files (then passed on as YAML text)."""
     load_builtins()
     tables = {"model": MODELS, "data": DATAMODULES}
     out: list[str] = []
@@ -81,7 +82,7 @@ def expand_registered_names(args: list[str]) -> list[str]:
         key, eq, value = arg.partition("=")
         has_value = bool(eq) or index + 1 < len(args)
         value = value if eq else (args[index + 1] if index + 1 < len(args) else "")
-        section = key.removeprefix("--").removesuffix(".class_path")
+        section = key.removeprefix("--").removesuffix(".class_path").removesuffix(".help")
         if key.startswith("--") and section in tables and has_value:
             out += [key, full_path(tables[section], value)]
         elif key == "--config" and has_value and (recipe := config_path(value)) is not None:
@@ -103,11 +104,21 @@ def expand_registered_names(args: list[str]) -> list[str]:
     return out
 
 
+#: a Sphinx cross-reference in a docstring (``:class:`~dlzoo.networks.ffn.FeedForwardNetwork```)
+_ROLE = re.compile(r":\w+:`(~?)([\w.]+)`")
+
+
+def plain_text(doc: str) -> str:
+    """A docstring's line as a terminal shows it: ``:class:`~a.B``` is ``B``, ````x```` is ``x``."""
+    text = _ROLE.sub(lambda m: m[2].rsplit(".", 1)[-1] if m[1] else m[2], doc)
+    return text.replace("``", "")
+
+
 def _summary(table: dict[str, type]) -> str:
     lines = []
     for name, cls in sorted(table.items()):
-        doc = (cls.__doc__ or "").strip().splitlines()
-        line = f"  {name:<15} {cls.__name__}: {doc[0].replace('``', '') if doc else ''}"
+        first = (cls.__doc__ or "").strip().split("\n\n", 1)[0]  # the first paragraph
+        line = f"  {name:<15} {cls.__name__}: {plain_text(' '.join(first.split()))}"
         lines.append(line if len(line) <= 100 else line[:97] + "...")
     return "\n".join(lines)
 
@@ -119,7 +130,8 @@ def registered_help() -> str:
     recipes = ", ".join(list_recipes())
     return (
         "Train, evaluate and use dlzoo's models from a YAML config (LightningCLI).\n"
-        "--model and --data take a registered name, a class name or an import path;\n"
+        "--model and --data take a registered name, a class name or an import path\n"
+        "('dlzoo fit --model.help ffn' lists one model's options, --data.help one DataModule's);\n"
         "--config takes a file or the name of a shipped recipe ('dlzoo recipes' lists them).\n\n"
         f"models:\n{_summary(MODELS)}\n\nDataModules:\n{_summary(DATAMODULES)}\n\n"
         f"recipes: {recipes}"
