@@ -213,3 +213,28 @@ def test_serving_a_bundle_reads_its_errors_first_as_every_subcommand_does(
         "usage: dlzoo serve --bundle DIR [options]; "
         "'dlzoo serve --bundle DIR --help' lists every option"
     )
+
+
+@pytest.mark.parametrize("beside", [True, False])
+def test_a_checkpoint_given_without_its_config_is_told_where_the_config_is(
+    tmp_path: Path, beside: bool
+) -> None:
+    """``dlzoo predict --ckpt_path RUN/checkpoints/last.ckpt`` alone does not say which model and
+    data: the error names the run's config (dlzoo fit wrote it beside ``checkpoints/``), instead
+    of jsonargparse's "arguments are required: predict.data, predict.model"."""
+    run = tmp_path / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(b"")
+    if beside:
+        (run / "config.yaml").write_text("model: ffn\n")
+    expected = (
+        f"dlzoo predict --ckpt_path needs the run's config: add --config {run / 'config.yaml'}"
+        if beside
+        else "dlzoo predict --ckpt_path needs the run's config (--config RUN/config.yaml, which "
+        "dlzoo fit writes in the run folder) or --model and --data"
+    )
+    for given in (["--ckpt_path", str(ckpt)], [f"--ckpt_path={ckpt}", "--data.batch_size", "8"]):
+        with pytest.raises(ValueError) as error:
+            main(["predict", *given])
+        assert str(error.value) == expected

@@ -56,6 +56,33 @@ def checkpoint_model_class(
     return model_class
 
 
+def refuse_a_checkpoint_without_its_run(args: list[str]) -> None:
+    """``dlzoo predict --ckpt_path X`` (or validate, test, export, serve) with neither a config
+    nor ``--model`` and ``--data``: a ``ValueError`` naming the run's ``config.yaml`` (which
+    ``dlzoo fit`` writes beside ``checkpoints/``), before jsonargparse asks for
+    ``predict.model`` and ``predict.data``."""
+    keys = [a.split("=", 1)[0] for a in args]
+    if args[:1] not in (["validate"], ["test"], ["predict"], ["export"], ["serve"]):
+        return
+    if "--ckpt_path" not in keys or set(keys) & {"--help", "-h", "--print_config"}:
+        return
+    naming = {"--config", "-c", "--model", "--model.class_path", "--data", "--data.class_path"}
+    if set(keys) & naming:
+        return
+    index = keys.index("--ckpt_path")
+    _, eq, path = args[index].partition("=")
+    path = path if eq else (args[index + 1] if index + 1 < len(args) else "")
+    config = Path(path).parent.parent / "config.yaml"
+    if Path(path).parent.name == "checkpoints" and config.is_file():
+        raise ValueError(
+            f"dlzoo {args[0]} --ckpt_path needs the run's config: add --config {config}"
+        )
+    raise ValueError(
+        f"dlzoo {args[0]} --ckpt_path needs the run's config (--config RUN/config.yaml, which"
+        " dlzoo fit writes in the run folder) or --model and --data"
+    )
+
+
 def _dlzoo_model(class_path: str) -> type | None:
     """A registered model, or :class:`TaskModule` itself (which trains a network of the user's:
     that network's class is imported from the config, never from the checkpoint)."""
@@ -218,6 +245,7 @@ __all__ = [
     "RunCheckpoint",
     "checkpoint_model_class",
     "read_checkpoint",
+    "refuse_a_checkpoint_without_its_run",
     "refuse_stretched_schedule",
     "restore_checkpoint",
     "write_atomically",

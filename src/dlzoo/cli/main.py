@@ -40,6 +40,7 @@ from dlzoo.cli.checkpoint import (
     RunCheckpoint,
     checkpoint_model_class,
     read_checkpoint,
+    refuse_a_checkpoint_without_its_run,
     refuse_stretched_schedule,
 )
 from dlzoo.cli.names import expand_registered_names, recipes_text, registered_help
@@ -164,6 +165,7 @@ class DlzooCLI(LightningCLI):
             super().parse_arguments(parser, args)
             return
         given = list(sys.argv[1:] if args is None else args)
+        refuse_a_checkpoint_without_its_run(given)
         expanded = expand_registered_names(given)
         printing = [a for a in expanded if a.split("=", 1)[0] == "--print_config"]
         if printing and expanded and expanded[0] in self.subcommands():
