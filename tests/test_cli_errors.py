@@ -238,3 +238,32 @@ def test_a_checkpoint_given_without_its_config_is_told_where_the_config_is(
         with pytest.raises(ValueError) as error:
             main(["predict", *given])
         assert str(error.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("setting", "said"),
+    [
+        (["--trainer.accelerator", "mps"], "`MPSAccelerator` can not run on your system"),
+        (["--trainer.devices", "0"], "`Trainer(devices='0')` value is not a valid input"),
+    ],
+)
+def test_a_trainer_setting_this_machine_cannot_run_is_one_line(
+    config_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+    setting: list[str],
+    said: str,
+) -> None:
+    """Lightning refuses these while building the Trainer (``MisconfigurationException``): the
+    command says so in one line, as for any other config mistake, not with a traceback."""
+    monkeypatch.setattr(logging.getLogger("dlzoo"), "handlers", [])  # a new stderr each test
+    root = ["--trainer.default_root_dir", str(tmp_path / "runs")]
+    status, err = run_command(
+        ["fit", "--config", str(config_file), *setting, *root], monkeypatch, capsys
+    )
+    assert status == 1
+    errors = [line for line in err.splitlines() if line.startswith("dlzoo: error: ")]
+    assert len(errors) == 1 and said in errors[0]
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()  # nothing written

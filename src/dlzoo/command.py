@@ -46,12 +46,13 @@ def show_dlzoo_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
-def run_command(run: Callable[[], object]) -> None:
-    """Run a subcommand as the ``dlzoo`` command does: a :data:`USER_ERRORS` error prints one
+def run_command(run: Callable[[], object], also: tuple[type[Exception], ...] = ()) -> None:
+    """Run a subcommand as the ``dlzoo`` command does: a :data:`USER_ERRORS` error, or one of
+    ``also`` (the subcommand's own, e.g. Lightning's ``MisconfigurationException``), prints one
     line and exits with status 1 (``DLZOO_TRACEBACK=1`` shows the traceback instead)."""
     try:
         run()
-    except (*USER_ERRORS, OSError) as err:
+    except (*USER_ERRORS, *also, OSError) as err:
         if os.environ.get("DLZOO_TRACEBACK", "") not in ("", "0"):
             raise
         if type(err) is OSError and err.errno not in FULL_DISK:

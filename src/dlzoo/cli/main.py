@@ -28,6 +28,7 @@ from lightning.pytorch.cli import (
     LightningCLI,
     SaveConfigCallback,
 )
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from dlzoo.callbacks import (
     EpochSeed,
@@ -466,7 +467,8 @@ def main(args: list[str] | None = None) -> None:
     if args is not None:
         run()
         return
-    run_command(run)
+    # a Trainer setting this machine cannot run (no such accelerator, devices=0): the user's
+    run_command(run, also=(MisconfigurationException,))
 
 
 __all__ = ["DESCRIBED", "DlzooCLI", "main", "make_cli", "refuse_stretched_schedule"]
