@@ -173,6 +173,38 @@ def test_images_over_the_decompression_bomb_limit_are_skipped(
     assert len(dm._datasets["train"]) == 8
 
 
+def test_checking_images_in_threads_leaves_the_warning_filters_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder scan checks images in threads. Python's ``warnings.catch_warnings`` is not
+    thread-safe: a check that silenced PIL's DecompressionBombWarning with it showed the warning
+    now and then (a thread's filters undone by another's) and could leave them changed. The
+    size check reads the header without warning at all."""
+    import sys
+    import warnings
+
+    from dlzoo.data.image_files import find_unreadable
+
+    for i in range(300):  # 12,000 pixels: over the scaled-down limit, under twice it
+        Image.new("RGB", (120, 100)).save(tmp_path / f"big{i}.png")
+        Image.new("RGB", (20, 10)).save(tmp_path / f"small{i}.bmp")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    interval = sys.getswitchinterval()
+    paths = sorted(str(p) for p in tmp_path.iterdir())
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        filters = list(warnings.filters)
+        sys.setswitchinterval(1e-6)  # threads switch often: the race shows at once
+        try:
+            reasons = find_unreadable(paths, cache_file=None, workers=8)
+        finally:
+            sys.setswitchinterval(interval)
+        assert warnings.filters == filters
+    assert [w for w in shown if issubclass(w.category, Image.DecompressionBombWarning)] == []
+    assert sorted(reasons) == sorted(p for p in paths if "big" in p)
+    assert all("too large to decode: 120x100 pixels" in r for r in reasons.values())
+
+
 def test_cats_dogs_without_its_validation_folder_is_an_error_not_a_split(tmp_path: Path) -> None:
     # what an extraction killed before its validation folder was written used to leave behind
     write_image_tree(tmp_path / "cd" / "cats_and_dogs", {"train": 3})

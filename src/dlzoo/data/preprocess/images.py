@@ -4,14 +4,14 @@ centre-crop, scale, normalise, with an image DataModule's evaluation settings.""
 from __future__ import annotations
 
 import binascii
+import contextlib
 import io
 import os
 import re
 import textwrap
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pybase64
 import torch
@@ -52,50 +52,47 @@ def read_image(source: str | Path | bytes) -> torch.Tensor:
 
 def _too_large(source: str | io.BytesIO) -> str | None:
     """Why an image is too large to decode (PIL's decompression-bomb limit), from its header alone."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
-                width, height = image.size
-    except Image.DecompressionBombError as err:
-        return f"too large to decode: {err}"
-    except (OSError, ValueError, SyntaxError):
-        return None  # not for PIL to judge: the decoder says what is wrong with it
+    size = _header_size(source)
     limit = Image.MAX_IMAGE_PIXELS
-    if limit is not None and width * height > limit:
-        return (
-            f"too large to decode: {width}x{height} pixels, more than PIL's limit of {limit} "
-            "(PIL.Image.MAX_IMAGE_PIXELS)"
-        )
-    return None
+    if size is None or limit is None or size[0] * size[1] <= limit:
+        return None  # an image no reader knows is for the decoder to judge
+    return (
+        f"too large to decode: {size[0]}x{size[1]} pixels, more than PIL's limit of {limit} "
+        "(PIL.Image.MAX_IMAGE_PIXELS)"
+    )
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
     """An image file's ``(width, height)`` from its header alone (nothing decoded), or ``None``
     where PIL cannot tell."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                return image.size
-    except Image.DecompressionBombError:
-        # PIL refuses to open it past its own limit, header included: read the header with the
-        # format's own reader (what Image.open does before that check), for the server's budget
-        return _header_size(data)
-    except (OSError, ValueError, SyntaxError):
-        return None
+    return _header_size(data)
 
 
-def _header_size(data: bytes) -> tuple[int, int] | None:
+def _header_size(source: str | io.BytesIO | bytes) -> tuple[int, int] | None:
+    """An image's ``(width, height)`` read from its header by the format's own PIL reader, as
+    ``Image.open`` does before its decompression-bomb check. That check warns through the
+    process-wide warnings filters, which ``warnings.catch_warnings`` cannot silence safely in
+    the folder scan's threads; here nothing warns. ``None`` where no reader knows the file."""
     Image.init()
-    for name in Image.ID:
-        factory, accept = Image.OPEN[name]
-        if accept is not None and not accept(data[:16]):
-            continue
-        try:
-            return factory(io.BytesIO(data), "").size
-        except Exception:
-            continue
+    with contextlib.ExitStack() as stack:
+        if isinstance(source, str):
+            try:
+                fp: BinaryIO = stack.enter_context(open(source, "rb"))
+            except OSError:
+                return None  # the decoder says what is wrong with it
+        else:
+            fp = io.BytesIO(source) if isinstance(source, bytes) else source
+        fp.seek(0)
+        prefix = fp.read(16)
+        for name in Image.ID:
+            factory, accept = Image.OPEN[name]
+            if accept is not None and not accept(prefix):
+                continue
+            fp.seek(0)
+            try:
+                return factory(fp, "").size
+            except Exception:
+                continue  # not this format
     return None
 
 
