@@ -52,7 +52,7 @@ def read_image(source: str | Path | bytes) -> torch.Tensor:
 
 def _too_large(source: str | io.BytesIO) -> str | None:
     """Why an image is too large to decode (PIL's decompression-bomb limit), from its header alone."""
-    size = _header_size(source)
+    size = image_size(source)
     limit = Image.MAX_IMAGE_PIXELS
     if size is None or limit is None or size[0] * size[1] <= limit:
         return None  # an image no reader knows is for the decoder to judge
@@ -62,17 +62,12 @@ def _too_large(source: str | io.BytesIO) -> str | None:
     )
 
 
-def image_size(data: bytes) -> tuple[int, int] | None:
+def image_size(source: str | io.BytesIO | bytes) -> tuple[int, int] | None:
     """An image file's ``(width, height)`` from its header alone (nothing decoded), or ``None``
-    where PIL cannot tell."""
-    return _header_size(data)
-
-
-def _header_size(source: str | io.BytesIO | bytes) -> tuple[int, int] | None:
-    """An image's ``(width, height)`` read from its header by the format's own PIL reader, as
+    where PIL cannot tell. Read by the format's own PIL reader, as
     ``Image.open`` does before its decompression-bomb check. That check warns through the
     process-wide warnings filters, which ``warnings.catch_warnings`` cannot silence safely in
-    the folder scan's threads; here nothing warns. ``None`` where no reader knows the file."""
+    the folder scan's threads; here nothing warns."""
     Image.init()
     with contextlib.ExitStack() as stack:
         if isinstance(source, str):
